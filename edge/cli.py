@@ -1,0 +1,87 @@
+"""The `edge` command: `edge serve` runs the service; `edge config-table` prints the options table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from edge.settings import Settings, SettingsError, config_table, env_name, flag_name
+
+
+def _options_epilog() -> str:
+    lines = ["options of 'edge serve' (flag / environment variable / default):"]
+    for f in Settings.options():
+        default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        lines.append(f"  {flag_name(f.name):22} {env_name(f.name):26} default {default!r}")
+        lines.append(f"      {f.metadata['help']}")
+    lines.append("A TOML file given with --config may set any option by its name (e.g. port = 9000).")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge",
+        description="Edge service for live-video transcoding networks: stream API, broadcaster "
+        "selection and merged live HLS playlists.",
+        epilog=_options_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="command")
+    serve = commands.add_parser(
+        "serve", help="run the service", epilog=_options_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for f in Settings.options():
+        kwargs: dict = {"dest": f.name, "default": None, "help": f"{f.metadata['help']} [{env_name(f.name)}]"}
+        if f.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = f.name.upper()
+        serve.add_argument(flag_name(f.name), **kwargs)
+    commands.add_parser("config-table", help="print the configuration table (Markdown) for the README")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "config-table":
+        print(config_table())
+        return 0
+    if args.command != "serve":
+        parser.print_help()
+        return 2
+    overrides = {f.name: getattr(args, f.name) for f in Settings.options()}
+    try:
+        settings = Settings.load(overrides).with_credentials()
+    except SettingsError as exc:
+        print(f"edge: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from edge.app import create_app
+    from edge.observability import configure_logging
+
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    # Forwarding headers are judged by geo's trusted-proxy rules, not by uvicorn, so they are off here.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        lifespan="on",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The one settings object: every option declared once, read once at start-up.
+
+Each option is a field of `Settings` whose metadata carries its help text. From that one declaration
+come the `EDGE_<NAME>` environment variable, the `--name` command-line flag, the key in a TOML config
+file and the README's configuration table (`edge config-table` prints it).
+Precedence: command line > environment > config file > default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "EDGE_"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the option."""
+
+
+def _opt(default: Any, help: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = _opt("127.0.0.1", "Address to listen on (0.0.0.0 for every interface).")
+    port: int = _opt(8080, "TCP port to listen on.")
+    config: str = _opt("", "Path of a TOML config file whose keys are these option names.")
+    data_dir: str = _opt("data", "Directory of the embedded store (SQLite) and generated credentials.")
+    store: str = _opt("", "Store URL: empty for SQLite in the data directory, or sqlite:///path/file.db.")
+    api_keys: tuple[str, ...] = _opt(
+        (), "Comma-separated API keys for /api/stream. Empty: one is generated into DATA_DIR/api-key.",
+        secret=True,
+    )
+    admin_tokens: tuple[str, ...] = _opt(
+        (), "Comma-separated admin tokens (every API). Empty: one is generated into DATA_DIR/admin-token.",
+        secret=True,
+    )
+    broadcaster_tokens: tuple[str, ...] = _opt(
+        (),
+        "Comma-separated tokens broadcasters use to register, heartbeat and call the stream hook. "
+        "Empty: one is generated into DATA_DIR/broadcaster-token.",
+        secret=True,
+    )
+    max_body_bytes: int = _opt(262_144, "Largest request body accepted, in bytes (larger: 413).")
+    page_size: int = _opt(20, "Default page size of GET /api/stream (at most 100 per page).")
+    log_level: str = _opt("info", "Log level: debug, info, warning or error.")
+    access_log: bool = _opt(True, "Write one JSON line per request to standard error.")
+
+    @classmethod
+    def options(cls) -> tuple[dataclasses.Field[Any], ...]:
+        return dataclasses.fields(cls)
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> "Settings":
+        """Resolve every option from command line overrides, environment and config file."""
+        environ = os.environ if environ is None else environ
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        from_env = {
+            f.name: environ[env_name(f.name)]
+            for f in cls.options()
+            if env_name(f.name) in environ
+        }
+        config_path = overrides.get("config") or from_env.get("config") or ""
+        from_file = _read_config_file(config_path) if config_path else {}
+        values: dict[str, Any] = {}
+        for f in cls.options():
+            for source in (overrides, from_env, from_file):
+                if f.name in source:
+                    values[f.name] = _coerce(f, source[f.name])
+                    break
+        settings = cls(**values)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port: {self.port} is not a TCP port")
+        if self.max_body_bytes < 1024:
+            raise SettingsError("max_body_bytes: must be at least 1024")
+        if not 1 <= self.page_size <= 100:
+            raise SettingsError("page_size: must be between 1 and 100")
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise SettingsError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
+        if self.store and not self.store.startswith("sqlite:///"):
+            raise SettingsError(f"store: {self.store!r} is not supported (use sqlite:///path)")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def sqlite_path(self) -> Path:
+        if self.store.startswith("sqlite:///"):
+            return Path(self.store.removeprefix("sqlite:///"))
+        return self.data_path / "edge.db"
+
+    def with_credentials(self) -> "Settings":
+        """Fill empty credential lists from files in the data directory, generating them once.
+
+        Generated secrets are written with mode 0600 and never printed: the operator reads the file.
+        """
+        generated = {}
+        for name, filename in CREDENTIAL_FILES.items():
+            if not getattr(self, name):
+                generated[name] = (_read_or_create_secret(self.data_path / filename),)
+        return dataclasses.replace(self, **generated)
+
+    def __repr__(self) -> str:  # secrets must never reach a log through a repr
+        shown = ", ".join(
+            f"{f.name}={'<%d hidden>' % len(getattr(self, f.name)) if f.metadata['secret'] else repr(getattr(self, f.name))}"
+            for f in self.options()
+        )
+        return f"Settings({shown})"
+
+
+CREDENTIAL_FILES = {
+    "api_keys": "api-key",
+    "admin_tokens": "admin-token",
+    "broadcaster_tokens": "broadcaster-token",
+}
+
+
+def env_name(option: str) -> str:
+    return ENV_PREFIX + option.upper()
+
+
+def flag_name(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise SettingsError(f"config: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config: {path} is not valid TOML: {exc}") from None
+    known = {f.name for f in Settings.options()}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(f"config: unknown option(s) in {path}: {', '.join(unknown)}")
+    return data
+
+
+def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError
+        if kind.startswith("tuple"):
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        return str(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{f.name}: {raw!r} is not a valid {kind}") from None
+
+
+def _read_or_create_secret(path: Path) -> str:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def config_table() -> str:
+    """The README's configuration table, generated from the declarations above."""
+    rows = ["| option | environment | default | meaning |", "|---|---|---|---|"]
+    for f in Settings.options():
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        rows.append(f"| `{flag_name(f.name)}` | `{env_name(f.name)}` | `{shown}` | {f.metadata['help']} |")
+    return "\n".join(rows)

@@ -1,0 +1,42 @@
+"""The storage interfaces the service is written against; each backend implements them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from edge.streams.model import Stream
+
+
+class StoreUnavailable(Exception):
+    """The backend cannot be reached or answered with an error; the API answers 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing, newest first, and the cursor of the next page (None at the end)."""
+
+    items: tuple[Stream, ...]
+    next_cursor: str | None
+
+
+class StreamStore(Protocol):
+    async def create_stream(self, stream: Stream) -> None: ...
+
+    async def get_stream(self, stream_id: str) -> Stream | None: ...
+
+    async def list_streams(self, limit: int, cursor: str | None) -> Page:
+        """Newest first; `cursor` is opaque, from a previous Page (ValueError if malformed)."""
+        ...
+
+    async def end_stream(self, stream_id: str, ended_at: int) -> Stream | None:
+        """Mark ended (idempotent: the first end time is kept); None if unknown."""
+        ...
+
+    async def delete_stream(self, stream_id: str) -> bool: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the backend answers."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Streams: the bitrate ladder an ingest declares, and the API that creates and manages them."""

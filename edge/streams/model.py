@@ -1,0 +1,147 @@
+"""Stream and rendition values, and their one JSON form (stored and served)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+SOURCE = "source"
+# One URL path segment, safe everywhere: starts with a letter or digit, no dots-only names, no slashes.
+RENDITION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+STREAM_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def is_stream_id(value: str) -> bool:
+    return STREAM_ID.match(value) is not None
+
+
+def is_rendition_name(value: str) -> bool:
+    return RENDITION_NAME.match(value) is not None and not value.endswith(".")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One transcoded rendition, as Livepeer's API describes it."""
+
+    name: str
+    width: int
+    height: int
+    bitrate: int
+    fps: int
+    fps_den: int | None = None
+    gop: str | None = None
+    encoder_profile: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "width": self.width,
+            "height": self.height,
+            "bitrate": self.bitrate,
+            "fps": self.fps,
+        }
+        if self.fps_den is not None:
+            out["fpsDen"] = self.fps_den
+        if self.gop is not None:
+            out["gop"] = self.gop
+        if self.encoder_profile is not None:
+            out["profile"] = self.encoder_profile
+        return out
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "Profile":
+        return cls(
+            name=doc["name"],
+            width=doc["width"],
+            height=doc["height"],
+            bitrate=doc["bitrate"],
+            fps=doc["fps"],
+            fps_den=doc.get("fpsDen"),
+            gop=doc.get("gop"),
+            encoder_profile=doc.get("profile"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """What the ingest said of its source, when it said it (LivepeerWowza does)."""
+
+    width: int
+    height: int
+    fps: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"width": self.width, "height": self.height, "fps": self.fps}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """A validated create request: everything the client chose."""
+
+    name: str
+    profiles: tuple[Profile, ...]
+    presets: tuple[str, ...] = ()
+    source_info: SourceInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    id: str
+    name: str
+    profiles: tuple[Profile, ...]
+    created_at: int  # milliseconds since the epoch, as Livepeer's API
+    presets: tuple[str, ...] = ()
+    source_info: SourceInfo | None = None
+    ended_at: int | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+    @property
+    def rendition_names(self) -> tuple[str, ...]:
+        return (SOURCE, *(p.name for p in self.profiles))
+
+    def renditions(self) -> dict[str, str]:
+        return {name: rendition_path(self.id, name) for name in self.rendition_names}
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form; the API form adds derived fields (see `api_json`)."""
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "profiles": [p.to_json() for p in self.profiles],
+            "presets": list(self.presets),
+            "createdAt": self.created_at,
+            "endedAt": self.ended_at,
+        }
+        if self.source_info is not None:
+            doc["sourceInfo"] = self.source_info.to_json()
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "Stream":
+        source = doc.get("sourceInfo")
+        return cls(
+            id=doc["id"],
+            name=doc["name"],
+            profiles=tuple(Profile.from_json(p) for p in doc["profiles"]),
+            presets=tuple(doc.get("presets", ())),
+            created_at=doc["createdAt"],
+            source_info=SourceInfo(**source) if source else None,
+            ended_at=doc.get("endedAt"),
+        )
+
+    def api_json(self) -> dict[str, Any]:
+        doc = self.to_json()
+        doc["kind"] = "stream"
+        doc["renditions"] = self.renditions()
+        doc["playbackUrl"] = f"/stream/{self.id}.m3u8"
+        doc["ended"] = self.ended
+        doc["isActive"] = not self.ended
+        return doc
+
+
+def rendition_path(stream_id: str, rendition: str) -> str:
+    return f"/stream/{stream_id}/{rendition}.m3u8"

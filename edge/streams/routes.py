@@ -1,0 +1,144 @@
+"""The streams API, compatible with Livepeer's: create, read, list, end, delete, and the broadcaster hook."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from edge.auth import Role
+from edge.errors import ApiError
+from edge.jsonbody import FieldErrors, read_json, refuse_unknown, require_object, string
+from edge.services import Services, services
+from edge.streams.model import Stream, is_stream_id
+from edge.streams.parse import parse_create
+
+MAX_PAGE = 100
+
+
+def _json(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    response = JSONResponse(doc, status_code=status, headers=headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _load(svc: Services, stream_id: str) -> Stream:
+    stream = await svc.store.get_stream(stream_id) if is_stream_id(stream_id) else None
+    if stream is None:
+        raise ApiError(404, f"stream {stream_id}: not found")
+    return stream
+
+
+async def create_stream(request: Request) -> Response:
+    svc = services(request)
+    svc.credentials.require(request, Role.API)
+    body = await read_json(request, svc.settings.max_body_bytes)
+    try:
+        spec = parse_create(body)
+    except FieldErrors as exc:
+        raise ApiError(422, *exc.errors) from None
+    stream = Stream(
+        id=str(uuid.uuid4()),
+        name=spec.name,
+        profiles=spec.profiles,
+        presets=spec.presets,
+        source_info=spec.source_info,
+        created_at=int(svc.clock() * 1000),
+    )
+    await svc.store.create_stream(stream)
+    return _json(stream.api_json(), 201, {"Location": f"/api/stream/{stream.id}"})
+
+
+async def get_stream(request: Request) -> Response:
+    svc = services(request)
+    svc.credentials.require(request, Role.API)
+    return _json((await _load(svc, request.path_params["id"])).api_json())
+
+
+async def list_streams(request: Request) -> Response:
+    svc = services(request)
+    svc.credentials.require(request, Role.API)
+    params = request.query_params
+    unknown = sorted(set(params) - {"limit", "cursor"})
+    if unknown:
+        raise ApiError(400, *(f"{name}: unknown query parameter" for name in unknown))
+    limit_text = params.get("limit", str(svc.settings.page_size))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+        raise ApiError(400, f"limit: must be an integer from 1 to {MAX_PAGE}")
+    limit = int(limit_text)
+    try:
+        page = await svc.store.list_streams(limit, params.get("cursor") or None)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    headers = {}
+    if page.next_cursor:
+        query = urlencode({"limit": limit, "cursor": page.next_cursor})
+        headers["Link"] = f'</api/stream?{query}>; rel="next"'
+    return _json([s.api_json() for s in page.items], headers=headers)
+
+
+async def end_stream(request: Request) -> Response:
+    svc = services(request)
+    svc.credentials.require(request, Role.API)
+    stream_id = request.path_params["id"]
+    stream = await svc.store.end_stream(stream_id, int(svc.clock() * 1000)) if is_stream_id(stream_id) else None
+    if stream is None:
+        raise ApiError(404, f"stream {stream_id}: not found")
+    return _json(stream.api_json())
+
+
+async def delete_stream(request: Request) -> Response:
+    svc = services(request)
+    svc.credentials.require(request, Role.API)
+    stream_id = request.path_params["id"]
+    if not (is_stream_id(stream_id) and await svc.store.delete_stream(stream_id)):
+        raise ApiError(404, f"stream {stream_id}: not found")
+    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+
+async def stream_hook(request: Request) -> Response:
+    """go-livepeer's -authWebhookUrl: may this ingest go on, and with which profiles?"""
+    svc = services(request)
+    svc.credentials.require(request, Role.BROADCASTER, Role.API)
+    body = await read_json(request, svc.settings.max_body_bytes)
+    try:
+        obj = require_object(body, "")
+        problems = refuse_unknown(obj, {"url"}, "")
+        if problems:
+            raise FieldErrors(problems)
+        url = string(obj.get("url"), "url", min_length=1, max_length=2048)
+    except FieldErrors as exc:
+        raise ApiError(422, *exc.errors) from None
+    stream_id = stream_id_from_ingest_url(url)
+    if stream_id is None:
+        raise ApiError(422, "url: its path does not name a stream (expected .../live/<stream id>/...)")
+    stream = await _load(svc, stream_id)
+    if stream.ended:
+        raise ApiError(410, f"stream {stream_id}: has ended")
+    return _json({"manifestId": stream.id, "profiles": [p.to_json() for p in stream.profiles]})
+
+
+def stream_id_from_ingest_url(url: str) -> str | None:
+    """The stream id an ingest URL names: the segment after /live/ or /stream/, extension dropped."""
+    try:
+        parts = [p for p in urlsplit(url).path.split("/") if p]
+    except ValueError:
+        return None
+    for i, part in enumerate(parts[:-1]):
+        if part in ("live", "stream"):
+            candidate = parts[i + 1].split(".", 1)[0]
+            return candidate if is_stream_id(candidate) else None
+    return None
+
+
+ROUTES = [
+    Route("/api/stream", create_stream, methods=["POST"]),
+    Route("/api/stream", list_streams, methods=["GET"]),
+    Route("/api/stream/hook", stream_hook, methods=["POST"]),
+    Route("/api/stream/{id}", get_stream, methods=["GET"]),
+    Route("/api/stream/{id}", delete_stream, methods=["DELETE"]),
+    Route("/api/stream/{id}/end", end_stream, methods=["POST"]),
+]
