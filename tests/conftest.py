@@ -1,0 +1,110 @@
+"""Shared fixtures: the app in-process over HTTP (httpx), and a real `edge serve` on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from edge.app import create_app
+from edge.settings import Settings
+
+API_KEY = "test-api-key"
+ADMIN_TOKEN = "test-admin-token"
+BROADCASTER_TOKEN = "test-broadcaster-token"
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    base = dict(
+        data_dir=str(data_dir),
+        api_keys=(API_KEY,),
+        admin_tokens=(ADMIN_TOKEN,),
+        broadcaster_tokens=(BROADCASTER_TOKEN,),
+        access_log=False,
+    )
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The whole app, lifespan included, spoken to over HTTP in-process."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://edge.test") as http:
+            yield http
+
+
+def auth(token: str = API_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class EdgeProcess:
+    """A real `edge serve` process, started the way the README starts it."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def start_edge(workdir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> EdgeProcess:
+    port = free_port()
+    log_path = workdir / f"edge-{port}.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    full_env.update(env or {})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge", "serve", "--port", str(port), *(args or [])],
+        cwd=workdir, env=full_env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+    )
+    edge = EdgeProcess(f"http://127.0.0.1:{port}", proc, log_path)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"edge exited with {proc.returncode}:\n{edge.log()}")
+        try:
+            if httpx.get(f"{edge.url}/healthz", timeout=0.5).status_code == 200:
+                return edge
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    edge.stop()
+    raise RuntimeError(f"edge did not answer within 20 s:\n{edge.log()}")
+
+
+@pytest.fixture
+def edge_server(tmp_path: Path) -> Iterator[EdgeProcess]:
+    edge = start_edge(tmp_path)
+    yield edge
+    edge.stop()

@@ -1,0 +1,52 @@
+"""Settings: one object from command line, environment and config file, in that order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.settings import Settings, SettingsError
+
+
+def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('port = 1000\nhost = "0.0.0.0"\nlog_level = "debug"\n')
+    env = {"EDGE_CONFIG": str(config), "EDGE_PORT": "2000", "EDGE_HOST": "::1"}
+    settings = Settings.load({"port": "3000"}, environ=env)
+    assert (settings.port, settings.host, settings.log_level) == (3000, "::1", "debug")
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"EDGE_PORT": "eighty"}, "port: 'eighty' is not a valid int"),
+        ({"EDGE_ACCESS_LOG": "maybe"}, "access_log: 'maybe' is not a valid bool"),
+        ({"EDGE_PAGE_SIZE": "500"}, "page_size: must be between 1 and 100"),
+        ({"EDGE_STORE": "mysql://x"}, "store: 'mysql://x' is not supported"),
+        ({"EDGE_CONFIG": "/nonexistent/edge.toml"}, "config: cannot read /nonexistent/edge.toml"),
+    ],
+)
+def test_bad_values_name_the_option(env: dict, message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings.load(environ=env)
+
+
+def test_unknown_config_keys_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("prot = 80\n")
+    with pytest.raises(SettingsError, match="unknown option"):
+        Settings.load(environ={"EDGE_CONFIG": str(config)})
+
+
+def test_lists_from_environment_and_secrets_hidden_in_repr() -> None:
+    settings = Settings.load(environ={"EDGE_API_KEYS": "k1, k2,,"})
+    assert settings.api_keys == ("k1", "k2")
+    assert "k1" not in repr(settings) and "<2 hidden>" in repr(settings)
+
+
+def test_generated_credentials_are_stable(tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path)).with_credentials()
+    again = Settings(data_dir=str(tmp_path)).with_credentials()
+    assert settings.api_keys == again.api_keys and len(settings.api_keys[0]) >= 24
+    assert len({settings.api_keys[0], settings.admin_tokens[0], settings.broadcaster_tokens[0]}) == 3
