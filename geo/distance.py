@@ -1,4 +1,4 @@
-"""Great-circle distance between two points on Earth, the distance measure used to rank broadcasters.
+"""Great-circle distance between two points on Earth: the distance used to rank broadcasters.
 
 Haversine on a sphere: within ~0.5 % of the ellipsoidal distance, far below what matters for
 choosing the nearer of two data centres, and cheap enough to run per candidate per request.
