@@ -15,8 +15,7 @@ Source = Literal["self", "static"]
 """`self`: registered and kept alive by its own heartbeats. `static`: listed in the config file,
 kept alive by our active probes."""
 
-STATES: frozenset[str] = frozenset({"active", "draining"})
-SOURCES: frozenset[str] = frozenset({"self", "static"})
+STATES: tuple[State, ...] = ("active", "draining")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,8 +57,8 @@ class EjectionState:
 class Registration:
     """A validated registration or heartbeat body: everything a broadcaster says of itself.
 
-    A heartbeat is a full replacement (PUT semantics): a field left out is "unknown", not "as before",
-    so a broadcaster that stops reporting load is not judged on a stale report.
+    A heartbeat is a full replacement (PUT semantics): a field left out is "unknown", not "as
+    before", so a broadcaster that stops reporting load is not judged on a stale report.
     """
 
     address: str  # normalised origin, e.g. "https://fra-1.example.net:8935"
@@ -116,7 +115,8 @@ def from_registration(
     a draining node keeps heartbeating until its streams are done) and its health history, unless
     the address changed: the history of another endpoint says nothing about this one.
     """
-    described = dict(
+    fresh = Broadcaster(
+        name=name,
         address=registration.address,
         region=registration.region,
         latitude=registration.latitude,
@@ -126,9 +126,15 @@ def from_registration(
         streams=registration.streams,
         source=source,
         last_heartbeat=now,
+        registered_at=now,
     )
     if previous is None:
-        return Broadcaster(name=name, registered_at=now, **described)
-    if previous.address != registration.address:
-        return replace(previous, probe=ProbeState(), ejection=EjectionState(), **described)
-    return replace(previous, **described)
+        return fresh
+    same_endpoint = previous.address == registration.address
+    return replace(
+        fresh,
+        registered_at=previous.registered_at,
+        state=previous.state,
+        probe=previous.probe if same_endpoint else ProbeState(),
+        ejection=previous.ejection if same_endpoint else EjectionState(),
+    )
