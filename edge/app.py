@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
@@ -11,46 +12,88 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from broadcaster_registry.liveness import LivenessPolicy
+from broadcaster_registry.ranking import RankingPolicy
 from edge import ops
 from edge.auth import Credentials
+from edge.broadcasters.selection import Selector
 from edge.errors import EXCEPTION_HANDLERS, error_response
 from edge.observability import Metrics, ObservabilityMiddleware
 from edge.services import Services
 from edge.settings import Settings
 from edge.store import StoreUnavailable, open_store
 from edge.streams import routes as stream_routes
+from geo.database import CityDatabase, embedded_database_path
+from geo.locate import GeoPolicy
+from geo.proxies import TrustedProxies
 
 log = logging.getLogger("edge")
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(503, [f"store: unavailable, try again shortly"], {"Retry-After": "2"})
+    return error_response(503, ["store: unavailable, try again shortly"], {"Retry-After": "2"})
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Build the ASGI app. `settings` must already hold its credentials (Settings.with_credentials)."""
-    metrics = Metrics()
+def build_services(settings: Settings) -> Services:
+    """Everything the handlers share, from the settings alone (nothing opened yet)."""
     store = open_store(settings)
-    svc = Services(
+    liveness = LivenessPolicy(
+        heartbeat_ttl_s=settings.heartbeat_ttl,
+        ejection_consecutive_failures=settings.ejection_failures,
+        base_ejection_s=settings.ejection_base,
+        max_ejection_percent=settings.ejection_max_percent,
+    )
+    ranking = RankingPolicy(liveness=liveness, default_region=settings.default_region or None)
+    return Services(
         settings=settings,
         store=store,
         credentials=Credentials.build(settings.api_keys, settings.broadcaster_tokens, settings.admin_tokens),
-        metrics=metrics,
+        metrics=Metrics(),
+        liveness=liveness,
+        ranking=ranking,
+        geo=GeoPolicy(
+            trusted_proxies=TrustedProxies(settings.trusted_proxies),
+            custom_lat_header=settings.geo_latitude_header.lower() or None,
+            custom_lon_header=settings.geo_longitude_header.lower() or None,
+            custom_latlon_header=settings.geo_latlon_header.lower() or None,
+        ),
+        selector=Selector(store.registry, ranking, random.Random()),
     )
+
+
+def open_city_database(settings: Settings) -> CityDatabase | None:
+    path = settings.geoip_database or embedded_database_path()
+    if not path:
+        log.warning("no city database: clients are located only by CDN headers")
+        return None
+    return CityDatabase(path)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    """Build the ASGI app. `settings` must already hold its credentials (Settings.with_credentials);
+    tests may pass prepared `services` (for example with another clock)."""
+    svc = services or build_services(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.open()
-        log.info("edge ready", extra={"fields": {"store": str(store.path)}})
+        await svc.store.open()
+        if svc.city_db is None:
+            svc.city_db = open_city_database(settings)
+        log.info("edge ready", extra={"fields": {
+            "store": svc.store.describe(),
+            "city_database": svc.city_db.info.path if svc.city_db else None,
+        }})
         try:
             yield
         finally:
-            await store.close()
+            if svc.city_db is not None:
+                svc.city_db.close()
+            await svc.store.close()
 
     app = Starlette(
         routes=[*stream_routes.ROUTES, *ops.ROUTES],
-        middleware=[Middleware(ObservabilityMiddleware, metrics=metrics, log_requests=settings.access_log)],
+        middleware=[Middleware(ObservabilityMiddleware, metrics=svc.metrics, log_requests=settings.access_log)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},
         lifespan=lifespan,
     )

@@ -1,4 +1,4 @@
-"""What request handlers share: settings, store, credentials, metrics and the clock, built once."""
+"""What request handlers share, built once per app: settings, store, policies, geo and the clock."""
 
 from __future__ import annotations
 
@@ -8,18 +8,28 @@ from typing import Callable
 
 from starlette.requests import Request
 
+from broadcaster_registry.liveness import LivenessPolicy
+from broadcaster_registry.ranking import RankingPolicy
 from edge.auth import Credentials
+from edge.broadcasters.selection import Selector
 from edge.observability import Metrics
 from edge.settings import Settings
-from edge.store import SqliteStore
+from edge.store import Store
+from geo.database import CityDatabase
+from geo.locate import GeoPolicy
 
 
 @dataclass
 class Services:
     settings: Settings
-    store: SqliteStore
+    store: Store
     credentials: Credentials
     metrics: Metrics
+    liveness: LivenessPolicy
+    ranking: RankingPolicy
+    geo: GeoPolicy
+    selector: Selector
+    city_db: CityDatabase | None = None  # opened in the lifespan
     clock: Callable[[], float] = field(default=time.time)
 
 

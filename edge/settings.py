@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from geo.proxies import TrustedProxies
+
 ENV_PREFIX = "EDGE_"
 
 
@@ -50,6 +52,40 @@ class Settings:
     )
     max_body_bytes: int = _opt(262_144, "Largest request body accepted, in bytes (larger: 413).")
     page_size: int = _opt(20, "Default page size of GET /api/stream (at most 100 per page).")
+    heartbeat_ttl: float = _opt(30.0, "Seconds without a heartbeat after which a broadcaster is no longer handed out.")
+    broadcasters_file: str = _opt(
+        "", "TOML file listing static broadcasters ([[broadcasters]] name, address, region, latitude, "
+        "longitude, capacity) that the edge probes itself.",
+    )
+    probe_interval: float = _opt(5.0, "Seconds between active probes of static broadcasters.")
+    probe_timeout: float = _opt(2.0, "Seconds a probe may take before it counts as failed.")
+    probe_path: str = _opt("/", "Path probed on static broadcasters; any answer below 500 counts as up.")
+    ejection_failures: int = _opt(5, "Failed playlist fetches in a row that eject a broadcaster for a while.")
+    ejection_base: float = _opt(30.0, "First ejection in seconds; it grows with each ejection (at most 300 s).")
+    ejection_max_percent: float = _opt(50.0, "Largest share of the fleet that may be ejected at once.")
+    default_region: str = _opt("", "Region whose broadcasters a client that cannot be located is sent to first.")
+    trusted_proxies: tuple[str, ...] = _opt(
+        (), "Comma-separated CIDRs of proxies/CDN edges whose forwarding and geo headers are believed.",
+    )
+    geoip_database: str = _opt(
+        "", "MaxMind-format City database (GeoIP2/GeoLite2/DB-IP). Empty: the shipped DB-IP City Lite.",
+    )
+    geo_latitude_header: str = _opt("", "Header carrying the client's latitude, set by your CDN (e.g. Fastly).")
+    geo_longitude_header: str = _opt("", "Header carrying the client's longitude, set by your CDN.")
+    geo_latlon_header: str = _opt(
+        "", "Header carrying 'latitude,longitude' (e.g. Google Cloud's {client_city_lat_long}).",
+    )
+    upstream_timeout: float = _opt(2.0, "Seconds a broadcaster's playlist fetch may take.")
+    upstream_max_bytes: int = _opt(1_048_576, "Largest upstream playlist read, in bytes.")
+    poll_interval: float = _opt(1.0, "Seconds between refreshes of a watched stream's playlists.")
+    discovery_interval: float = _opt(
+        10.0, "Seconds between asks of broadcasters not known to carry a watched stream.",
+    )
+    playlist_window: float = _opt(30.0, "Seconds of media a live playlist keeps (at least 3 target durations).")
+    max_dvr_window: float = _opt(7200.0, "Longest window a stream may ask for (dvrWindowSeconds), in seconds.")
+    hole_wait: float = _opt(3.0, "Seconds a missing segment is waited for before it is passed with a discontinuity.")
+    target_duration: int = _opt(0, "EXT-X-TARGETDURATION of every stream; 0: from its first segments.")
+    idle_timeout: float = _opt(120.0, "Seconds without players or carriers after which a stream is no longer polled.")
     log_level: str = _opt("info", "Log level: debug, info, warning or error.")
     access_log: bool = _opt(True, "Write one JSON line per request to standard error.")
 
@@ -92,6 +128,22 @@ class Settings:
             raise SettingsError("page_size: must be between 1 and 100")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
+        for name in ("heartbeat_ttl", "probe_interval", "probe_timeout", "upstream_timeout", "poll_interval",
+                     "discovery_interval", "playlist_window", "hole_wait", "idle_timeout", "ejection_base"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name}: must be a positive number of seconds")
+        if not 0 <= self.ejection_max_percent <= 100:
+            raise SettingsError("ejection_max_percent: must be between 0 and 100")
+        if self.ejection_failures < 1:
+            raise SettingsError("ejection_failures: must be at least 1")
+        if not 0 <= self.target_duration <= 60:
+            raise SettingsError("target_duration: must be 0 (automatic) or 1-60 seconds")
+        if not self.probe_path.startswith("/"):
+            raise SettingsError(f"probe_path: {self.probe_path!r} must start with '/'")
+        try:
+            TrustedProxies(self.trusted_proxies)
+        except ValueError as exc:
+            raise SettingsError(f"trusted_proxies: {exc}") from None
         if self.store and not self.store.startswith("sqlite:///"):
             raise SettingsError(f"store: {self.store!r} is not supported (use sqlite:///path)")
 

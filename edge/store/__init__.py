@@ -1,11 +1,18 @@
 """Storage of everything the edge remembers, behind small interfaces (SQLite embedded by default)."""
 
-from edge.store.base import Page, StreamStore, StoreUnavailable
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edge.store.base import Page, Store, StoreUnavailable, StreamStore
 from edge.store.sqlite import SqliteStore
 
-__all__ = ["Page", "StreamStore", "StoreUnavailable", "SqliteStore", "open_store"]
+if TYPE_CHECKING:
+    from edge.settings import Settings
+
+__all__ = ["Page", "Store", "StreamStore", "StoreUnavailable", "SqliteStore", "open_store"]
 
 
-def open_store(settings: "Settings") -> SqliteStore:  # noqa: F821 - settings imported lazily
-    """The store the settings name; only SQLite so far, in the data directory unless given."""
+def open_store(settings: Settings) -> Store:
+    """The store the settings name (not yet opened): SQLite in the data directory unless given."""
     return SqliteStore(settings.sqlite_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from broadcaster_registry.storage import RegistryStore
 from edge.streams.model import Stream
 
 
@@ -21,22 +22,35 @@ class Page:
 
 
 class StreamStore(Protocol):
-    async def create_stream(self, stream: Stream) -> None: ...
+    async def create(self, stream: Stream) -> None: ...
 
-    async def get_stream(self, stream_id: str) -> Stream | None: ...
+    async def get(self, stream_id: str) -> Stream | None: ...
 
-    async def list_streams(self, limit: int, cursor: str | None) -> Page:
+    async def list(self, limit: int, cursor: str | None) -> Page:
         """Newest first; `cursor` is opaque, from a previous Page (ValueError if malformed)."""
         ...
 
-    async def end_stream(self, stream_id: str, ended_at: int) -> Stream | None:
+    async def end(self, stream_id: str, ended_at: int) -> Stream | None:
         """Mark ended (idempotent: the first end time is kept); None if unknown."""
         ...
 
-    async def delete_stream(self, stream_id: str) -> bool: ...
+    async def delete(self, stream_id: str) -> bool: ...
+
+
+class Store(Protocol):
+    """One backend: every repository the service uses, opened and closed together."""
+
+    streams: StreamStore
+    registry: RegistryStore
+
+    async def open(self) -> None: ...
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the backend answers."""
         ...
 
     async def close(self) -> None: ...
+
+    def describe(self) -> str:
+        """Where the data lives, for logs (no credentials)."""
+        ...

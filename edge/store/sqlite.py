@@ -3,6 +3,7 @@
 SQLite calls block, so they run on a single-thread executor: the event loop never waits on disk, and
 one thread owning the connection serialises writers without extra locks. WAL keeps readers from
 blocking on a writer; synchronous=NORMAL in WAL mode is durable across process crashes.
+This backend serves one edge node; several nodes share the Redis backend instead.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import base64
 import json
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from broadcaster_registry.codec import from_doc, to_doc
+from broadcaster_registry.liveness import LivenessPolicy, record_fetch, record_probe
+from broadcaster_registry.model import Broadcaster, Registration, Source, State, from_registration
 from edge.store.base import Page, StoreUnavailable
 from edge.streams.model import Stream
 
@@ -30,19 +35,32 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX streams_by_created ON streams (created_at DESC, id DESC);
     """,
+    """
+    CREATE TABLE broadcasters (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+    CREATE TABLE handouts (
+        stream_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (stream_id, name)
+    );
+    """,
 )
 
 
-class SqliteStore:
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
+class SqliteDatabase:
+    """The connection, its thread and its schema; repositories run their SQL through `run`."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
 
-    # --- plumbing ---
-
     async def open(self) -> None:
-        await self._run(self._open)
+        await self.run(self._open)
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +73,7 @@ class SqliteStore:
             conn.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
         self._conn = conn
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
@@ -68,35 +86,35 @@ class SqliteStore:
             raise sqlite3.OperationalError("store is not open")
         return self._conn
 
-    async def ping(self) -> None:
-        await self._run(lambda: self.conn.execute("SELECT 1").fetchone())
-
     async def close(self) -> None:
         def _close() -> None:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
-        await self._run(_close)
+        await self.run(_close)
         self._executor.shutdown(wait=True)
 
-    # --- streams ---
 
-    async def create_stream(self, stream: Stream) -> None:
-        doc = json.dumps(stream.to_json(), separators=(",", ":"))
-        await self._run(
-            lambda: self.conn.execute(
+class SqliteStreams:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    async def create(self, stream: Stream) -> None:
+        doc = _dumps(stream.to_json())
+        await self.db.run(
+            lambda: self.db.conn.execute(
                 "INSERT INTO streams (id, created_at, doc) VALUES (?, ?, ?)", (stream.id, stream.created_at, doc)
             )
         )
 
-    async def get_stream(self, stream_id: str) -> Stream | None:
-        row = await self._run(
-            lambda: self.conn.execute("SELECT doc FROM streams WHERE id = ?", (stream_id,)).fetchone()
+    async def get(self, stream_id: str) -> Stream | None:
+        row = await self.db.run(
+            lambda: self.db.conn.execute("SELECT doc FROM streams WHERE id = ?", (stream_id,)).fetchone()
         )
         return Stream.from_json(json.loads(row[0])) if row else None
 
-    async def list_streams(self, limit: int, cursor: str | None) -> Page:
+    async def list(self, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor) if cursor else None
 
         def _list() -> list[tuple[str]]:
@@ -108,33 +126,163 @@ class SqliteStore:
                     "ORDER BY created_at DESC, id DESC LIMIT ?"
                 )
                 args = (after[0], after[1], limit + 1)
-            return self.conn.execute(sql, args).fetchall()
+            return self.db.conn.execute(sql, args).fetchall()
 
-        rows = await self._run(_list)
+        rows = await self.db.run(_list)
         streams = tuple(Stream.from_json(json.loads(r[0])) for r in rows[:limit])
         next_cursor = encode_cursor(streams[-1]) if len(rows) > limit else None
         return Page(items=streams, next_cursor=next_cursor)
 
-    async def end_stream(self, stream_id: str, ended_at: int) -> Stream | None:
+    async def end(self, stream_id: str, ended_at: int) -> Stream | None:
         def _end() -> Stream | None:
-            with self.conn:  # one transaction: read, decide, write
-                self.conn.execute("BEGIN IMMEDIATE")
-                row = self.conn.execute("SELECT doc FROM streams WHERE id = ?", (stream_id,)).fetchone()
+            conn = self.db.conn
+            with conn:  # one transaction: read, decide, write
+                conn.execute("BEGIN IMMEDIATE")
+                row = conn.execute("SELECT doc FROM streams WHERE id = ?", (stream_id,)).fetchone()
                 if row is None:
                     return None
                 doc = json.loads(row[0])
                 if doc.get("endedAt") is None:
                     doc["endedAt"] = ended_at
-                    self.conn.execute(
-                        "UPDATE streams SET doc = ? WHERE id = ?", (json.dumps(doc, separators=(",", ":")), stream_id)
-                    )
+                    conn.execute("UPDATE streams SET doc = ? WHERE id = ?", (_dumps(doc), stream_id))
                 return Stream.from_json(doc)
 
-        return await self._run(_end)
+        return await self.db.run(_end)
 
-    async def delete_stream(self, stream_id: str) -> bool:
-        cursor = await self._run(lambda: self.conn.execute("DELETE FROM streams WHERE id = ?", (stream_id,)))
+    async def delete(self, stream_id: str) -> bool:
+        cursor = await self.db.run(lambda: self.db.conn.execute("DELETE FROM streams WHERE id = ?", (stream_id,)))
         return cursor.rowcount > 0
+
+
+class SqliteRegistry:
+    """RegistryStore on SQLite, with every broadcaster mirrored in memory.
+
+    One node owns an SQLite file, so the mirror is always what the file holds: reads (the ranking
+    on every GET /api/broadcaster, `carrying` on every poll) cost no disk I/O. A write computes the
+    new value from the mirror and updates it before awaiting the disk, so writes to one name apply
+    in order; the single SQLite thread persists them in that same order.
+    """
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+        self._broadcasters: dict[str, Broadcaster] = {}
+        self._handouts: dict[str, dict[str, float]] = {}
+
+    async def load(self) -> None:
+        def _load() -> tuple[list[tuple[str]], list[tuple[str, str, float]]]:
+            conn = self.db.conn
+            return (
+                conn.execute("SELECT doc FROM broadcasters").fetchall(),
+                conn.execute("SELECT stream_id, name, at FROM handouts").fetchall(),
+            )
+
+        docs, handouts = await self.db.run(_load)
+        self._broadcasters = {b.name: b for b in (from_doc(json.loads(d[0])) for d in docs)}
+        self._handouts = {}
+        for stream_id, name, at in handouts:
+            self._handouts.setdefault(stream_id, {})[name] = at
+
+    async def _save(self, b: Broadcaster) -> Broadcaster:
+        self._broadcasters[b.name] = b
+        doc = _dumps(to_doc(b))
+        await self.db.run(
+            lambda: self.db.conn.execute(
+                "INSERT INTO broadcasters (name, doc) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                (b.name, doc),
+            )
+        )
+        return b
+
+    async def upsert(self, name: str, registration: Registration, now: float, source: Source = "self") -> Broadcaster:
+        b = from_registration(name, registration, now, source=source, previous=self._broadcasters.get(name))
+        return await self._save(b)
+
+    async def get(self, name: str) -> Broadcaster | None:
+        return self._broadcasters.get(name)
+
+    async def list_all(self) -> list[Broadcaster]:
+        return sorted(self._broadcasters.values(), key=lambda b: b.name)
+
+    async def set_state(self, name: str, state: State) -> Broadcaster | None:
+        b = self._broadcasters.get(name)
+        if b is None:
+            return None
+        return await self._save(replace(b, state=state))
+
+    async def delete(self, name: str) -> bool:
+        known = self._broadcasters.pop(name, None) is not None
+        for names in self._handouts.values():
+            names.pop(name, None)
+        self._handouts = {s: names for s, names in self._handouts.items() if names}
+
+        def _delete() -> None:
+            with self.db.conn:
+                self.db.conn.execute("BEGIN")
+                self.db.conn.execute("DELETE FROM broadcasters WHERE name = ?", (name,))
+                self.db.conn.execute("DELETE FROM handouts WHERE name = ?", (name,))
+
+        await self.db.run(_delete)
+        return known
+
+    async def record_probe(self, name: str, ok: bool, now: float, policy: LivenessPolicy) -> Broadcaster | None:
+        b = self._broadcasters.get(name)
+        if b is None:
+            return None
+        updated = record_probe(b, ok, now, policy)
+        return b if updated == b else await self._save(updated)
+
+    async def record_fetch(self, name: str, ok: bool, now: float, policy: LivenessPolicy) -> Broadcaster | None:
+        b = self._broadcasters.get(name)
+        if b is None:
+            return None
+        updated = record_fetch(b, ok, now, policy, self._broadcasters.values())
+        # Most fetches succeed and change nothing: no write for those.
+        return b if updated == b else await self._save(updated)
+
+    async def note_handout(self, stream_id: str, name: str, now: float) -> None:
+        already = name in self._handouts.get(stream_id, {})
+        self._handouts.setdefault(stream_id, {})[name] = now
+        if not already:
+            await self.db.run(
+                lambda: self.db.conn.execute(
+                    "INSERT OR REPLACE INTO handouts (stream_id, name, at) VALUES (?, ?, ?)", (stream_id, name, now)
+                )
+            )
+
+    async def carrying(self, stream_id: str) -> list[Broadcaster]:
+        handed = self._handouts.get(stream_id, {})
+        return [
+            b for name, b in sorted(self._broadcasters.items()) if stream_id in b.streams or name in handed
+        ]
+
+    async def forget_stream(self, stream_id: str) -> None:
+        if self._handouts.pop(stream_id, None) is not None:
+            await self.db.run(
+                lambda: self.db.conn.execute("DELETE FROM handouts WHERE stream_id = ?", (stream_id,))
+            )
+
+
+class SqliteStore:
+    """Every repository on one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = SqliteDatabase(path)
+        self.streams = SqliteStreams(self.db)
+        self.registry = SqliteRegistry(self.db)
+
+    async def open(self) -> None:
+        await self.db.open()
+        await self.registry.load()
+
+    async def ping(self) -> None:
+        await self.db.run(lambda: self.db.conn.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    def describe(self) -> str:
+        return f"sqlite:///{self.db.path}"
 
 
 def encode_cursor(last: Stream) -> str:

@@ -26,7 +26,7 @@ def _json(doc: object, status: int = 200, headers: dict[str, str] | None = None)
 
 
 async def _load(svc: Services, stream_id: str) -> Stream:
-    stream = await svc.store.get_stream(stream_id) if is_stream_id(stream_id) else None
+    stream = await svc.store.streams.get(stream_id) if is_stream_id(stream_id) else None
     if stream is None:
         raise ApiError(404, f"stream {stream_id}: not found")
     return stream
@@ -48,7 +48,7 @@ async def create_stream(request: Request) -> Response:
         source_info=spec.source_info,
         created_at=int(svc.clock() * 1000),
     )
-    await svc.store.create_stream(stream)
+    await svc.store.streams.create(stream)
     return _json(stream.api_json(), 201, {"Location": f"/api/stream/{stream.id}"})
 
 
@@ -70,7 +70,7 @@ async def list_streams(request: Request) -> Response:
         raise ApiError(400, f"limit: must be an integer from 1 to {MAX_PAGE}")
     limit = int(limit_text)
     try:
-        page = await svc.store.list_streams(limit, params.get("cursor") or None)
+        page = await svc.store.streams.list(limit, params.get("cursor") or None)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     headers = {}
@@ -84,7 +84,7 @@ async def end_stream(request: Request) -> Response:
     svc = services(request)
     svc.credentials.require(request, Role.API)
     stream_id = request.path_params["id"]
-    stream = await svc.store.end_stream(stream_id, int(svc.clock() * 1000)) if is_stream_id(stream_id) else None
+    stream = await svc.store.streams.end(stream_id, int(svc.clock() * 1000)) if is_stream_id(stream_id) else None
     if stream is None:
         raise ApiError(404, f"stream {stream_id}: not found")
     return _json(stream.api_json())
@@ -94,7 +94,7 @@ async def delete_stream(request: Request) -> Response:
     svc = services(request)
     svc.credentials.require(request, Role.API)
     stream_id = request.path_params["id"]
-    if not (is_stream_id(stream_id) and await svc.store.delete_stream(stream_id)):
+    if not (is_stream_id(stream_id) and await svc.store.streams.delete(stream_id)):
         raise ApiError(404, f"stream {stream_id}: not found")
     return Response(status_code=204, headers={"Cache-Control": "no-store"})
 

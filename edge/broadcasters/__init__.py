@@ -1,0 +1,1 @@
+"""The broadcaster side of the edge: registration, selection for ingests, static fleets and probes."""

@@ -1,0 +1,479 @@
+"""The published state of one merged live playlist (stream, rendition), and the pure step that
+advances it from the broadcasters' playlists as fetched, keeping the HLS reload rules (RFC 8216 §6.2).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, Sequence
+
+from edge.playlists.upstream import UpstreamPlaylist, UpstreamSegment
+
+# How the state moves between two calls, and why each rule holds:
+# - Segments are only appended (in ingest-number order, from `next_number` up) and trimmed from
+#   the front, so an MSN (media_sequence + index) keeps its segment, hence its URI, forever.
+# - `next_number` only grows, except when a new ingest epoch starts (ingest restart); the epoch's
+#   first segment then carries a DISCONTINUITY, like a passed hole.
+# - A number's copy is chosen by broadcaster preference when it is published and stored with it:
+#   what is published is never re-chosen.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """How patient and how long a merged playlist is. One per deployment, from settings."""
+
+    window_seconds: float = 24.0  # content kept; never less than 3 x target duration (§6.2.2)
+    # How long to wait for a missing number while later ones exist before passing it. The playlist
+    # does not grow meanwhile, so keep it near one target duration (freshness: 1.5 x target).
+    hole_wait_seconds: float = 2.0
+    max_target_duration: int = 20
+    # An ingest restart is only recognised from numbers this far below `next_number`: nearer ones
+    # are late arrivals of passed numbers or the old epoch's tail still listed upstream.
+    restart_margin: int = 12
+    max_window_segments: int = 10_000  # a memory bound for absurdly short segments
+
+    def __post_init__(self) -> None:
+        if not self.window_seconds > 0:
+            raise ValueError("window_seconds must be > 0")
+        if not self.hole_wait_seconds >= 0:
+            raise ValueError("hole_wait_seconds must be >= 0")
+        if self.max_target_duration < 1:
+            raise ValueError("max_target_duration must be >= 1")
+        if self.restart_margin < 1:
+            raise ValueError("restart_margin must be >= 1")
+        if self.max_window_segments < 1:
+            raise ValueError("max_window_segments must be >= 1")
+
+    def window_for(self, target_duration: int) -> float:
+        return max(self.window_seconds, 3.0 * target_duration)
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcasterRef:
+    """Who served a playlist. Among copies of one number the lowest (rank, origin, name) wins,
+    so the choice does not depend on fetch order or timing."""
+
+    name: str
+    origin: str
+    rank: int = 0  # lower is preferred
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchedPlaylist:
+    """One broadcaster's playlist as fetched this round: parsed, or a failure (`playlist` None)."""
+
+    broadcaster: BroadcasterRef
+    playlist: UpstreamPlaylist | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishedSegment:
+    msn: int
+    number: int  # ingest sequence number
+    uri: str
+    duration: float  # seconds, quantised to the millisecond rendered
+    discontinuity: bool = False  # an EXT-X-DISCONTINUITY precedes it
+    program_date_time: datetime | None = None
+    broadcaster: str = ""  # name of the broadcaster whose copy was chosen
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MergeCounts:
+    """Running totals for metrics; `since()` gives what one merge added."""
+
+    holes_passed: int = 0  # DISCONTINUITIES inserted over missing numbers
+    numbers_skipped: int = 0  # ingest numbers passed over without being published
+    too_long_skipped: int = 0  # of those, numbers offered only with EXTINF > target duration
+    restarts: int = 0  # new ingest epochs started
+
+    def since(self, earlier: MergeCounts) -> MergeCounts:
+        return MergeCounts(
+            holes_passed=self.holes_passed - earlier.holes_passed,
+            numbers_skipped=self.numbers_skipped - earlier.numbers_skipped,
+            too_long_skipped=self.too_long_skipped - earlier.too_long_skipped,
+            restarts=self.restarts - earlier.restarts,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartWatch:
+    """Seen since `since`: nothing offered at or above `next_number`, and, far below it, a run of
+    consecutive numbers `start..top`. A new ingest epoch grows such a run from its start; a
+    broadcaster still listing an old stretch, or a late arrival, does not grow."""
+
+    since: float
+    start: int
+    top: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishedState:
+    """Everything that must be stored per (stream, rendition) between merges, and survive restarts."""
+
+    target_duration: int  # fixed for the life of the stream, the same in every rendition
+    media_sequence: int = 0  # MSN of segments[0]
+    discontinuity_sequence: int = 0
+    segments: tuple[PublishedSegment, ...] = ()
+    next_number: int | None = None  # ingest number expected next; None until the first publish
+    waiting_since: float | None = None  # when we began waiting for next_number, later ones existing
+    restart_watch: RestartWatch | None = None
+    # After a restart, what was offered above the new epoch's numbers (inclusive range): the old
+    # epoch's tail, still listed upstream. Ignored until the new epoch reaches it, so that it is
+    # not taken for news (nor for a reason to pass a hole).
+    stale_numbers: tuple[int, int] | None = None
+    ended: bool = False
+    version: int = 0  # +1 on every change: ETag and render-cache key
+    counts: MergeCounts = field(default_factory=MergeCounts)
+
+    @property
+    def next_msn(self) -> int:
+        return self.media_sequence + len(self.segments)
+
+
+def new_state(target_duration: int, policy: Policy) -> PublishedState:
+    """The state before anything is published."""
+    if isinstance(target_duration, bool) or not isinstance(target_duration, int):
+        raise TypeError("target_duration must be an int")
+    if not 1 <= target_duration <= policy.max_target_duration:
+        raise ValueError(f"target_duration must be within 1..{policy.max_target_duration}")
+    return PublishedState(target_duration=target_duration)
+
+
+def choose_target_duration(
+    observed_durations: Iterable[float], minimum: int, maximum: int | None = None
+) -> int:
+    """A target duration for a whole stream (every rendition), decided once from the first
+    segment durations seen and a configured minimum.
+
+    Ceiling rather than RFC rounding of the longest: the first segments are a small sample, and
+    a later one a little longer than all of them must still fit, or it would be skipped.
+    """
+    if minimum < 1:
+        raise ValueError("minimum must be >= 1")
+    longest = max((d for d in observed_durations if math.isfinite(d) and d > 0), default=0.0)
+    chosen = max(minimum, math.ceil(round(longest, 3)))
+    return min(chosen, maximum) if maximum is not None else chosen
+
+
+def merge(
+    state: PublishedState | None,
+    fetched: Sequence[FetchedPlaylist],
+    now: float,
+    policy: Policy,
+    target_duration: int,
+    *,
+    ended: bool = False,
+) -> PublishedState:
+    """The next published state, from the previous one and this round's upstream playlists.
+
+    `now` is wall-clock seconds (the state is persisted and may be shared between nodes).
+    `target_duration` is used only to start a new state; an existing state keeps its own.
+    `ended`: the stream is over; what is available is published at once (holes passed without
+    waiting) and ENDLIST set, after which the state never changes. Returns `state` itself when
+    nothing changed.
+    """
+    if state is None:
+        state = new_state(target_duration, policy)
+    if state.ended:
+        return state
+    draft = _Draft(state)
+    td = state.target_duration
+
+    if state.next_number is None:
+        offers = _collect(fetched, td, lowest=0, below=None, stale=None)
+        if offers.best:
+            numbers = sorted(offers.best)
+            draft.next_number = _bounded_start(numbers, _window_count(policy, td))
+    else:
+        offers = _collect(fetched, td, lowest=state.next_number, below=None, stale=state.stale_numbers)
+        if offers.best or offers.too_long or ended:
+            draft.restart_watch = None  # the stream goes on (or is over): not a restart
+        elif _restart_due(draft, fetched, now, policy):
+            assert draft.next_number is not None
+            offers = _collect(fetched, td, lowest=draft.next_number, below=None, stale=draft.stale_numbers)
+
+    if draft.next_number is not None:
+        _publish(draft, offers, now, policy.hole_wait_seconds if not ended else 0.0)
+    if draft.stale_numbers is not None and draft.next_number is not None:
+        if draft.next_number >= draft.stale_numbers[0]:
+            draft.stale_numbers = None  # the new epoch has caught up with the old tail
+    draft.ended = ended
+    return draft.finish(policy)
+
+
+# --- internals -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Offers:
+    """Per number, the preferred valid copy on offer; and numbers offered only too long."""
+
+    best: dict[int, tuple[tuple[int, str, str], UpstreamSegment, str]]
+    too_long: set[int]
+    _sorted: list[int] | None = None
+
+    def first_after(self, number: int) -> int | None:
+        if self._sorted is None:
+            self._sorted = sorted(self.best)
+        i = bisect_right(self._sorted, number)
+        return self._sorted[i] if i < len(self._sorted) else None
+
+
+def _number_of(segment: UpstreamSegment) -> int:
+    return segment.number
+
+
+def _collect(
+    fetched: Sequence[FetchedPlaylist],
+    target_duration: int,
+    lowest: int,
+    below: int | None,
+    stale: tuple[int, int] | None,
+) -> _Offers:
+    """Offers for numbers in [lowest, below), skipping the `stale` range. Upstream segments are
+    sorted by number, so the cost is the offers in range, not the length of upstream playlists."""
+    best: dict[int, tuple[tuple[int, str, str], UpstreamSegment, str]] = {}
+    too_long: set[int] = set()
+    for item in fetched:
+        playlist = item.playlist
+        if playlist is None:
+            continue  # a failed fetch contributes nothing
+        source = item.broadcaster
+        key = (source.rank, source.origin, source.name)
+        segments = playlist.segments
+        for i in range(bisect_left(segments, lowest, key=_number_of), len(segments)):
+            segment = segments[i]
+            number = segment.number
+            if below is not None and number >= below:
+                break
+            if stale is not None and stale[0] <= number <= stale[1]:
+                continue
+            duration = round(segment.duration, 3)
+            if not duration > 0:
+                continue  # parse never yields these; a hand-built playlist might
+            if _rounded(duration) > target_duration:
+                too_long.add(number)
+                continue
+            current = best.get(number)
+            if (
+                current is None
+                or key < current[0]
+                or (key == current[0] and _tiebreak(segment) < _tiebreak(current[1]))
+            ):
+                best[number] = (key, segment, source.name)
+    too_long.difference_update(best)
+    return _Offers(best, too_long)
+
+
+_NO_DATE = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _tiebreak(segment: UpstreamSegment) -> tuple[str, float, bool, bool, datetime]:
+    # Two copies from one broadcaster identity (a shell listing it twice): still deterministic.
+    date = segment.program_date_time
+    return (segment.uri, segment.duration, segment.discontinuity, date is not None, date or _NO_DATE)
+
+
+def _rounded(duration: float) -> int:
+    """EXTINF rounded to the nearest integer as RFC 8216 §4.3.3.1 compares it; halves go up, the
+    strict reading (Python's round() would send 2.5 down to 2)."""
+    return math.floor(duration + 0.5)
+
+
+def _window_count(policy: Policy, target_duration: int) -> int:
+    count = math.ceil(policy.window_for(target_duration) / target_duration)
+    return max(3, min(count, policy.max_window_segments))
+
+
+def _bounded_start(numbers: list[int], count: int) -> int:
+    """The lowest offered number within `count` numbers of the newest: a new playlist or epoch
+    starts with at most a window's worth, not with whatever old stretch a broadcaster still lists."""
+    return numbers[bisect_left(numbers, numbers[-1] - count + 1)]
+
+
+class _Draft:
+    """The mutable working copy of one merge step; `finish` freezes it into the next state."""
+
+    __slots__ = (
+        "state", "next_number", "waiting_since", "restart_watch", "stale_numbers", "ended",
+        "pending_discontinuity", "new", "holes_passed", "numbers_skipped", "too_long_skipped",
+        "restarts",
+    )  # fmt: skip
+
+    def __init__(self, state: PublishedState) -> None:
+        self.state = state
+        self.next_number = state.next_number
+        self.waiting_since = state.waiting_since
+        self.restart_watch = state.restart_watch
+        self.stale_numbers = state.stale_numbers
+        self.ended = state.ended
+        self.pending_discontinuity = False
+        self.new: list[PublishedSegment] = []
+        counts = state.counts
+        self.holes_passed = counts.holes_passed
+        self.numbers_skipped = counts.numbers_skipped
+        self.too_long_skipped = counts.too_long_skipped
+        self.restarts = counts.restarts
+
+    def last_segment(self) -> PublishedSegment | None:
+        if self.new:
+            return self.new[-1]
+        return self.state.segments[-1] if self.state.segments else None
+
+    def finish(self, policy: Policy) -> PublishedState:
+        state = self.state
+        counts = MergeCounts(
+            holes_passed=self.holes_passed,
+            numbers_skipped=self.numbers_skipped,
+            too_long_skipped=self.too_long_skipped,
+            restarts=self.restarts,
+        )
+        if (
+            not self.new
+            and self.next_number == state.next_number
+            and self.waiting_since == state.waiting_since
+            and self.restart_watch == state.restart_watch
+            and self.stale_numbers == state.stale_numbers
+            and self.ended == state.ended
+            and counts == state.counts
+        ):
+            return state
+        segments = state.segments
+        media_sequence = state.media_sequence
+        discontinuity_sequence = state.discontinuity_sequence
+        if self.new:
+            segments = segments + tuple(self.new)
+            removed = _trim_count(segments, policy, state.target_duration)
+            if removed:
+                discontinuity_sequence += sum(1 for s in segments[:removed] if s.discontinuity)
+                media_sequence += removed
+                segments = segments[removed:]
+        return PublishedState(
+            target_duration=state.target_duration,
+            media_sequence=media_sequence,
+            discontinuity_sequence=discontinuity_sequence,
+            segments=segments,
+            next_number=self.next_number,
+            waiting_since=self.waiting_since,
+            restart_watch=self.restart_watch,
+            stale_numbers=self.stale_numbers,
+            ended=self.ended,
+            version=state.version + 1,
+            counts=counts,
+        )
+
+
+def _restart_due(draft: _Draft, fetched: Sequence[FetchedPlaylist], now: float, policy: Policy) -> bool:
+    """Nothing is offered at or above next_number. Start a new epoch once the run of consecutive
+    numbers at the bottom of those far below it has grown, and been watched for hole_wait_seconds;
+    until then keep (or start) watching."""
+    assert draft.next_number is not None
+    td = draft.state.target_duration
+    ceiling = draft.next_number - policy.restart_margin
+    low = _collect(fetched, td, lowest=0, below=ceiling, stale=None).best if ceiling > 0 else {}
+    if not low:
+        draft.restart_watch = None
+        return False
+    numbers = sorted(low)
+    start = numbers[0]
+    top = start
+    for number in numbers[1:]:
+        if number != top + 1:
+            break
+        top = number
+    watch = draft.restart_watch
+    if watch is None or watch.start != start or top < watch.top:
+        draft.restart_watch = RestartWatch(since=now, start=start, top=top)
+        return False
+    if top == watch.top or now - watch.since < policy.hole_wait_seconds:
+        return False
+    old_next = draft.next_number
+    draft.next_number = max(start, top - _window_count(policy, td) + 1)
+    # Whatever is offered above the new run now is the old epoch's: ignore it up to where the old
+    # epoch ended (plus stragglers), until the new epoch gets there.
+    above = [n for n in numbers if n > top]
+    draft.stale_numbers = (above[0] if above else ceiling, old_next - 1 + policy.restart_margin)
+    draft.pending_discontinuity = True
+    draft.waiting_since = None
+    draft.restart_watch = None
+    draft.restarts += 1
+    return True
+
+
+def _publish(draft: _Draft, offers: _Offers, now: float, hole_wait: float) -> None:
+    """Append every number that is next and offered; wait for a missing one while later ones are
+    offered, and pass it with a DISCONTINUITY once it has been waited for `hole_wait`."""
+    assert draft.next_number is not None
+    number = draft.next_number
+    best = offers.best
+    state = draft.state
+    msn = state.next_msn + len(draft.new)
+    while True:
+        offer = best.get(number)
+        if offer is not None:
+            _, segment, broadcaster = offer
+            previous = draft.last_segment()
+            # Upstream's own DISCONTINUITY is honoured, but never on the very first segment,
+            # where it would only shift this rendition's discontinuity numbers.
+            discontinuity = draft.pending_discontinuity or (
+                segment.discontinuity and previous is not None
+            )
+            date = segment.program_date_time
+            if date is None and not discontinuity and previous is not None:
+                if previous.program_date_time is not None:
+                    # Keep dates on every segment once known: with windows cut anywhere and copies
+                    # from several broadcasters, no segment can rely on another's date.
+                    date = previous.program_date_time + timedelta(seconds=previous.duration)
+            draft.new.append(
+                PublishedSegment(
+                    msn=msn,
+                    number=number,
+                    uri=segment.uri,
+                    duration=round(segment.duration, 3),
+                    discontinuity=discontinuity,
+                    program_date_time=date,
+                    broadcaster=broadcaster,
+                )
+            )
+            msn += 1
+            number += 1
+            draft.pending_discontinuity = False
+            draft.waiting_since = None
+            continue
+        later = offers.first_after(number)
+        if later is None:
+            break  # nothing newer: the stream is simply not further yet
+        if draft.waiting_since is None:
+            draft.waiting_since = now
+        if now - draft.waiting_since < hole_wait:
+            break
+        draft.holes_passed += 1
+        draft.numbers_skipped += later - number
+        draft.too_long_skipped += sum(1 for n in offers.too_long if number <= n < later)
+        number = later
+        draft.pending_discontinuity = True
+        draft.waiting_since = None
+    draft.next_number = number
+
+
+def _trim_count(segments: tuple[PublishedSegment, ...], policy: Policy, target_duration: int) -> int:
+    """How many segments to drop from the front: keep the shortest tail lasting the window, and
+    never less than 3 x target duration (§6.2.2). Sums in milliseconds, free of float drift."""
+    window_ms = round(policy.window_for(target_duration) * 1000)
+    floor_ms = 3000 * target_duration
+    durations = [round(s.duration * 1000) for s in segments]
+    total = sum(durations)
+    count = len(segments)
+    removed = 0
+    while count - removed > 1:
+        rest = total - durations[removed]
+        if rest >= window_ms or (count - removed > policy.max_window_segments and rest >= floor_ms):
+            total = rest
+            removed += 1
+        else:
+            break
+    return removed
