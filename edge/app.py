@@ -19,6 +19,12 @@ from edge.auth import Credentials
 from edge.broadcasters.selection import Selector
 from edge.errors import EXCEPTION_HANDLERS, error_response
 from edge.observability import Metrics, ObservabilityMiddleware
+from edge.playlists import routes as playlist_routes
+from edge.playlists.feed import FeedContext, FeedMetrics
+from edge.playlists.merge import Policy
+from edge.playlists.service import PlaylistService
+from edge.playlists.upstream import ParseLimits
+from edge.upstream import UpstreamFetcher, UpstreamMetrics
 from edge.services import Services
 from edge.settings import Settings
 from edge.store import StoreUnavailable, open_store
@@ -45,11 +51,12 @@ def build_services(settings: Settings) -> Services:
         max_ejection_percent=settings.ejection_max_percent,
     )
     ranking = RankingPolicy(liveness=liveness, default_region=settings.default_region or None)
-    return Services(
+    metrics = Metrics()
+    svc = Services(
         settings=settings,
         store=store,
         credentials=Credentials.build(settings.api_keys, settings.broadcaster_tokens, settings.admin_tokens),
-        metrics=Metrics(),
+        metrics=metrics,
         liveness=liveness,
         ranking=ranking,
         geo=GeoPolicy(
@@ -60,6 +67,21 @@ def build_services(settings: Settings) -> Services:
         ),
         selector=Selector(store.registry, ranking, random.Random()),
     )
+    feeds = FeedContext(
+        store=store,
+        fetcher=UpstreamFetcher(settings.upstream_timeout, settings.upstream_max_bytes, UpstreamMetrics(metrics.registry)),
+        clock=lambda: svc.clock(),  # follows Services.clock, which tests may replace
+        policy=Policy(window_seconds=settings.playlist_window, hole_wait_seconds=settings.hole_wait),
+        liveness=liveness,
+        limits=ParseLimits(max_bytes=settings.upstream_max_bytes),
+        metrics=FeedMetrics(metrics.registry),
+        poll_interval=settings.poll_interval,
+        discovery_interval=settings.discovery_interval,
+        idle_timeout=settings.idle_timeout,
+        fixed_target_duration=settings.target_duration,
+    )
+    svc.playlists = PlaylistService(feeds, settings.upstream_timeout)
+    return svc
 
 
 def open_city_database(settings: Settings) -> CityDatabase | None:
@@ -78,6 +100,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await svc.store.open()
+        await svc.playlists.ctx.fetcher.start()
+        await svc.playlists.start()
         if svc.city_db is None:
             svc.city_db = open_city_database(settings)
         log.info("edge ready", extra={"fields": {
@@ -87,12 +111,14 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         try:
             yield
         finally:
+            await svc.playlists.stop()
+            await svc.playlists.ctx.fetcher.close()
             if svc.city_db is not None:
                 svc.city_db.close()
             await svc.store.close()
 
     app = Starlette(
-        routes=[*stream_routes.ROUTES, *ops.ROUTES],
+        routes=[*stream_routes.ROUTES, *playlist_routes.ROUTES, *ops.ROUTES],
         middleware=[Middleware(ObservabilityMiddleware, metrics=svc.metrics, log_requests=settings.access_log)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},
         lifespan=lifespan,

@@ -13,10 +13,11 @@ import sys
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("edge.access")
+disable_created_metrics()  # the *_created series only double the exposition size
 
 
 class Metrics:

@@ -13,6 +13,7 @@ from broadcaster_registry.ranking import RankingPolicy
 from edge.auth import Credentials
 from edge.broadcasters.selection import Selector
 from edge.observability import Metrics
+from edge.playlists.service import PlaylistService
 from edge.settings import Settings
 from edge.store import Store
 from geo.database import CityDatabase
@@ -31,6 +32,7 @@ class Services:
     selector: Selector
     city_db: CityDatabase | None = None  # opened in the lifespan
     clock: Callable[[], float] = field(default=time.time)
+    playlists: PlaylistService = field(init=False)  # built from these services (its clock is ours)
 
 
 def services(request: Request) -> Services:

@@ -189,7 +189,12 @@ def merge(
             numbers = sorted(offers.best)
             draft.next_number = _bounded_start(numbers, _window_count(policy, td))
     else:
-        offers = _collect(fetched, td, lowest=state.next_number, below=None, stale=state.stale_numbers)
+        if state.stale_numbers is not None and state.next_number >= state.stale_numbers[0]:
+            # The new epoch has reached the old tail: from now on these numbers are its own.
+            # (Cleared here rather than as we reach it, so that a state always describes what its
+            # own merge saw.)
+            draft.stale_numbers = None
+        offers = _collect(fetched, td, lowest=state.next_number, below=None, stale=draft.stale_numbers)
         if offers.best or offers.too_long or ended:
             draft.restart_watch = None  # the stream goes on (or is over): not a restart
         elif _restart_due(draft, fetched, now, policy):
@@ -198,9 +203,6 @@ def merge(
 
     if draft.next_number is not None:
         _publish(draft, offers, now, policy.hole_wait_seconds if not ended else 0.0)
-    if draft.stale_numbers is not None and draft.next_number is not None:
-        if draft.next_number >= draft.stale_numbers[0]:
-            draft.stale_numbers = None  # the new epoch has caught up with the old tail
     draft.ended = ended
     return draft.finish(policy)
 

@@ -37,11 +37,22 @@ class StreamStore(Protocol):
     async def delete(self, stream_id: str) -> bool: ...
 
 
+class PlaylistStateStore(Protocol):
+    """Published playlist states (opaque bytes, see edge.playlists.codec) per (stream, rendition)."""
+
+    async def load(self, stream_id: str) -> dict[str, bytes]: ...
+
+    async def save(self, stream_id: str, states: dict[str, bytes]) -> None: ...
+
+    async def delete(self, stream_id: str) -> None: ...
+
+
 class Store(Protocol):
     """One backend: every repository the service uses, opened and closed together."""
 
     streams: StreamStore
     registry: RegistryStore
+    playlists: PlaylistStateStore
 
     async def open(self) -> None: ...
 

@@ -44,6 +44,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (stream_id, name)
     );
     """,
+    """
+    CREATE TABLE playlist_states (
+        stream_id TEXT NOT NULL,
+        rendition TEXT NOT NULL,
+        state BLOB NOT NULL,
+        PRIMARY KEY (stream_id, rendition)
+    );
+    """,
 )
 
 
@@ -263,6 +271,40 @@ class SqliteRegistry:
             )
 
 
+class SqlitePlaylists:
+    """Published playlist states, one opaque blob per (stream, rendition)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    async def load(self, stream_id: str) -> dict[str, bytes]:
+        rows = await self.db.run(
+            lambda: self.db.conn.execute(
+                "SELECT rendition, state FROM playlist_states WHERE stream_id = ?", (stream_id,)
+            ).fetchall()
+        )
+        return {rendition: bytes(state) for rendition, state in rows}
+
+    async def save(self, stream_id: str, states: dict[str, bytes]) -> None:
+        """Write the given renditions' states in one transaction."""
+
+        def _save() -> None:
+            with self.db.conn:
+                self.db.conn.execute("BEGIN")
+                self.db.conn.executemany(
+                    "INSERT INTO playlist_states (stream_id, rendition, state) VALUES (?, ?, ?) "
+                    "ON CONFLICT (stream_id, rendition) DO UPDATE SET state = excluded.state",
+                    [(stream_id, rendition, state) for rendition, state in states.items()],
+                )
+
+        await self.db.run(_save)
+
+    async def delete(self, stream_id: str) -> None:
+        await self.db.run(
+            lambda: self.db.conn.execute("DELETE FROM playlist_states WHERE stream_id = ?", (stream_id,))
+        )
+
+
 class SqliteStore:
     """Every repository on one SQLite file."""
 
@@ -270,6 +312,7 @@ class SqliteStore:
         self.db = SqliteDatabase(path)
         self.streams = SqliteStreams(self.db)
         self.registry = SqliteRegistry(self.db)
+        self.playlists = SqlitePlaylists(self.db)
 
     async def open(self) -> None:
         await self.db.open()

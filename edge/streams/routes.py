@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from broadcaster_registry.validation import normalise_address
 from edge.auth import Role
 from edge.errors import ApiError
 from edge.jsonbody import FieldErrors, read_json, refuse_unknown, require_object, string
@@ -87,6 +88,7 @@ async def end_stream(request: Request) -> Response:
     stream = await svc.store.streams.end(stream_id, int(svc.clock() * 1000)) if is_stream_id(stream_id) else None
     if stream is None:
         raise ApiError(404, f"stream {stream_id}: not found")
+    svc.playlists.stream_ended(stream_id)
     return _json(stream.api_json())
 
 
@@ -96,6 +98,7 @@ async def delete_stream(request: Request) -> Response:
     stream_id = request.path_params["id"]
     if not (is_stream_id(stream_id) and await svc.store.streams.delete(stream_id)):
         raise ApiError(404, f"stream {stream_id}: not found")
+    await svc.playlists.stream_deleted(stream_id)
     return Response(status_code=204, headers={"Cache-Control": "no-store"})
 
 
@@ -118,7 +121,29 @@ async def stream_hook(request: Request) -> Response:
     stream = await _load(svc, stream_id)
     if stream.ended:
         raise ApiError(410, f"stream {stream_id}: has ended")
+    await _note_carrier(svc, stream.id, url)
     return _json({"manifestId": stream.id, "profiles": [p.to_json() for p in stream.profiles]})
+
+
+async def _note_carrier(svc: Services, stream_id: str, ingest_url: str) -> None:
+    """The ingest URL is addressed to the broadcaster asking: from then on it may carry the stream,
+    so the playlist merger asks it at once instead of waiting for its next heartbeat."""
+    origin = normalise_address(_origin(ingest_url))
+    if origin is None:
+        return
+    for b in await svc.store.registry.list_all():
+        if b.address == origin:
+            await svc.store.registry.note_handout(stream_id, b.name, svc.clock())
+            svc.playlists.stream_ended(stream_id)  # a poke: refresh now with the new carrier
+            return
+
+
+def _origin(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"
+    except ValueError:
+        return ""
 
 
 def stream_id_from_ingest_url(url: str) -> str | None:

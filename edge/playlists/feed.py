@@ -1,0 +1,304 @@
+"""One watched stream: a task that refreshes every rendition from the broadcasters carrying it,
+merges (pure, merge.py), persists the published state, and renders what players are served.
+
+Players never wait on upstream: they read `Feed.rendered`, replaced whole after each change. Upstream
+load is one fetch per (carrier, rendition) per poll interval, however many players there are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import logging
+from dataclasses import dataclass, fields
+from typing import Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter
+
+from broadcaster_registry.liveness import LivenessPolicy, is_serving
+from broadcaster_registry.model import Broadcaster
+from edge.playlists.codec import dump_state, load_state
+from edge.playlists.merge import (
+    BroadcasterRef,
+    FetchedPlaylist,
+    MergeCounts,
+    Policy,
+    PublishedState,
+    choose_target_duration,
+    merge,
+)
+from edge.playlists.render import render_media
+from edge.playlists.upstream import ParseLimits, UpstreamPlaylist, parse_upstream
+from edge.store.base import Store
+from edge.streams.model import SOURCE, Stream
+from edge.upstream import FetchResult, UpstreamFetcher, playlist_url
+
+log = logging.getLogger("edge.feed")
+
+# The target duration can never change once published, so it leaves room for encoders whose
+# keyframes (and so segment ends) drift: 2.0 s segments get a target of 3, not 2.
+TARGET_HEADROOM = 1.25
+STREAM_RECHECK_S = 2.0  # how often a feed re-reads its stream (ended or deleted on another node)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One version of a media playlist, ready to send: both encodings and the validators."""
+
+    body: bytes
+    gzipped: bytes
+    etag: str
+    target_duration: int
+    ended: bool
+    changed_at: float
+    has_segments: bool
+
+    @classmethod
+    def of(cls, state: PublishedState, now: float) -> "Rendered":
+        body = render_media(state)
+        return cls(
+            body=body,
+            gzipped=gzip.compress(body, compresslevel=6, mtime=0),
+            etag='"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
+            target_duration=state.target_duration,
+            ended=state.ended,
+            changed_at=now,
+            has_segments=bool(state.segments),
+        )
+
+
+class FeedMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rejected = Counter(
+            "edge_upstream_segments_rejected", "Upstream playlist lines or segments refused, by reason.",
+            ["reason"], registry=registry,
+        )
+        self.merge_events = Counter(
+            "edge_playlist_merge_events", "Holes passed, numbers skipped, restarts seen by the merge.",
+            ["event"], registry=registry,
+        )
+        self.published = Counter(
+            "edge_playlist_versions", "New versions of merged media playlists.", registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class FeedContext:
+    """What every feed needs, shared by all of them."""
+
+    store: Store
+    fetcher: UpstreamFetcher
+    clock: Callable[[], float]
+    policy: Policy
+    liveness: LivenessPolicy
+    limits: ParseLimits
+    metrics: FeedMetrics
+    poll_interval: float
+    discovery_interval: float
+    idle_timeout: float
+    fixed_target_duration: int  # 0: chosen from the first segments
+
+
+def _is_health_failure(result: FetchResult) -> bool:
+    """A broadcaster that answers, even 404 (not carrying this rendition), is alive."""
+    if result.ok:
+        return False
+    return not (result.outcome == "http_error" and result.status is not None and result.status < 500)
+
+
+class Feed:
+    def __init__(self, stream: Stream, ctx: FeedContext) -> None:
+        self.stream = stream
+        self.ctx = ctx
+        self.states: dict[str, PublishedState] = {}
+        self.rendered: dict[str, Rendered] = {}
+        self.target_duration: int | None = None
+        self.last_request = ctx.clock()
+        self.first_round = asyncio.Event()
+        self.finished = False  # ended and final, or deleted: no more polling
+        self._wake = asyncio.Event()
+        self._last_discovery = float("-inf")
+        self._last_recheck = ctx.clock()
+        self._task: asyncio.Task[None] | None = None
+        self._errors_logged: set[str] = set()
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"feed-{self.stream.id}")
+
+    def ensure_running(self) -> None:
+        """Restart polling for a player who arrived after the feed went idle."""
+        if not self.finished and (self._task is None or self._task.done()):
+            self.start()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def poke(self) -> None:
+        """Refresh now (the stream was ended or a carrier appeared)."""
+        self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        return self.ctx.clock() - self.last_request > self.ctx.idle_timeout
+
+    async def _run(self) -> None:
+        try:
+            await self._load()
+            while not self.finished and not self.idle:
+                try:
+                    await self.refresh()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug or a store outage: log once per kind, keep serving
+                    kind = type(exc).__name__
+                    if kind not in self._errors_logged:
+                        self._errors_logged.add(kind)
+                        log.exception("feed %s: refresh failed", self.stream.id)
+                finally:
+                    self.first_round.set()
+                if self.finished:
+                    break
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.ctx.poll_interval)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            self.first_round.set()
+
+    async def _load(self) -> None:
+        """Continue from the stored states: numbering goes on unbroken across restarts."""
+        now = self.ctx.clock()
+        for rendition, blob in (await self.ctx.store.playlists.load(self.stream.id)).items():
+            if rendition not in self.stream.rendition_names:
+                continue
+            state = load_state(blob)
+            self.states[rendition] = state
+            self.rendered[rendition] = Rendered.of(state, now)
+            self.target_duration = state.target_duration
+        if self.states and all(s.ended for s in self.states.values()) and self.stream.ended:
+            self.finished = True
+
+    # --- one round ---
+
+    async def refresh(self) -> None:
+        ctx = self.ctx
+        now = ctx.clock()
+        await self._recheck_stream(now)
+        if self.finished:
+            return
+        carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
+        if now - self._last_discovery >= ctx.discovery_interval:
+            self._last_discovery = now
+            carriers += await self._discover(carriers, now)
+        renditions = self.stream.rendition_names
+        rounds = await asyncio.gather(*(self._fetch(rendition, carriers) for rendition in renditions))
+        fetched_by_rendition = dict(zip(renditions, (fetched for fetched, _ in rounds)))
+        await self._record_health([result for _, results in rounds for result in results], carriers, now)
+
+        if self.target_duration is None:
+            self.target_duration = self._choose_target(fetched_by_rendition.values())
+            if self.target_duration is None:
+                self.finished = self.stream.ended  # ended before anything was published
+                return  # nothing published anywhere yet
+        changed: dict[str, PublishedState] = {}
+        for rendition, fetched in fetched_by_rendition.items():
+            before = self.states.get(rendition)
+            after = merge(before, fetched, now, ctx.policy, self.target_duration, ended=self.stream.ended)
+            if after is not before:
+                changed[rendition] = after
+                self._count_merge(before.counts if before else MergeCounts(), after.counts)
+        if changed:
+            # Stored before it is served: what a player saw is never lost by a crash.
+            await ctx.store.playlists.save(self.stream.id, {r: dump_state(s) for r, s in changed.items()})
+            for rendition, state in changed.items():
+                self.states[rendition] = state
+                self.rendered[rendition] = Rendered.of(state, now)
+            ctx.metrics.published.inc(len(changed))
+        if self.stream.ended and len(self.states) == len(renditions) and all(s.ended for s in self.states.values()):
+            self.finished = True
+
+    async def _recheck_stream(self, now: float) -> None:
+        if now - self._last_recheck < STREAM_RECHECK_S and not self._wake.is_set():
+            return
+        self._last_recheck = now
+        stream = await self.ctx.store.streams.get(self.stream.id)
+        if stream is None:
+            self.finished = True  # deleted; the service drops this feed
+            self.rendered = {}
+        else:
+            self.stream = stream
+
+    async def _fetch(
+        self, rendition: str, carriers: Sequence[Broadcaster]
+    ) -> tuple[list[FetchedPlaylist], list[FetchResult]]:
+        results = await asyncio.gather(
+            *(self.ctx.fetcher.fetch(b.name, playlist_url(b.address, self.stream.id, rendition)) for b in carriers)
+        )
+        fetched = []
+        for b, result in zip(carriers, results):
+            ref = BroadcasterRef(name=b.name, origin=b.address)
+            if result.ok:
+                fetched.append(FetchedPlaylist(broadcaster=ref, playlist=self._parse(result, b)))
+            else:
+                fetched.append(FetchedPlaylist(broadcaster=ref, error=result.outcome))
+        return fetched, list(results)
+
+    def _parse(self, result: FetchResult, b: Broadcaster) -> UpstreamPlaylist:
+        playlist = parse_upstream(result.body, result.url, b.address, self.ctx.limits)
+        for reason, count in playlist.rejected.items():
+            self.ctx.metrics.rejected.labels(str(reason)).inc(count)
+        return playlist
+
+    async def _discover(self, carriers: Sequence[Broadcaster], now: float) -> list[Broadcaster]:
+        """Ask the serving broadcasters not known to carry the stream; adopt those that do."""
+        known = {b.name for b in carriers}
+        others = [
+            b for b in await self.ctx.store.registry.list_all()
+            if b.name not in known and is_serving(b, now, self.ctx.liveness)
+        ]
+        if not others:
+            return []
+        fetched, _ = await self._fetch(SOURCE, others)
+        found = [b for b, f in zip(others, fetched) if f.playlist is not None and f.playlist.segments]
+        for b in found:
+            await self.ctx.store.registry.note_handout(self.stream.id, b.name, now)
+        return found
+
+    async def _record_health(self, results: list[FetchResult], carriers: Sequence[Broadcaster], now: float) -> None:
+        """Passive health: one verdict per broadcaster per round (failed if every fetch failed)."""
+        verdicts: dict[str, bool] = {}
+        for result in results:
+            failed = _is_health_failure(result)
+            verdicts[result.broadcaster] = verdicts.get(result.broadcaster, True) and failed
+        for name, failed in verdicts.items():
+            await self.ctx.store.registry.record_fetch(name, not failed, now, self.ctx.liveness)
+
+    def _choose_target(self, rounds: object) -> int | None:
+        if self.ctx.fixed_target_duration:
+            return self.ctx.fixed_target_duration
+        durations = [
+            segment.duration * TARGET_HEADROOM
+            for fetched in rounds  # type: ignore[attr-defined]
+            for f in fetched
+            if f.playlist is not None
+            for segment in f.playlist.segments
+        ]
+        if not durations:
+            return None
+        return choose_target_duration(durations, minimum=1, maximum=self.ctx.policy.max_target_duration)
+
+    def _count_merge(self, before: MergeCounts, after: MergeCounts) -> None:
+        for field in fields(MergeCounts):
+            delta = getattr(after, field.name) - getattr(before, field.name)
+            if delta > 0:
+                self.ctx.metrics.merge_events.labels(field.name).inc(delta)

@@ -1,0 +1,121 @@
+"""The playlists a node serves: one Feed per watched stream, started by the first player request and
+stopped when nobody has asked for a while. The request path is a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from edge.playlists.feed import Feed, FeedContext, Rendered
+from edge.streams.model import Stream
+
+log = logging.getLogger("edge.playlists")
+
+FIRST_ROUND_GRACE_S = 0.5  # beyond the upstream timeout, for parsing, merging and storing
+
+
+class NotFound(Exception):
+    """No such stream or rendition; the message names which."""
+
+
+class NotYet(Exception):
+    """The stream exists but nothing has been published for this rendition yet."""
+
+
+class PlaylistService:
+    def __init__(self, ctx: FeedContext, first_round_timeout: float) -> None:
+        self.ctx = ctx
+        self.first_round_timeout = first_round_timeout + FIRST_ROUND_GRACE_S
+        self.feeds: dict[str, Feed] = {}
+        self._starting: dict[str, asyncio.Future[Feed]] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap(), name="feed-reaper")
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        await asyncio.gather(*(feed.stop() for feed in self.feeds.values()), return_exceptions=True)
+        self.feeds.clear()
+
+    async def media(self, stream_id: str, rendition: str) -> Rendered:
+        """What to serve for one rendition; starts polling the stream if nobody watched it."""
+        feed = self.feeds.get(stream_id)
+        if feed is not None:
+            feed.last_request = self.ctx.clock()
+            feed.ensure_running()
+            rendered = feed.rendered.get(rendition)
+            if rendered is not None and rendered.has_segments:
+                return rendered
+        else:
+            feed = await self._feed(stream_id)
+        if rendition not in feed.stream.rendition_names:
+            raise NotFound(f"rendition {rendition}: not in stream {stream_id}")
+        if not feed.first_round.is_set():
+            try:
+                await asyncio.wait_for(asyncio.shield(feed.first_round.wait()), self.first_round_timeout)
+            except asyncio.TimeoutError:
+                pass
+        rendered = feed.rendered.get(rendition)
+        if rendered is None or not rendered.has_segments:
+            if feed.finished and not feed.rendered:
+                raise NotFound(f"stream {stream_id}: not found")
+            raise NotYet(f"stream {stream_id}: no {rendition} segments published yet")
+        return rendered
+
+    async def stream(self, stream_id: str) -> Stream:
+        feed = self.feeds.get(stream_id)
+        if feed is not None:
+            return feed.stream
+        stream = await self.ctx.store.streams.get(stream_id)
+        if stream is None:
+            raise NotFound(f"stream {stream_id}: not found")
+        return stream
+
+    async def _feed(self, stream_id: str) -> Feed:
+        """The stream's feed, created once even when many first requests arrive together."""
+        pending = self._starting.get(stream_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Feed] = asyncio.get_running_loop().create_future()
+        self._starting[stream_id] = future
+        try:
+            stream = await self.ctx.store.streams.get(stream_id)
+            if stream is None:
+                raise NotFound(f"stream {stream_id}: not found")
+            feed = Feed(stream, self.ctx)
+            self.feeds[stream_id] = feed
+            feed.start()
+            future.set_result(feed)
+            return feed
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            del self._starting[stream_id]
+
+    def stream_ended(self, stream_id: str) -> None:
+        feed = self.feeds.get(stream_id)
+        if feed is not None:
+            feed.poke()
+
+    async def stream_deleted(self, stream_id: str) -> None:
+        feed = self.feeds.pop(stream_id, None)
+        if feed is not None:
+            await feed.stop()
+        await self.ctx.store.playlists.delete(stream_id)
+        await self.ctx.store.registry.forget_stream(stream_id)
+
+    async def _reap(self) -> None:
+        """Drop feeds that stopped (idle, deleted); ended ones stay while players still ask."""
+        while True:
+            await asyncio.sleep(max(1.0, self.ctx.poll_interval))
+            for stream_id, feed in list(self.feeds.items()):
+                deleted = feed.finished and not feed.rendered
+                if feed.idle or deleted:
+                    self.feeds.pop(stream_id, None)
+                    await feed.stop()
