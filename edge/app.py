@@ -16,6 +16,8 @@ from broadcaster_registry.liveness import LivenessPolicy
 from broadcaster_registry.ranking import RankingPolicy
 from edge import ops
 from edge.auth import Credentials
+from edge.broadcasters import routes as broadcaster_routes
+from edge.broadcasters.prober import start_static_fleet
 from edge.broadcasters.selection import Selector
 from edge.errors import EXCEPTION_HANDLERS, error_response
 from edge.observability import Metrics, ObservabilityMiddleware
@@ -100,6 +102,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await svc.store.open()
+        try:
+            # A bad broadcasters file stops the start-up here, naming the entry and the field.
+            prober = await start_static_fleet(settings, svc.store.registry, svc.liveness, lambda: svc.clock())
+        except Exception:
+            await svc.store.close()
+            raise
         await svc.playlists.ctx.fetcher.start()
         await svc.playlists.start()
         if svc.city_db is None:
@@ -111,6 +119,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         try:
             yield
         finally:
+            await prober.stop()
             await svc.playlists.stop()
             await svc.playlists.ctx.fetcher.close()
             if svc.city_db is not None:
@@ -118,7 +127,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             await svc.store.close()
 
     app = Starlette(
-        routes=[*stream_routes.ROUTES, *playlist_routes.ROUTES, *ops.ROUTES],
+        routes=[*stream_routes.ROUTES, *broadcaster_routes.ROUTES, *playlist_routes.ROUTES, *ops.ROUTES],
         middleware=[Middleware(ObservabilityMiddleware, metrics=svc.metrics, log_requests=settings.access_log)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},
         lifespan=lifespan,

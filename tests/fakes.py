@@ -34,7 +34,7 @@ class FakeBroadcaster:
         app = web.Application()
         app.router.add_get("/stream/{stream}/{rendition}.m3u8", self._playlist)
         app.router.add_get("/", self._root)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()

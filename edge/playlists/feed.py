@@ -11,7 +11,7 @@ import asyncio
 import gzip
 import hashlib
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter
@@ -210,10 +210,11 @@ class Feed:
             if self.target_duration is None:
                 self.finished = self.stream.ended  # ended before anything was published
                 return  # nothing published anywhere yet
+        policy = self._policy()
         changed: dict[str, PublishedState] = {}
         for rendition, fetched in fetched_by_rendition.items():
             before = self.states.get(rendition)
-            after = merge(before, fetched, now, ctx.policy, self.target_duration, ended=self.stream.ended)
+            after = merge(before, fetched, now, policy, self.target_duration, ended=self.stream.ended)
             if after is not before:
                 changed[rendition] = after
                 self._count_merge(before.counts if before else MergeCounts(), after.counts)
@@ -226,6 +227,13 @@ class Feed:
             ctx.metrics.published.inc(len(changed))
         if self.stream.ended and len(self.states) == len(renditions) and all(s.ended for s in self.states.values()):
             self.finished = True
+
+    def _policy(self) -> Policy:
+        """The edge's policy, with the stream's own DVR window when it asked for a longer one."""
+        asked = self.stream.dvr_window_seconds
+        if asked is None or asked <= self.ctx.policy.window_seconds:
+            return self.ctx.policy
+        return replace(self.ctx.policy, window_seconds=float(asked))
 
     async def _recheck_stream(self, now: float) -> None:
         if now - self._last_recheck < STREAM_RECHECK_S and not self._wake.is_set():

@@ -83,6 +83,7 @@ class StreamSpec:
     profiles: tuple[Profile, ...]
     presets: tuple[str, ...] = ()
     source_info: SourceInfo | None = None
+    dvr_window_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class Stream:
     presets: tuple[str, ...] = ()
     source_info: SourceInfo | None = None
     ended_at: int | None = None
+    dvr_window_seconds: int | None = None  # a longer playlist window than the edge's default
 
     @property
     def ended(self) -> bool:
@@ -118,6 +120,8 @@ class Stream:
         }
         if self.source_info is not None:
             doc["sourceInfo"] = self.source_info.to_json()
+        if self.dvr_window_seconds is not None:
+            doc["dvrWindowSeconds"] = self.dvr_window_seconds
         return doc
 
     @classmethod
@@ -131,6 +135,7 @@ class Stream:
             created_at=doc["createdAt"],
             source_info=SourceInfo(**source) if source else None,
             ended_at=doc.get("endedAt"),
+            dvr_window_seconds=doc.get("dvrWindowSeconds"),
         )
 
     def api_json(self) -> dict[str, Any]:

@@ -30,15 +30,18 @@ MIN_BITRATE, MAX_BITRATE = 400, 200_000_000
 MIN_FPS, MAX_FPS = 1, 240
 ENCODER_PROFILES = frozenset({"H264Baseline", "H264Main", "H264High", "H264ConstrainedHigh"})
 
-CREATE_FIELDS = frozenset({"name", "profiles", "presets", "wowza"})
+CREATE_FIELDS = frozenset({"name", "profiles", "presets", "wowza", "dvrWindowSeconds"})
+MAX_DVR_WINDOW = 86_400  # the edge's own max_dvr_window setting may be lower
 PROFILE_FIELDS = frozenset({"name", "width", "height", "bitrate", "fps", "fpsDen", "gop", "profile"})
 SOURCE_STREAM_NAME = "${SourceStreamName}"
 # Wowza stream names carry a container prefix ("mp4:name"); the rendition is the name after it.
 CONTAINER_PREFIX = re.compile(r"^[A-Za-z0-9]+:")
 
 
-def parse_create(body: Any) -> StreamSpec:
-    """Validate a `POST /api/stream` body; raises FieldErrors listing every problem."""
+def parse_create(body: Any, max_dvr_window: int = MAX_DVR_WINDOW) -> StreamSpec:
+    """Validate a `POST /api/stream` body; raises FieldErrors listing every problem.
+
+    `dvrWindowSeconds` (our extension) asks for a longer live window, up to `max_dvr_window`."""
     obj = require_object(body, "")
     errors = refuse_unknown(obj, CREATE_FIELDS, "")
     if "name" not in obj:
@@ -59,9 +62,14 @@ def parse_create(body: Any) -> StreamSpec:
     _check_names(profiles, errors, "wowza" if "wowza" in obj else "profiles")
     if len(profiles) > MAX_PROFILES:
         errors.append(f"profiles: at most {MAX_PROFILES} renditions")
+    dvr_window = None
+    if "dvrWindowSeconds" in obj:
+        dvr_window = collect(errors, integer, obj["dvrWindowSeconds"], "dvrWindowSeconds", minimum=1,
+                             maximum=max_dvr_window)
     if errors or name is None:
         raise FieldErrors(errors)
-    return StreamSpec(name=name, profiles=tuple(profiles), presets=presets, source_info=source_info)
+    return StreamSpec(name=name, profiles=tuple(profiles), presets=presets, source_info=source_info,
+                      dvr_window_seconds=dvr_window)
 
 
 def _presets(value: Any, errors: list[str]) -> tuple[str, ...]:

@@ -38,7 +38,7 @@ async def create_stream(request: Request) -> Response:
     svc.credentials.require(request, Role.API)
     body = await read_json(request, svc.settings.max_body_bytes)
     try:
-        spec = parse_create(body)
+        spec = parse_create(body, int(svc.settings.max_dvr_window))
     except FieldErrors as exc:
         raise ApiError(422, *exc.errors) from None
     stream = Stream(
@@ -47,6 +47,7 @@ async def create_stream(request: Request) -> Response:
         profiles=spec.profiles,
         presets=spec.presets,
         source_info=spec.source_info,
+        dvr_window_seconds=spec.dvr_window_seconds,
         created_at=int(svc.clock() * 1000),
     )
     await svc.store.streams.create(stream)

@@ -26,9 +26,9 @@ class Edge:
     svc: Services
     fakes: dict[str, FakeBroadcaster] = field(default_factory=dict)
 
-    async def add_broadcaster(self, name: str, **kwargs: object) -> FakeBroadcaster:
+    async def add_broadcaster(self, name: str, port: int = 0, **kwargs: object) -> FakeBroadcaster:
         fake = FakeBroadcaster(name, **kwargs)  # type: ignore[arg-type]
-        await fake.start()
+        await fake.start(port)
         self.fakes[name] = fake
         await self.svc.store.registry.upsert(name, Registration(address=fake.url), self.svc.clock())
         return fake

@@ -1,0 +1,223 @@
+"""The broadcaster API: self-registration and heartbeats, drain, the admin listing, and Livepeer's
+`GET /api/broadcaster` (where should this ingest send its segments?).
+
+Validation, liveness and ranking are broadcaster_registry's pure functions; this module only reads
+requests, calls them with the time from `svc.clock()`, and writes answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from broadcaster_registry.codec import to_doc
+from broadcaster_registry.liveness import LivenessPolicy, health
+from broadcaster_registry.model import Broadcaster
+from broadcaster_registry.validation import ValidationError, parse_name, parse_registration, parse_state
+from edge.auth import Role
+from edge.errors import ApiError
+from edge.jsonbody import read_json
+from edge.services import Services, services
+from edge.store import StoreUnavailable
+from edge.streams.model import is_stream_id
+from geo.locate import locate
+
+log = logging.getLogger("edge.broadcasters")
+
+# GET /api/broadcaster answers the best few, not the whole fleet: an ingest uses the first and asks
+# again when an upload fails, and with a thousand nodes the full list would be ~60 KB per ingest.
+MAX_ANSWER = 10
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _json(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(doc, status_code=status, headers={**NO_STORE, **(headers or {})})
+
+
+def broadcaster_json(b: Broadcaster, now: float, policy: LivenessPolicy) -> dict[str, Any]:
+    """The stored document (camelCase, the same for every backend) with its health at `now`."""
+    verdict = health(b, now, policy)
+    return {**to_doc(b), "health": {"healthy": verdict.healthy, "serving": verdict.serving, "reason": verdict.reason}}
+
+
+def _refuse_unknown_query(request: Request, allowed: Iterable[str]) -> None:
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        raise ApiError(400, *(f"{name}: unknown query parameter" for name in unknown))
+
+
+def _single_query(request: Request, name: str) -> str | None:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise ApiError(400, f"{name}: given more than once")
+    return values[0] if values else None
+
+
+async def _known(svc: Services, name: str) -> Broadcaster:
+    """The broadcaster a path names, or 404 (a name that breaks the naming rule cannot exist)."""
+    try:
+        b = await svc.store.registry.get(parse_name(name))
+    except ValidationError:
+        b = None
+    if b is None:
+        raise ApiError(404, f"broadcaster {name}: not found")
+    return b
+
+
+def _may_change(role: Role, b: Broadcaster) -> None:
+    # Static entries are the operator's (the broadcasters file): only an admin acts on them.
+    if b.source == "static" and role is not Role.ADMIN:
+        raise ApiError(403, f"broadcaster {b.name}: is a static entry from the broadcasters file; only an admin may change it")
+
+
+async def put_broadcaster(request: Request) -> Response:
+    """Register or heartbeat: one idempotent call, the body replacing what the node said before."""
+    svc = services(request)
+    svc.credentials.require(request, Role.BROADCASTER)
+    _refuse_unknown_query(request, ())
+    try:
+        name = parse_name(request.path_params["name"])
+    except ValidationError as exc:
+        raise ApiError(400, *exc.errors) from None
+    body = await read_json(request, svc.settings.max_body_bytes)
+    try:
+        registration = parse_registration(body)
+    except ValidationError as exc:
+        raise ApiError(422, *exc.errors) from None
+    previous = await svc.store.registry.get(name)
+    if previous is not None and previous.source == "static":
+        raise ApiError(
+            409, f"name: {name} is a static broadcaster from the broadcasters file; register under another name"
+        )
+    now = svc.clock()
+    b = await svc.store.registry.upsert(name, registration, now)
+    if previous is None:
+        log.info("broadcaster registered", extra={"fields": {"broadcaster": name, "address": b.address}})
+        return _json(broadcaster_json(b, now, svc.liveness), 201, {"Location": f"/api/broadcasters/{name}"})
+    return _json(broadcaster_json(b, now, svc.liveness))
+
+
+async def delete_broadcaster(request: Request) -> Response:
+    """Drain (never handed out again, still merged while it serves), or with ?forget=true remove it."""
+    svc = services(request)
+    role = svc.credentials.require(request, Role.BROADCASTER)
+    _refuse_unknown_query(request, ("forget",))
+    forget = _single_query(request, "forget") or "false"
+    if forget not in ("true", "false"):
+        raise ApiError(400, "forget: must be true or false")
+    b = await _known(svc, request.path_params["name"])
+    _may_change(role, b)
+    if forget == "true":
+        if role is not Role.ADMIN:
+            raise ApiError(403, "forget: only an admin may remove a broadcaster; without forget it is drained")
+        if b.source == "static":
+            raise ApiError(409, f"broadcaster {b.name}: is static; remove it from the broadcasters file instead")
+        await svc.store.registry.delete(b.name)
+        log.info("broadcaster removed", extra={"fields": {"broadcaster": b.name}})
+        return Response(status_code=204, headers=NO_STORE)
+    drained = await svc.store.registry.set_state(b.name, "draining")
+    if drained is None:  # removed meanwhile
+        raise ApiError(404, f"broadcaster {b.name}: not found")
+    if b.state != "draining":
+        log.info("broadcaster draining", extra={"fields": {"broadcaster": b.name}})
+    return _json(broadcaster_json(drained, svc.clock(), svc.liveness))
+
+
+async def put_state(request: Request) -> Response:
+    """Set the state explicitly: {"state": "active"} undoes a drain, {"state": "draining"} drains."""
+    svc = services(request)
+    role = svc.credentials.require(request, Role.BROADCASTER)
+    _refuse_unknown_query(request, ())
+    b = await _known(svc, request.path_params["name"])
+    body = await read_json(request, svc.settings.max_body_bytes)
+    if not isinstance(body, dict):
+        raise ApiError(422, "body: must be a JSON object")
+    unknown = [f"{key}: unknown field" for key in body if key != "state"]
+    if unknown:
+        raise ApiError(422, *unknown)
+    try:
+        state = parse_state(body.get("state"))
+    except ValidationError as exc:
+        raise ApiError(422, *exc.errors) from None
+    _may_change(role, b)
+    changed = await svc.store.registry.set_state(b.name, state)
+    if changed is None:
+        raise ApiError(404, f"broadcaster {b.name}: not found")
+    if b.state != state:
+        log.info("broadcaster state set", extra={"fields": {"broadcaster": b.name, "state": state}})
+    return _json(broadcaster_json(changed, svc.clock(), svc.liveness))
+
+
+async def list_broadcasters(request: Request) -> Response:
+    """Every broadcaster with its health and why, for operators."""
+    svc = services(request)
+    svc.credentials.require(request, Role.ADMIN)
+    _refuse_unknown_query(request, ())
+    now = svc.clock()
+    return _json([broadcaster_json(b, now, svc.liveness) for b in await svc.store.registry.list_all()])
+
+
+async def choose_broadcaster(request: Request) -> Response:
+    """Livepeer's `GET /api/broadcaster`: `[{"address": ...}, ...]`, best first for this client.
+
+    `?streamId=<id>` (our extension) remembers that the stream was sent to the first one, so its
+    playlists are merged from there even before that broadcaster reports carrying it.
+    """
+    svc = services(request)
+    svc.credentials.require(request, Role.API, Role.BROADCASTER)
+    _refuse_unknown_query(request, ("streamId",))
+    stream_id = _single_query(request, "streamId")
+    if stream_id is not None:
+        await _check_stream(svc, stream_id)
+    client = request.client
+    peer = client.host if client else ""
+    # Repeated headers joined in order (what HTTP says they mean), for the X-Forwarded-For walk.
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    location = locate(peer, headers, svc.geo, svc.city_db)
+    now = svc.clock()
+    chosen = (await svc.selector.choose(location, now))[:MAX_ANSWER]
+    log.debug("broadcasters chosen", extra={"fields": {
+        "located_by": location.source if location else None,
+        "country": location.country if location else None,
+        "first": chosen[0].name if chosen else None,
+        "candidates": len(chosen),
+    }})
+    if not chosen:
+        log.warning("no broadcaster can take a new stream")
+    elif stream_id is not None:
+        try:
+            await svc.store.registry.note_handout(stream_id, chosen[0].name, now)
+        except StoreUnavailable as exc:
+            # Degraded mode: the ingest still gets its answer; the merger falls back to discovery.
+            log.warning("hand-out not recorded: %s", exc, extra={"fields": {"broadcaster": chosen[0].name}})
+    return _json([{"address": b.address, "name": b.name, "region": b.region} for b in chosen])
+
+
+async def _check_stream(svc: Services, stream_id: str) -> None:
+    if not is_stream_id(stream_id):
+        raise ApiError(400, "streamId: must be a stream id as returned by POST /api/stream")
+    try:
+        stream = await svc.store.streams.get(stream_id)
+    except StoreUnavailable:
+        return  # degraded: answering beats checking
+    if stream is None:
+        raise ApiError(404, f"streamId: stream {stream_id} not found")
+    if stream.ended:
+        raise ApiError(410, f"streamId: stream {stream_id} has ended")
+
+
+ROUTES = [
+    Route("/api/broadcaster", choose_broadcaster, methods=["GET"]),
+    Route("/api/broadcasters", list_broadcasters, methods=["GET"]),
+    Route("/api/broadcasters/{name}", put_broadcaster, methods=["PUT"]),
+    Route("/api/broadcasters/{name}", delete_broadcaster, methods=["DELETE"]),
+    Route("/api/broadcasters/{name}/state", put_state, methods=["PUT"]),
+]

@@ -1,0 +1,330 @@
+"""Merged live playlists over HTTP, with fake broadcasters that are real servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from tests.conftest import auth
+from tests.playlists_http.harness import Edge, open_edge, parse
+from tests.playlists_http.rules import Seen, check_one, check_reload
+
+
+@pytest.fixture
+async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
+    async for e in open_edge(tmp_path):
+        yield e
+
+
+async def carried(edge: Edge, stream_id: str, *names: str) -> None:
+    for name in names:
+        await edge.svc.store.registry.note_handout(stream_id, name, edge.svc.clock())
+
+
+async def test_ingest_moving_a_lost_segment_and_a_killed_broadcaster_keep_every_rule(edge: Edge) -> None:
+    """The issue's scenario: 100 successive reloads while the ingest moves every 3 segments, number 7
+    is lost for good, retries duplicate segments, and broadcaster b is killed mid-stream."""
+    names = ["a", "b", "c"]
+    for name in names:
+        await edge.add_broadcaster(name)
+    stream = await edge.create_stream(presets=["P144p30fps16x9"])
+    sid = stream["id"]
+    await carried(edge, sid, *names)
+    alive = list(names)
+
+    async def ingest() -> None:
+        for n in range(60):
+            if n == 30:
+                await edge.fakes["b"].stop()  # killed mid-stream
+                alive.remove("b")
+            target = alive[(n // 3) % len(alive)]
+            if n != 7:  # lost for good
+                for rendition in ("source", "P144p30fps16x9"):
+                    edge.fakes[target].add(sid, rendition, n)
+                    if n % 3 == 0:  # the upload was retried on the next broadcaster too
+                        edge.fakes[alive[(n // 3 + 1) % len(alive)]].add(sid, rendition, n)
+            await asyncio.sleep(0.06)
+
+    task = asyncio.create_task(ingest())
+    seen: dict[str, list[Seen]] = {"source": [], "P144p30fps16x9": []}
+    reloads = 0
+    while reloads < 100:
+        for rendition in seen:
+            response = await edge.playlist(sid, rendition)
+            if response.status_code == 404:  # nothing published yet
+                continue
+            current = Seen.of(parse(response).dumps())
+            check_one(current)
+            if seen[rendition]:
+                check_reload(seen[rendition][-1], current)
+            seen[rendition].append(current)
+        reloads += 1
+        await asyncio.sleep(0.04)
+    await task
+    for history in seen.values():
+        assert len(history) >= 90
+        last = history[-1]
+        uris = [uri for uri, _, _ in last.segments]
+        assert len(uris) == len(set(uris)), "a number appears twice"
+        # the lost number 7 was passed with a discontinuity before 8, and nothing else was
+        flagged = {uri.rsplit("/", 1)[1] for h in history for uri, _, d in h.segments if d}
+        assert flagged == {"8.ts"}, flagged
+        assert not any(uri.endswith("/7.ts") for h in history for uri, _, _ in h.segments)
+    targets = {history[-1].target for history in seen.values()}
+    assert len(targets) == 1, "renditions disagree on EXT-X-TARGETDURATION"
+
+
+async def test_segment_urls_are_absolute_on_the_broadcaster_resolved_per_rfc3986(edge: Edge) -> None:
+    fake = await edge.add_broadcaster("a")
+    stream = await edge.create_stream()
+    sid = stream["id"]
+    await carried(edge, sid, "a")
+    fake.raw[(sid, "source")] = (
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n"
+        f"#EXTINF:2.0,\nsource/0.ts\n"  # relative to /stream/<id>/source.m3u8
+        f"#EXTINF:2.0,\n../{sid}/source/1.ts?token=x\n"
+        f"#EXTINF:2.0,\n{fake.url}/stream/{sid}/source/2.ts\n"
+    ).encode()
+    response = await edge.playlist(sid)
+    uris = [s.uri for s in parse(response).segments]
+    assert uris == [
+        f"{fake.url}/stream/{sid}/source/0.ts",
+        f"{fake.url}/stream/{sid}/source/1.ts?token=x",
+        f"{fake.url}/stream/{sid}/source/2.ts",
+    ]
+
+
+async def test_hostile_upstream_input_is_skipped_counted_and_never_served(edge: Edge) -> None:
+    good = await edge.add_broadcaster("good")
+    evil = await edge.add_broadcaster("evil")
+    stream = await edge.create_stream()
+    sid = stream["id"]
+    await carried(edge, sid, "good", "evil")
+    good.add(sid, "source", 0, 1, 2)
+    evil.raw[(sid, "source")] = (
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n"
+        "#EXTINF:2.0,\nhttp://169.254.169.254/latest/meta-data/3.ts\n"  # another host
+        "#EXTINF:2.0,\nfile:///etc/passwd\n"
+        f"#EXTINF:2.0,\n/stream/{sid}/source/index.ts\n"  # not a sequence number
+        f"#EXTINF:9999,\n/stream/{sid}/source/4.ts\n"  # absurd duration
+        f"#EXTINF:nan,\n/stream/{sid}/source/5.ts\n"
+        "\x00\xff garbage \x00\n"
+    ).encode("latin-1")
+    response = await edge.playlist(sid)
+    uris = [s.uri for s in parse(response).segments]
+    assert all(uri.startswith(good.url) for uri in uris) and len(uris) == 3
+    metrics = (await edge.client.get("/metrics")).text
+    assert "edge_upstream_segments_rejected_total" in metrics
+    rejected = [line for line in metrics.splitlines() if line.startswith("edge_upstream_segments_rejected_total{")]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in rejected) >= 5
+
+    # A playlist of many megabytes and one that is not a playlist at all change nothing and break nothing.
+    evil.raw[(sid, "source")] = b"#EXTM3U\n" + b"#EXTINF:2.0,\n/x/1.ts\n" * 200_000
+    await asyncio.sleep(0.3)
+    evil.raw[(sid, "source")] = b"<html>502 Bad Gateway</html>"
+    await asyncio.sleep(0.3)
+    after = await edge.playlist(sid)
+    assert after.status_code == 200 and [s.uri for s in parse(after).segments] == uris
+
+
+async def test_serving_headers_etag_gzip_head_cors(edge: Edge) -> None:
+    fake = await edge.add_broadcaster("a")
+    sid = (await edge.create_stream())["id"]
+    await carried(edge, sid, "a")
+    fake.add(sid, "source", 0, 1, 2)
+    response = await edge.playlist(sid)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/vnd.apple.mpegurl"
+    target = parse(response).target_duration
+    max_age = int(response.headers["cache-control"].split("max-age=")[1])
+    assert 1 <= max_age <= max(1, target / 2)
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["content-encoding"] == "gzip" and response.content.startswith(b"#EXTM3U")
+    assert not response.text.startswith("\ufeff")
+
+    etag = response.headers["etag"]
+    again = await edge.client.get(f"/stream/{sid}/source.m3u8", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    plain = await edge.client.get(f"/stream/{sid}/source.m3u8", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.text == response.text
+    head = await edge.client.head(f"/stream/{sid}/source.m3u8", headers={"Accept-Encoding": "identity"})
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) == len(plain.content)
+
+    fake.add(sid, "source", 3)
+
+    async def changed() -> bool:
+        answer = await edge.client.get(f"/stream/{sid}/source.m3u8", headers={"If-None-Match": etag})
+        return answer.status_code == 200 and answer.headers["etag"] != etag
+
+    await edge.wait_for(changed)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/stream/not-a-uuid/source.m3u8",
+        "/stream/00000000-0000-4000-8000-000000000000/source.m3u8",
+        "/stream/00000000-0000-4000-8000-000000000000.m3u8",
+        "/stream/..%2F..%2Fetc/source.m3u8",
+        "/stream/x/..%2Fadmin.m3u8",
+    ],
+)
+async def test_unknown_streams_are_404_without_any_upstream_fetch(edge: Edge, path: str) -> None:
+    fake = await edge.add_broadcaster("a")
+    response = await edge.client.get(path)
+    assert response.status_code == 404
+    assert sum(fake.requests.values()) == 0
+
+
+async def test_unknown_rendition_is_404(edge: Edge) -> None:
+    await edge.add_broadcaster("a")
+    sid = (await edge.create_stream())["id"]
+    response = await edge.playlist(sid, "P720p30fps16x9")
+    assert response.status_code == 404 and "not in stream" in response.text
+    assert not any("P720p30fps16x9" in path for path in edge.fakes["a"].requests)
+
+
+async def test_ended_stream_gets_endlist_and_a_long_cache(edge: Edge) -> None:
+    fake = await edge.add_broadcaster("a")
+    sid = (await edge.create_stream())["id"]
+    await carried(edge, sid, "a")
+    fake.add(sid, "source", 0, 1, 2)
+    first = Seen.of((await edge.playlist(sid)).text)
+    assert not first.ended
+    await edge.client.post(f"/api/stream/{sid}/end", headers=auth())
+
+    async def ended() -> bool:
+        return Seen.of((await edge.playlist(sid)).text).ended
+
+    await edge.wait_for(ended)
+    final = await edge.playlist(sid)
+    assert int(final.headers["cache-control"].split("max-age=")[1]) >= 3600
+    check_reload(first, Seen.of(final.text))
+    fake.add(sid, "source", 3, 4)
+    await asyncio.sleep(0.3)
+    assert (await edge.playlist(sid)).text == final.text
+
+
+async def test_master_playlist_lists_every_rendition_with_relative_uris(edge: Edge) -> None:
+    stream = await edge.create_stream(presets=["P360p30fps16x9"], profiles=[
+        {"name": "hd", "width": 1280, "height": 720, "bitrate": 3000000, "fps": 30}])
+    response = await edge.client.get(f"/stream/{stream['id']}.m3u8")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/vnd.apple.mpegurl"
+    playlist = parse(response)
+    variants = {p.uri: p.stream_info for p in playlist.playlists}
+    assert set(variants) == {f"{stream['id']}/{r}.m3u8" for r in ("source", "P360p30fps16x9", "hd")}
+    p360 = variants[f"{stream['id']}/P360p30fps16x9.m3u8"]
+    assert (p360.bandwidth, p360.resolution, p360.frame_rate) == (1200000, (640, 360), 30.0)
+
+
+async def test_upstream_load_does_not_grow_with_players(edge: Edge) -> None:
+    fake = await edge.add_broadcaster("a")
+    sid = (await edge.create_stream())["id"]
+    await carried(edge, sid, "a")
+    fake.add(sid, "source", 0, 1, 2)
+    await edge.playlist(sid)
+    path = f"/stream/{sid}/source.m3u8"
+
+    async def fetches_during(players: int) -> int:
+        start = fake.requests[path]
+        end_at = asyncio.get_running_loop().time() + 1.0
+        async def player() -> None:
+            while asyncio.get_running_loop().time() < end_at:
+                assert (await edge.playlist(sid)).status_code == 200
+                await asyncio.sleep(0.01)
+        await asyncio.gather(*(player() for _ in range(players)))
+        return fake.requests[path] - start
+
+    one, many = await fetches_during(1), await fetches_during(50)
+    assert many <= one * 1.5 + 2, (one, many)
+
+
+async def test_a_stuck_broadcaster_never_delays_nor_breaks_the_answer(edge: Edge) -> None:
+    fast = await edge.add_broadcaster("fast")
+    stuck = await edge.add_broadcaster("stuck", delay=30.0)
+    failing = await edge.add_broadcaster("failing", status=503)
+    sid = (await edge.create_stream())["id"]
+    await carried(edge, sid, "fast", "stuck", "failing")
+    fast.add(sid, "source", 0, 1, 2)
+    started = asyncio.get_running_loop().time()
+    response = await edge.playlist(sid)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert response.status_code == 200 and len(parse(response).segments) == 3
+    assert elapsed < edge.svc.settings.upstream_timeout + 1.0
+    for _ in range(20):  # served from memory meanwhile
+        assert (await edge.playlist(sid)).status_code == 200
+    metrics = (await edge.client.get("/metrics")).text
+    assert 'edge_upstream_fetches_total{broadcaster="failing",outcome="http_error"}' in metrics
+    assert 'edge_upstream_fetches_total{broadcaster="fast",outcome="ok"}' in metrics
+
+
+async def test_only_carriers_are_polled_and_a_new_carrier_is_picked_up_quickly(edge: Edge) -> None:
+    carrier = await edge.add_broadcaster("carrier")
+    bystanders = [await edge.add_broadcaster(f"idle{i}") for i in range(5)]
+    sid = (await edge.create_stream())["id"]
+    await carried(edge, sid, "carrier")
+    carrier.add(sid, "source", 0, 1, 2)
+    await edge.playlist(sid)
+    await asyncio.sleep(1.0)
+    polls = carrier.requests[f"/stream/{sid}/source.m3u8"]
+    for fake in bystanders:  # only the periodic discovery asks them, far less often
+        assert fake.requests[f"/stream/{sid}/source.m3u8"] * 3 < polls, (fake.name, polls)
+
+    # The ingest moves to idle0: its hook call names it, and its segments appear at once.
+    newcomer = bystanders[0]
+    newcomer.add(sid, "source", 3)
+    hook = await edge.client.post(
+        "/api/stream/hook", json={"url": f"{newcomer.url}/live/{sid}/3.ts"}, headers=auth("test-broadcaster-token"))
+    assert hook.status_code == 200
+    started = asyncio.get_running_loop().time()
+
+    async def has_three() -> bool:
+        return any(s.uri.endswith("/3.ts") for s in parse(await edge.playlist(sid)).segments)
+
+    await edge.wait_for(has_three, timeout=2.0)
+    target = parse(await edge.playlist(sid)).target_duration
+    assert asyncio.get_running_loop().time() - started < target
+
+
+async def test_numbering_continues_across_an_edge_restart(tmp_path: Path) -> None:
+    async for edge in open_edge(tmp_path):
+        fake = await edge.add_broadcaster("a")
+        sid = (await edge.create_stream())["id"]
+        await carried(edge, sid, "a")
+        fake.add(sid, "source", *range(0, 20))
+        before = Seen.of((await edge.playlist(sid)).text)
+        assert before.segments[-1][0].endswith("/19.ts")
+        port = int(fake.url.rsplit(":", 1)[1])
+        held = dict(fake.segments)
+    async for edge in open_edge(tmp_path):
+        fake = await edge.add_broadcaster("a", port=port)  # the same broadcaster, still holding its segments
+        fake.segments.update(held)
+        fake.add(sid, "source", 20, 21)
+
+        async def grew() -> bool:
+            return Seen.of((await edge.playlist(sid)).text).segments[-1][0].endswith("/21.ts")
+
+        await edge.wait_for(grew)
+        after = Seen.of((await edge.playlist(sid)).text)
+        check_reload(before, after)
+        assert after.msn >= before.msn
+
+
+async def test_dvr_window_keeps_more_than_the_default(edge: Edge) -> None:
+    fake = await edge.add_broadcaster("a", window=200)
+    short = (await edge.create_stream())["id"]
+    long = (await edge.create_stream(dvrWindowSeconds=300))["id"]
+    for sid in (short, long):
+        await carried(edge, sid, "a")
+        fake.add(sid, "source", *range(0, 100))
+        # the feed starts from the last window's worth; feed it on from there
+    for sid in (short, long):
+        await edge.playlist(sid)
+    await asyncio.sleep(0.3)
+    window = edge.svc.settings.playlist_window
+    short_seen, long_seen = Seen.of((await edge.playlist(short)).text), Seen.of((await edge.playlist(long)).text)
+    assert sum(d for _, d, _ in short_seen.segments) <= window + short_seen.target
+    assert len(long_seen.segments) > len(short_seen.segments)
