@@ -21,6 +21,7 @@ from edge.broadcasters.prober import start_static_fleet
 from edge.broadcasters.selection import Selector
 from edge.errors import EXCEPTION_HANDLERS, error_response
 from edge.observability import Metrics, ObservabilityMiddleware
+from edge.pages import routes as page_routes
 from edge.playlists import routes as playlist_routes
 from edge.playlists.feed import FeedContext, FeedMetrics
 from edge.playlists.merge import Policy
@@ -127,7 +128,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             await svc.store.close()
 
     app = Starlette(
-        routes=[*stream_routes.ROUTES, *broadcaster_routes.ROUTES, *playlist_routes.ROUTES, *ops.ROUTES],
+        routes=[*stream_routes.ROUTES, *broadcaster_routes.ROUTES, *playlist_routes.ROUTES, *ops.ROUTES, *page_routes.ROUTES],
         middleware=[Middleware(ObservabilityMiddleware, metrics=svc.metrics, log_requests=settings.access_log)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},
         lifespan=lifespan,

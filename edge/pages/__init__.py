@@ -1,0 +1,1 @@
+"""Pages for people: the operator page at `/` and a player page per stream, both plain HTML + JS."""
