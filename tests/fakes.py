@@ -25,6 +25,7 @@ class FakeBroadcaster:
     segments: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     durations: dict[int, float] = field(default_factory=dict)
     raw: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    media: dict[int, bytes] = field(default_factory=dict)  # segment bodies by number (any stream/rendition)
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
     _runner: web.AppRunner | None = None
     _media_sequence: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -33,6 +34,7 @@ class FakeBroadcaster:
     async def start(self, port: int = 0) -> str:
         app = web.Application()
         app.router.add_get("/stream/{stream}/{rendition}.m3u8", self._playlist)
+        app.router.add_get("/stream/{stream}/{rendition}/{n:[0-9]+}.ts", self._segment)
         app.router.add_get("/", self._root)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
@@ -75,6 +77,14 @@ class FakeBroadcaster:
     async def _root(self, request: web.Request) -> web.Response:
         self.requests["/"] += 1
         return web.Response(text="ok")
+
+    async def _segment(self, request: web.Request) -> web.StreamResponse:
+        key = (request.match_info["stream"], request.match_info["rendition"])
+        n = int(request.match_info["n"])
+        self.requests[request.path] += 1
+        if n not in self.segments.get(key, []) or n not in self.media:
+            return web.Response(status=404, text="no such segment")
+        return web.Response(body=self.media[n], content_type="video/mp2t")
 
     async def _playlist(self, request: web.Request) -> web.StreamResponse:
         key = (request.match_info["stream"], request.match_info["rendition"])

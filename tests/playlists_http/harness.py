@@ -68,3 +68,23 @@ async def open_edge(tmp_path: Path, **overrides: object) -> AsyncIterator[Edge]:
             finally:
                 for fake in edge.fakes.values():
                     await fake.stop()
+
+
+async def serve_on_loopback(edge: Edge) -> AsyncIterator[str]:
+    """The same app on a real uvicorn server on a loopback port, for clients that are not Python."""
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    app = edge.client._transport.app  # type: ignore[attr-defined]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None,
+                                           access_log=False))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
