@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import uuid
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
@@ -46,13 +47,13 @@ async def _store_unavailable(request: Request, exc: Exception) -> Response:
 
 def build_services(settings: Settings) -> Services:
     """Everything the handlers share, from the settings alone (nothing opened yet)."""
-    store = open_store(settings)
     liveness = LivenessPolicy(
         heartbeat_ttl_s=settings.heartbeat_ttl,
         ejection_consecutive_failures=settings.ejection_failures,
         base_ejection_s=settings.ejection_base,
         max_ejection_percent=settings.ejection_max_percent,
     )
+    store = open_store(settings, liveness)
     ranking = RankingPolicy(liveness=liveness, default_region=settings.default_region or None)
     metrics = Metrics()
     svc = Services(
@@ -69,6 +70,7 @@ def build_services(settings: Settings) -> Services:
             custom_latlon_header=settings.geo_latlon_header.lower() or None,
         ),
         selector=Selector(store.registry, ranking, random.Random()),
+        node_id=uuid.uuid4().hex[:12],
     )
     feeds = FeedContext(
         store=store,
@@ -82,6 +84,8 @@ def build_services(settings: Settings) -> Services:
         discovery_interval=settings.discovery_interval,
         idle_timeout=settings.idle_timeout,
         fixed_target_duration=settings.target_duration,
+        node_id=svc.node_id,
+        lease_ttl=settings.lease_ttl,
     )
     svc.playlists = PlaylistService(feeds, settings.upstream_timeout)
     return svc

@@ -16,7 +16,7 @@ READY_TIMEOUT_S = 2.0
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+    return JSONResponse({"status": "ok", "node": services(request).node_id}, headers={"Cache-Control": "no-store"})
 
 
 async def readyz(request: Request) -> Response:

@@ -30,6 +30,7 @@ class Services:
     ranking: RankingPolicy
     geo: GeoPolicy
     selector: Selector
+    node_id: str = ""  # this process among the edge nodes sharing a store
     city_db: CityDatabase | None = None  # opened in the lifespan
     clock: Callable[[], float] = field(default=time.time)
     playlists: PlaylistService = field(init=False)  # built from these services (its clock is ours)

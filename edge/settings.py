@@ -35,7 +35,12 @@ class Settings:
     port: int = _opt(8080, "TCP port to listen on.")
     config: str = _opt("", "Path of a TOML config file whose keys are these option names.")
     data_dir: str = _opt("data", "Directory of the embedded store (SQLite) and generated credentials.")
-    store: str = _opt("", "Store URL: empty for SQLite in the data directory, or sqlite:///path/file.db.")
+    store: str = _opt(
+        "", "Store URL: empty for SQLite in the data directory, sqlite:///path/file.db, or "
+        "redis://[:password@]host:6379/0 (also rediss://, unix://) shared by several edge nodes.",
+        secret=True,
+    )
+    redis_prefix: str = _opt("edge:", "Prefix of every Redis key, so several fleets can share one Redis.")
     api_keys: tuple[str, ...] = _opt(
         (), "Comma-separated API keys for /api/stream. Empty: one is generated into DATA_DIR/api-key.",
         secret=True,
@@ -85,6 +90,9 @@ class Settings:
     max_dvr_window: float = _opt(7200.0, "Longest window a stream may ask for (dvrWindowSeconds), in seconds.")
     hole_wait: float = _opt(3.0, "Seconds a missing segment is waited for before it is passed with a discontinuity.")
     target_duration: int = _opt(0, "EXT-X-TARGETDURATION of every stream; 0: from its first segments.")
+    lease_ttl: float = _opt(
+        3.0, "Seconds a node's claim to poll a stream lasts unless renewed; another node takes over after it.",
+    )
     idle_timeout: float = _opt(120.0, "Seconds without players or carriers after which a stream is no longer polled.")
     log_level: str = _opt("info", "Log level: debug, info, warning or error.")
     access_log: bool = _opt(True, "Write one JSON line per request to standard error.")
@@ -129,7 +137,7 @@ class Settings:
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
         for name in ("heartbeat_ttl", "probe_interval", "probe_timeout", "upstream_timeout", "poll_interval",
-                     "discovery_interval", "playlist_window", "hole_wait", "idle_timeout", "ejection_base"):
+                     "discovery_interval", "playlist_window", "hole_wait", "idle_timeout", "ejection_base", "lease_ttl"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name}: must be a positive number of seconds")
         if not 0 <= self.ejection_max_percent <= 100:
@@ -144,8 +152,10 @@ class Settings:
             TrustedProxies(self.trusted_proxies)
         except ValueError as exc:
             raise SettingsError(f"trusted_proxies: {exc}") from None
-        if self.store and not self.store.startswith("sqlite:///"):
-            raise SettingsError(f"store: {self.store!r} is not supported (use sqlite:///path)")
+        if self.store and not self.store.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
+            raise SettingsError("store: not a supported URL (sqlite:///path, redis://host:port/db)")
+        if self.lease_ttl <= 2 * self.poll_interval:
+            raise SettingsError("lease_ttl: must be more than twice poll_interval, or leases lapse between renewals")
 
     @property
     def data_path(self) -> Path:

@@ -98,6 +98,8 @@ class FeedContext:
     discovery_interval: float
     idle_timeout: float
     fixed_target_duration: int  # 0: chosen from the first segments
+    node_id: str  # this edge node, as a lease owner
+    lease_ttl: float  # a dead lease holder is replaced within this many seconds
 
 
 def _is_health_failure(result: FetchResult) -> bool:
@@ -114,6 +116,9 @@ class Feed:
         self.states: dict[str, PublishedState] = {}
         self.rendered: dict[str, Rendered] = {}
         self.target_duration: int | None = None
+        self.revision = 0  # of the stored states these are
+        self.leader = False  # holds the stream's lease: polls the broadcasters and publishes
+        self._sync_lock = asyncio.Lock()
         self.last_request = ctx.clock()
         self.first_round = asyncio.Event()
         self.finished = False  # ended and final, or deleted: no more polling
@@ -141,6 +146,19 @@ class Feed:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        await self._resign()
+
+    @property
+    def lease_key(self) -> str:
+        return f"feed:{self.stream.id}"
+
+    async def _resign(self) -> None:
+        if self.leader:
+            self.leader = False
+            try:
+                await self.ctx.store.leases.release(self.lease_key, self.ctx.node_id)
+            except Exception:  # the lease expires by itself
+                log.warning("feed %s: could not release its lease", self.stream.id)
 
     def poke(self) -> None:
         """Refresh now (the stream was ended or a carrier appeared)."""
@@ -174,28 +192,53 @@ class Feed:
                     pass
         finally:
             self.first_round.set()
+            await self._resign()
 
     async def _load(self) -> None:
-        """Continue from the stored states: numbering goes on unbroken across restarts."""
-        now = self.ctx.clock()
-        for rendition, blob in (await self.ctx.store.playlists.load(self.stream.id)).items():
-            if rendition not in self.stream.rendition_names:
-                continue
-            state = load_state(blob)
-            self.states[rendition] = state
-            self.rendered[rendition] = Rendered.of(state, now)
-            self.target_duration = state.target_duration
+        """Continue from the stored states: numbering goes on unbroken across restarts and nodes."""
+        await self.sync()
         if self.states and all(s.ended for s in self.states.values()) and self.stream.ended:
             self.finished = True
+
+    async def sync(self, known_revision: int | None = None) -> None:
+        """Take the stored states if they are newer than ours (another node published them).
+
+        Concurrent callers (players at a follower, the feed itself) share one load."""
+        if known_revision is not None and known_revision <= self.revision:
+            return
+        async with self._sync_lock:
+            if known_revision is not None and known_revision <= self.revision:
+                return  # loaded by whoever held the lock before us
+            stored = await self.ctx.store.playlists.load(self.stream.id)
+            if stored.revision == self.revision and self.states:
+                return
+            now = self.ctx.clock()
+            for rendition, blob in stored.states.items():
+                if rendition not in self.stream.rendition_names:
+                    continue
+                state = load_state(blob)
+                current = self.states.get(rendition)
+                if current is None or current.version != state.version:
+                    self.states[rendition] = state
+                    self.rendered[rendition] = Rendered.of(state, now)
+                self.target_duration = state.target_duration
+            self.revision = stored.revision
 
     # --- one round ---
 
     async def refresh(self) -> None:
+        """One round: as the lease holder, poll, merge and publish; otherwise follow the store."""
         ctx = self.ctx
         now = ctx.clock()
         await self._recheck_stream(now)
         if self.finished:
             return
+        self.leader = await ctx.store.leases.acquire(self.lease_key, ctx.node_id, ctx.lease_ttl)
+        if not self.leader:
+            await self.sync(await ctx.store.playlists.revision(self.stream.id))
+            return
+        if ctx.store.shared:  # just became leader, or another node published meanwhile
+            await self.sync(await ctx.store.playlists.revision(self.stream.id))
         carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
         if now - self._last_discovery >= ctx.discovery_interval:
             self._last_discovery = now
@@ -219,8 +262,16 @@ class Feed:
                 changed[rendition] = after
                 self._count_merge(before.counts if before else MergeCounts(), after.counts)
         if changed:
-            # Stored before it is served: what a player saw is never lost by a crash.
-            await ctx.store.playlists.save(self.stream.id, {r: dump_state(s) for r, s in changed.items()})
+            # Stored before it is served: what a player saw is never lost by a crash. The save is
+            # fenced by the revision: if another node published meanwhile, this round is dropped.
+            revision = await ctx.store.playlists.save(
+                self.stream.id, {r: dump_state(s) for r, s in changed.items()}, self.revision
+            )
+            if revision is None:
+                log.info("feed %s: another node published first; following it", self.stream.id)
+                await self.sync(self.revision + 1)
+                return
+            self.revision = revision
             for rendition, state in changed.items():
                 self.states[rendition] = state
                 self.rendered[rendition] = Rendered.of(state, now)

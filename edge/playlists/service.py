@@ -47,6 +47,9 @@ class PlaylistService:
         if feed is not None:
             feed.last_request = self.ctx.clock()
             feed.ensure_running()
+            if self.ctx.store.shared:
+                # Players alternate between nodes: never answer older than what another node served.
+                await feed.sync(await self.ctx.store.playlists.revision(stream_id))
             rendered = feed.rendered.get(rendition)
             if rendered is not None and rendered.has_segments:
                 return rendered

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from broadcaster_registry.storage import RegistryStore
+from edge.store.leases import Leases
 from edge.streams.model import Stream
 
 
@@ -37,12 +38,31 @@ class StreamStore(Protocol):
     async def delete(self, stream_id: str) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class StoredStates:
+    """Every rendition's published state of one stream, and the revision they were saved at."""
+
+    revision: int
+    states: dict[str, bytes]
+
+
 class PlaylistStateStore(Protocol):
-    """Published playlist states (opaque bytes, see edge.playlists.codec) per (stream, rendition)."""
+    """Published playlist states (opaque bytes, see edge.playlists.codec) per (stream, rendition).
 
-    async def load(self, stream_id: str) -> dict[str, bytes]: ...
+    Saves are compare-and-set on a per-stream revision: a node that lost its lease while it was
+    merging cannot overwrite what the new lease holder published (MSN -> URI is forever).
+    """
 
-    async def save(self, stream_id: str, states: dict[str, bytes]) -> None: ...
+    async def load(self, stream_id: str) -> StoredStates: ...
+
+    async def revision(self, stream_id: str) -> int:
+        """The revision only (0 before the first save): the cheap check of a follower."""
+        ...
+
+    async def save(self, stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:
+        """Write the given renditions' states if the stored revision is still `expected_revision`;
+        the new revision, or None when someone else saved meanwhile (nothing written)."""
+        ...
 
     async def delete(self, stream_id: str) -> None: ...
 
@@ -53,6 +73,8 @@ class Store(Protocol):
     streams: StreamStore
     registry: RegistryStore
     playlists: PlaylistStateStore
+    leases: Leases
+    shared: bool  # several edge nodes may write it (players must then see the newest revision)
 
     async def open(self) -> None: ...
 

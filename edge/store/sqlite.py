@@ -20,7 +20,8 @@ from typing import Any, Callable, TypeVar
 from broadcaster_registry.codec import from_doc, to_doc
 from broadcaster_registry.liveness import LivenessPolicy, record_fetch, record_probe
 from broadcaster_registry.model import Broadcaster, Registration, Source, State, from_registration
-from edge.store.base import Page, StoreUnavailable
+from edge.store.base import Page, StoredStates, StoreUnavailable
+from edge.store.leases import LocalLeases
 from edge.streams.model import Stream
 
 T = TypeVar("T")
@@ -51,6 +52,9 @@ MIGRATIONS: tuple[str, ...] = (
         state BLOB NOT NULL,
         PRIMARY KEY (stream_id, rendition)
     );
+    """,
+    """
+    CREATE TABLE playlist_revisions (stream_id TEXT PRIMARY KEY, revision INTEGER NOT NULL);
     """,
 )
 
@@ -272,37 +276,59 @@ class SqliteRegistry:
 
 
 class SqlitePlaylists:
-    """Published playlist states, one opaque blob per (stream, rendition)."""
+    """Published playlist states, one opaque blob per (stream, rendition), and a revision per stream."""
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
 
-    async def load(self, stream_id: str) -> dict[str, bytes]:
-        rows = await self.db.run(
-            lambda: self.db.conn.execute(
+    async def load(self, stream_id: str) -> StoredStates:
+        def _load() -> StoredStates:
+            conn = self.db.conn
+            rows = conn.execute(
                 "SELECT rendition, state FROM playlist_states WHERE stream_id = ?", (stream_id,)
             ).fetchall()
-        )
-        return {rendition: bytes(state) for rendition, state in rows}
+            return StoredStates(self._revision(stream_id), {rendition: bytes(state) for rendition, state in rows})
 
-    async def save(self, stream_id: str, states: dict[str, bytes]) -> None:
-        """Write the given renditions' states in one transaction."""
+        return await self.db.run(_load)
 
-        def _save() -> None:
-            with self.db.conn:
-                self.db.conn.execute("BEGIN")
-                self.db.conn.executemany(
+    def _revision(self, stream_id: str) -> int:
+        row = self.db.conn.execute(
+            "SELECT revision FROM playlist_revisions WHERE stream_id = ?", (stream_id,)
+        ).fetchone()
+        return row[0] if row else 0
+
+    async def revision(self, stream_id: str) -> int:
+        return await self.db.run(self._revision, stream_id)
+
+    async def save(self, stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:
+        def _save() -> int | None:
+            conn = self.db.conn
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                if self._revision(stream_id) != expected_revision:
+                    return None
+                conn.executemany(
                     "INSERT INTO playlist_states (stream_id, rendition, state) VALUES (?, ?, ?) "
                     "ON CONFLICT (stream_id, rendition) DO UPDATE SET state = excluded.state",
                     [(stream_id, rendition, state) for rendition, state in states.items()],
                 )
+                conn.execute(
+                    "INSERT INTO playlist_revisions (stream_id, revision) VALUES (?, ?) "
+                    "ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision",
+                    (stream_id, expected_revision + 1),
+                )
+                return expected_revision + 1
 
-        await self.db.run(_save)
+        return await self.db.run(_save)
 
     async def delete(self, stream_id: str) -> None:
-        await self.db.run(
-            lambda: self.db.conn.execute("DELETE FROM playlist_states WHERE stream_id = ?", (stream_id,))
-        )
+        def _delete() -> None:
+            with self.db.conn:
+                self.db.conn.execute("BEGIN")
+                self.db.conn.execute("DELETE FROM playlist_states WHERE stream_id = ?", (stream_id,))
+                self.db.conn.execute("DELETE FROM playlist_revisions WHERE stream_id = ?", (stream_id,))
+
+        await self.db.run(_delete)
 
 
 class SqliteStore:
@@ -313,6 +339,8 @@ class SqliteStore:
         self.streams = SqliteStreams(self.db)
         self.registry = SqliteRegistry(self.db)
         self.playlists = SqlitePlaylists(self.db)
+        self.leases = LocalLeases()
+        self.shared = False  # one node owns the file
 
     async def open(self) -> None:
         await self.db.open()

@@ -1,0 +1,762 @@
+"""The shared store: every edge node of a fleet reads and writes one Redis, so a stream created, a
+broadcaster registered or a playlist published on one node is seen by all the others at once.
+
+Same semantics as the embedded SQLite store (edge/store/sqlite.py), with what one process cannot
+give there: writes that read-modify-write (end a stream, every registry write) run as optimistic
+transactions (WATCH/MULTI, retried when another node wrote the key in between) that apply the same
+pure steps from broadcaster_registry; a self-registered broadcaster's key expires by itself
+`forget_after` after its last heartbeat, so no node sweeps; leases give one poller per key across
+the fleet. Nothing is cached: every read asks Redis, so a write is visible everywhere at once
+(list_all keeps a mirror, but brings it up to date on every call, see RedisRegistry).
+
+Any failure to reach Redis is StoreUnavailable (the API answers 503), raised within the short
+socket timeouts; the client reconnects on its own, so a node recovers when Redis returns.
+
+Key layout, every key under the prefix (P, default "edge:"):
+
+    P stream:<id>          string  Stream.to_json()
+    P streams              zset    "<created_at + 2^63, 20 digits>:<id>" at score 0, so that the
+                                   lexical order is SQLite's (created_at, id) and a cursor is a
+                                   ZRANGE BYLEX bound
+    P broadcaster:<name>   string  codec.to_doc(); PX forget_after when self-registered
+    P heartbeats           zset    name -> last heartbeat (ms, Redis clock), self-registered ones:
+                                   by last seen, so finding the expired ones needs no scan
+    P broadcasters         zset    live name -> change number of its last write
+    P broadcasters:gone    zset    removed name -> change number of its removal (newest 10,000)
+    P broadcasters:seq     string  the last change number
+    P broadcasters:floor   string  the newest removal number trimmed from :gone
+    P broadcasters:epoch   string  set once; another value means Redis lost the registry
+    P reports:<name>       set     stream ids <name> reports carrying (mirror of the doc's streams)
+    P reported:<stream>    set     names reporting <stream>, so `carrying` reads a few docs, not all
+    P handouts:<stream>    zset    name -> deadline (ms, Redis clock); PX handout_ttl
+    P handed:<name>        zset    stream id -> deadline, the reverse, so `delete` finds them
+    P playlist:<stream>    hash    rendition -> published state (opaque bytes)
+    P lease:<key>          string  owner; PX ttl
+
+The scripts build key names from the prefix, so this needs one Redis (or a primary with replicas
+and Sentinel), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import json
+import logging
+import random
+from dataclasses import replace
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterator, ParamSpec, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, WatchError
+
+from broadcaster_registry.codec import from_doc, to_doc
+from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy, record_fetch, record_probe
+from broadcaster_registry.model import Broadcaster, Registration, Source, State, from_registration
+from edge.store.base import Page, StoredStates, StoreUnavailable
+from edge.store.sqlite import decode_cursor, encode_cursor
+from edge.streams.model import Stream
+
+log = logging.getLogger("edge.store.redis")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 1.0
+OPERATION_TIMEOUT_S = 2.0
+HEALTH_CHECK_INTERVAL_S = 10  # an idle pooled connection is PINGed before reuse
+# A hand-out is the only record that a static broadcaster (which reports no streams) carries a
+# stream; renewed at every hand-out, and feeds re-adopt carriers by discovery after it lapses.
+DEFAULT_HANDOUT_TTL_S = 24 * 3600.0
+_MGET_CHUNK = 1000  # Lua's unpack() has a stack limit of ~8000 values
+# Removed broadcaster names remembered for nodes catching up (see _SYNC); trimmed by this many.
+_GONE_KEPT = 10_000
+_GONE_TRIM = 1_000
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def _text(reply: Any) -> str:
+    """A bulk reply as text: replies are bytes here (decode_responses=False), typed looser."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def redact_url(url: str) -> str:
+    """The URL without user, password or query (which may carry a password)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def _unavailable_as_store_error(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Every Redis failure (refused, timed out, loading, read-only replica, ...) as StoreUnavailable."""
+
+    @functools.wraps(fn)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            where = args[0].db.where  # type: ignore[attr-defined]  # every wrapped method's self has .db
+            raise StoreUnavailable(f"{where}: {type(exc).__name__}: {exc}") from exc
+
+    return call
+
+
+class RedisDatabase:
+    """The client (a connection pool), the key prefix and the scripts every repository shares."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        operation_timeout_s: float = OPERATION_TIMEOUT_S,
+    ) -> None:
+        self.prefix = prefix
+        self.where = f"{redact_url(url)} (keys {prefix}*)"
+        # One retry without delay: after Redis restarts, the first command on each pooled
+        # connection fails on its dead socket and succeeds on a new one. Not more: while Redis is
+        # down a request should get its 503 fast, not after a back-off.
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=connect_timeout_s,
+            socket_timeout=operation_timeout_s,
+            health_check_interval=HEALTH_CHECK_INTERVAL_S,
+            retry=Retry(NoBackoff(), 1),
+            decode_responses=False,
+        )
+
+    def key(self, *parts: str) -> str:
+        """The prefix, then the parts joined by ':' ("edge:" + "stream", id -> "edge:stream:<id>")."""
+        return self.prefix + ":".join(parts)
+
+    def script(self, source: str) -> Any:
+        return self.client.register_script(source)
+
+    async def transact(self, keys: list[str], body: Callable[[Pipeline], Awaitable[T]]) -> T:
+        """Run `body` with `keys` watched, again and again until no other client wrote one of
+        them before its MULTI/EXEC (if it queued one; else nothing is written)."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            for attempt in itertools.count(1):
+                try:
+                    await pipe.watch(*keys)
+                    return await body(pipe)
+                except WatchError:
+                    await pipe.reset()
+                    # Another node won the race; a little jitter keeps the losers from colliding again.
+                    await asyncio.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
+            raise AssertionError("unreachable")
+
+
+# --- streams ---
+
+_STREAM_CREATE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('ZADD', KEYS[2], 0, ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] the index; ARGV: key prefix of the docs, exclusive upper bound, count.
+_STREAM_PAGE = """
+local members = redis.call('ZRANGE', KEYS[1], ARGV[2], '-', 'BYLEX', 'REV', 'LIMIT', 0, tonumber(ARGV[3]))
+local docs = {}
+for _, m in ipairs(members) do
+  local doc = redis.call('GET', ARGV[1] .. string.sub(m, 22))
+  if doc then docs[#docs + 1] = doc end
+end
+return docs
+"""
+
+_OFFSET = 2**63  # created_at may be any signed 64-bit integer, as in SQLite
+
+
+def _member(created_at: int, stream_id: str) -> str:
+    clamped = min(max(created_at, -_OFFSET), _OFFSET - 1)
+    return f"{clamped + _OFFSET:020d}:{stream_id}"
+
+
+class RedisStreams:
+    def __init__(self, db: RedisDatabase) -> None:
+        self.db = db
+        self.index = db.key("streams")
+        self._create = db.script(_STREAM_CREATE)
+        self._page = db.script(_STREAM_PAGE)
+
+    @_unavailable_as_store_error
+    async def create(self, stream: Stream) -> None:
+        created = await self._create(
+            keys=[self.db.key("stream", stream.id), self.index],
+            args=[_dumps(stream.to_json()), _member(stream.created_at, stream.id)],
+        )
+        if not created:  # as SQLite's primary key: ids are random, so this is a fault, not a request
+            raise StoreUnavailable(f"{self.db.where}: stream {stream.id} already exists")
+
+    @_unavailable_as_store_error
+    async def get(self, stream_id: str) -> Stream | None:
+        raw = await self.db.client.get(self.db.key("stream", stream_id))
+        return Stream.from_json(json.loads(raw)) if raw is not None else None
+
+    @_unavailable_as_store_error
+    async def list(self, limit: int, cursor: str | None) -> Page:
+        bound = "(" + _member(*decode_cursor(cursor)) if cursor else "+"
+        raws = await self._page(keys=[self.index], args=[self.db.key("stream", ""), bound, limit + 1])
+        streams = tuple(Stream.from_json(json.loads(raw)) for raw in raws[:limit])
+        next_cursor = encode_cursor(streams[-1]) if len(raws) > limit else None
+        return Page(items=streams, next_cursor=next_cursor)
+
+    @_unavailable_as_store_error
+    async def end(self, stream_id: str, ended_at: int) -> Stream | None:
+        key = self.db.key("stream", stream_id)
+
+        async def _end(pipe: Pipeline) -> Stream | None:
+            raw = await pipe.get(key)
+            if raw is None:
+                return None
+            doc = json.loads(raw)
+            if doc.get("endedAt") is None:  # idempotent: the first end time stays
+                doc["endedAt"] = ended_at
+                pipe.multi()
+                pipe.set(key, _dumps(doc), xx=True)
+                await pipe.execute()
+            return Stream.from_json(doc)
+
+        return await self.db.transact([key], _end)
+
+    @_unavailable_as_store_error
+    async def delete(self, stream_id: str) -> bool:
+        key = self.db.key("stream", stream_id)
+
+        async def _delete(pipe: Pipeline) -> bool:
+            raw = await pipe.get(key)
+            if raw is None:
+                return False
+            created_at = json.loads(raw)["createdAt"]
+            pipe.multi()
+            pipe.delete(key)
+            pipe.zrem(self.index, _member(created_at, stream_id))
+            await pipe.execute()
+            return True
+
+        return await self.db.transact([key], _delete)
+
+
+# --- registry ---
+
+# Shared by the registry scripts. Key names are built from the prefix (ARGV[1]): see the module
+# docstring. Every change to the set of broadcasters takes the next number of P broadcasters:seq:
+# a live name is in P broadcasters at the number of its last write, a removed one in
+# P broadcasters:gone at the number of its removal, so a node can ask "what changed since n".
+_REGISTRY_LIB = f"""
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function epoch(p)
+  local e = redis.call('GET', p .. 'broadcasters:epoch')
+  if not e then
+    local t = redis.call('TIME')
+    e = t[1] .. '.' .. t[2]
+    redis.call('SET', p .. 'broadcasters:epoch', e)
+  end
+  return e
+end
+local function touch(p, name)
+  epoch(p)
+  local seq = redis.call('INCR', p .. 'broadcasters:seq')
+  redis.call('ZADD', p .. 'broadcasters', seq, name)
+  redis.call('ZREM', p .. 'broadcasters:gone', name)
+end
+-- Forget a broadcaster and everything that names it: doc, index entries, reports, hand-outs.
+local function forget(p, name)
+  local reports = p .. 'reports:' .. name
+  for _, sid in ipairs(redis.call('SMEMBERS', reports)) do
+    redis.call('SREM', p .. 'reported:' .. sid, name)
+  end
+  local handed = p .. 'handed:' .. name
+  for _, sid in ipairs(redis.call('ZRANGE', handed, 0, -1)) do
+    redis.call('ZREM', p .. 'handouts:' .. sid, name)
+  end
+  local existed = redis.call('DEL', p .. 'broadcaster:' .. name)
+  redis.call('DEL', reports, handed)
+  redis.call('ZREM', p .. 'heartbeats', name)
+  if redis.call('ZREM', p .. 'broadcasters', name) == 1 then
+    epoch(p)
+    local gone = p .. 'broadcasters:gone'
+    redis.call('ZADD', gone, redis.call('INCR', p .. 'broadcasters:seq'), name)
+    if redis.call('ZCARD', gone) > {_GONE_KEPT} then
+      -- Keep the newest removals; a node that last synced before the oldest kept one resyncs whole.
+      local oldest = redis.call('ZRANGE', gone, 0, {_GONE_TRIM - 1}, 'WITHSCORES')
+      redis.call('SET', p .. 'broadcasters:floor', oldest[#oldest])
+      redis.call('ZREMRANGEBYRANK', gone, 0, {_GONE_TRIM - 1})
+    end
+  end
+  return existed
+end
+"""
+
+# ARGV: prefix, name, doc, mode, px, count of added stream ids, added ids..., removed ids...
+# mode "self": a heartbeat, the key lives px ms from now on Redis's clock, which P heartbeats
+# (by last seen) records; "static": no expiry (a plain SET drops one); "keep": not a heartbeat,
+# the expiry stays, and a key that expired meanwhile stays gone (0).
+_SAVE = _REGISTRY_LIB + """
+local p, name, doc, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local key = p .. 'broadcaster:' .. name
+if mode ~= 'keep' and redis.call('EXISTS', key) == 0 and redis.call('ZSCORE', p .. 'broadcasters', name) then
+  forget(p, name)  -- back after its key expired: nothing of before, whether or not anyone listed since
+end
+if mode == 'self' then
+  redis.call('SET', key, doc, 'PX', ARGV[5])
+  redis.call('ZADD', p .. 'heartbeats', now_ms(), name)
+elseif mode == 'static' then
+  redis.call('SET', key, doc)
+  redis.call('ZREM', p .. 'heartbeats', name)
+elseif not redis.call('SET', key, doc, 'KEEPTTL', 'XX') then
+  return 0
+end
+local added = tonumber(ARGV[6])
+for i = 7, #ARGV do
+  local reported, reports = p .. 'reported:' .. ARGV[i], p .. 'reports:' .. name
+  if i < 7 + added then
+    redis.call('SADD', reported, name)
+    redis.call('SADD', reports, ARGV[i])
+  else
+    redis.call('SREM', reported, name)
+    redis.call('SREM', reports, ARGV[i])
+  end
+end
+touch(p, name)
+return 1
+"""
+
+_DELETE = _REGISTRY_LIB + "return forget(ARGV[1], ARGV[2])"
+
+# ARGV: prefix, the caller's epoch, the number it synced to, forget_after in ms.
+# First forgets self-registered names whose key expired (no heartbeat for forget_after: Redis
+# dropped the key; this drops what pointed at it), then answers {epoch, number, whole (1) or
+# changes (0), changed names, their docs, removed names}. Whole when the caller has nothing yet,
+# or its epoch or number no longer fits (Redis lost its data, or too many removals ago).
+_SYNC = _REGISTRY_LIB + f"""
+local p, since = ARGV[1], tonumber(ARGV[3])
+local stale = redis.call('ZRANGEBYSCORE', p .. 'heartbeats', '-inf', now_ms() - tonumber(ARGV[4]))
+for _, name in ipairs(stale) do
+  if redis.call('EXISTS', p .. 'broadcaster:' .. name) == 0 then forget(p, name) end
+end
+local e = epoch(p)
+local seq = tonumber(redis.call('GET', p .. 'broadcasters:seq') or '0')
+local floor = tonumber(redis.call('GET', p .. 'broadcasters:floor') or '0')
+local whole = e ~= ARGV[2] or since == 0 or since > seq or since < floor
+local names
+if whole then
+  names = redis.call('ZRANGE', p .. 'broadcasters', 0, -1)
+else
+  names = redis.call('ZRANGEBYSCORE', p .. 'broadcasters', '(' .. since, '+inf')
+end
+local found, docs, removed = {{}}, {{}}, {{}}
+for first = 1, #names, {_MGET_CHUNK} do
+  local keys = {{}}
+  for i = first, math.min(first + {_MGET_CHUNK - 1}, #names) do
+    keys[#keys + 1] = p .. 'broadcaster:' .. names[i]
+  end
+  local got = redis.call('MGET', unpack(keys))
+  for i = 1, #keys do
+    local name = names[first + i - 1]
+    if got[i] then
+      found[#found + 1] = name
+      docs[#docs + 1] = got[i]
+    else  -- expired just now
+      forget(p, name)
+      removed[#removed + 1] = name
+    end
+  end
+end
+if not whole then
+  for _, name in ipairs(redis.call('ZRANGEBYSCORE', p .. 'broadcasters:gone', '(' .. since, '+inf')) do
+    removed[#removed + 1] = name
+  end
+end
+seq = tonumber(redis.call('GET', p .. 'broadcasters:seq') or '0')
+return {{e, seq, whole and 1 or 0, found, docs, removed}}
+"""
+
+# Docs of the names that report the stream or were handed it (live hand-outs only), each followed
+# by "1" if handed; an expired registration met here is forgotten, a hand-out to a name never
+# registered is kept (as SQLite keeps it).
+_CARRYING = _REGISTRY_LIB + """
+local p, sid = ARGV[1], ARGV[2]
+local handed = {}
+local names = redis.call('SMEMBERS', p .. 'reported:' .. sid)
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', p .. 'handouts:' .. sid, '(' .. now_ms(), '+inf')) do
+  handed[name] = true
+  names[#names + 1] = name
+end
+local out, seen = {}, {}
+for _, name in ipairs(names) do
+  if not seen[name] then
+    seen[name] = true
+    local doc = redis.call('GET', p .. 'broadcaster:' .. name)
+    if doc then
+      out[#out + 1] = doc
+      out[#out + 1] = handed[name] and '1' or '0'
+    elseif redis.call('ZSCORE', p .. 'broadcasters', name) then
+      forget(p, name)
+    end
+  end
+end
+return out
+"""
+
+# ARGV: prefix, stream id, name, ttl in ms. A hand-out lives ttl ms on Redis's clock; both sides
+# (stream -> names, name -> streams) are sorted by deadline so each entry lapses on its own.
+_NOTE_HANDOUT = _REGISTRY_LIB + """
+local p, sid, name, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local now = now_ms()
+for _, pair in ipairs({{p .. 'handouts:' .. sid, name}, {p .. 'handed:' .. name, sid}}) do
+  redis.call('ZREMRANGEBYSCORE', pair[1], '-inf', now)
+  redis.call('ZADD', pair[1], now + ttl, pair[2])
+  redis.call('PEXPIRE', pair[1], ttl)
+end
+"""
+
+_FORGET_STREAM = """
+local p, sid = ARGV[1], ARGV[2]
+local handouts = p .. 'handouts:' .. sid
+for _, name in ipairs(redis.call('ZRANGE', handouts, 0, -1)) do
+  redis.call('ZREM', p .. 'handed:' .. name, sid)
+end
+redis.call('DEL', handouts)
+"""
+
+
+class _FleetProbe:
+    """An empty fleet that notes whether it was looked at: record_fetch needs the fleet only to
+    cap ejections, so the common case (a success, an early failure) reads one key, not all."""
+
+    consulted = False
+
+    def __iter__(self) -> Iterator[Broadcaster]:
+        self.consulted = True
+        return iter(())
+
+
+class _KeyedLocks:
+    """One asyncio lock per name, dropped when unused: this node's writes to one broadcaster
+    queue here instead of all racing on WATCH (which costs round trips per lost race)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
+        self._locks[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[name]
+            if users == 1:
+                del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
+
+
+def _broadcaster(raw: bytes | str | None) -> Broadcaster | None:
+    return from_doc(json.loads(raw)) if raw is not None else None
+
+
+class RedisRegistry:
+    """RegistryStore on Redis: each write applies its pure step to the stored value in an
+    optimistic transaction on the broadcaster's key, so writes from several nodes never overwrite
+    each other; heartbeat expiry is the key's own expiry.
+
+    `list_all` keeps a mirror of the registry that each call brings up to date in one round trip
+    (only what changed since this node's last call travels), so it is exact, not a cache, and
+    costs little with a thousand broadcasters.
+    """
+
+    def __init__(
+        self,
+        db: RedisDatabase,
+        liveness: LivenessPolicy = DEFAULT_LIVENESS,
+        handout_ttl_s: float = DEFAULT_HANDOUT_TTL_S,
+    ) -> None:
+        self.db = db
+        # Never before the heartbeat TTL: an expired broadcaster is still worth showing for a while.
+        self.forget_ms = max(1, round(max(liveness.forget_after_s, liveness.heartbeat_ttl_s) * 1000))
+        self.handout_ttl_ms = max(1, round(handout_ttl_s * 1000))
+        self._save = db.script(_SAVE)
+        self._delete = db.script(_DELETE)
+        self._sync = db.script(_SYNC)
+        self._carrying = db.script(_CARRYING)
+        self._note_handout = db.script(_NOTE_HANDOUT)
+        self._forget_stream = db.script(_FORGET_STREAM)
+        self._locks = _KeyedLocks()
+        self._mirror: dict[str, Broadcaster] = {}
+        self._epoch = ""
+        self._seq = 0
+
+    async def _update(
+        self,
+        name: str,
+        step: Callable[[Broadcaster | None, Pipeline], Awaitable[Broadcaster | None]],
+        heartbeat: bool = False,
+    ) -> Broadcaster | None:
+        """Apply `step` to the stored value atomically; a heartbeat always writes (it renews the
+        expiry), other steps only when they changed something. None: unknown name."""
+        key = self.db.key("broadcaster", name)
+
+        async def _apply(pipe: Pipeline) -> Broadcaster | None:
+            current = _broadcaster(await pipe.get(key))
+            updated = await step(current, pipe)
+            if updated is None or (updated == current and not heartbeat):
+                return updated
+            before = current.streams if current is not None else frozenset()
+            added, removed = sorted(updated.streams - before), sorted(before - updated.streams)
+            mode = updated.source if heartbeat else "keep"
+            pipe.multi()
+            doc = _dumps(to_doc(updated))
+            await self._save(
+                args=[self.db.prefix, name, doc, mode, self.forget_ms, len(added), *added, *removed], client=pipe
+            )
+            (saved,) = await pipe.execute()
+            return updated if saved else None
+
+        async with self._locks.hold(name):
+            return await self.db.transact([key], _apply)
+
+    async def _watched_fleet(self, pipe: Pipeline) -> list[Broadcaster]:
+        """Every broadcaster, read with their keys watched: an ejection decided on this fleet is
+        retried if any of them changed before the write, so concurrent ejections from several
+        nodes cannot together pass the cap. (A broadcaster joining only loosens the cap.)"""
+        names = [_text(n) for n in await pipe.zrange(self.db.key("broadcasters"), 0, -1)]
+        if not names:
+            return []
+        keys = [self.db.key("broadcaster", n) for n in names]
+        await pipe.watch(*keys)
+        return [b for b in map(_broadcaster, await pipe.mget(keys)) if b is not None]
+
+    @_unavailable_as_store_error
+    async def upsert(self, name: str, registration: Registration, now: float, source: Source = "self") -> Broadcaster:
+        async def step(current: Broadcaster | None, pipe: Pipeline) -> Broadcaster:
+            return from_registration(name, registration, now, source=source, previous=current)
+
+        b = await self._update(name, step, heartbeat=True)
+        assert b is not None  # a heartbeat writes whether or not the key was there
+        return b
+
+    @_unavailable_as_store_error
+    async def get(self, name: str) -> Broadcaster | None:
+        return _broadcaster(await self.db.client.get(self.db.key("broadcaster", name)))
+
+    @_unavailable_as_store_error
+    async def list_all(self) -> list[Broadcaster]:
+        epoch, seq, whole, names, docs, removed = await self._sync(
+            args=[self.db.prefix, self._epoch, self._seq, self.forget_ms]
+        )
+        epoch = _text(epoch)
+        # Two calls of this node may answer out of order: the later state wins.
+        if epoch != self._epoch or seq >= self._seq:
+            if whole:
+                self._mirror = {}
+            for name, raw in zip(names, docs):
+                self._mirror[_text(name)] = from_doc(json.loads(raw))
+            for name in removed:
+                self._mirror.pop(_text(name), None)
+            self._epoch, self._seq = epoch, seq
+        return sorted(self._mirror.values(), key=lambda b: b.name)
+
+    @_unavailable_as_store_error
+    async def set_state(self, name: str, state: State) -> Broadcaster | None:
+        async def step(current: Broadcaster | None, pipe: Pipeline) -> Broadcaster | None:
+            return replace(current, state=state) if current is not None else None
+
+        return await self._update(name, step)
+
+    @_unavailable_as_store_error
+    async def delete(self, name: str) -> bool:
+        return bool(await self._delete(args=[self.db.prefix, name]))
+
+    @_unavailable_as_store_error
+    async def record_probe(self, name: str, ok: bool, now: float, policy: LivenessPolicy) -> Broadcaster | None:
+        async def step(current: Broadcaster | None, pipe: Pipeline) -> Broadcaster | None:
+            return record_probe(current, ok, now, policy) if current is not None else None
+
+        return await self._update(name, step)
+
+    @_unavailable_as_store_error
+    async def record_fetch(self, name: str, ok: bool, now: float, policy: LivenessPolicy) -> Broadcaster | None:
+        async def step(current: Broadcaster | None, pipe: Pipeline) -> Broadcaster | None:
+            if current is None:
+                return None
+            probe = _FleetProbe()
+            updated = record_fetch(current, ok, now, policy, probe)
+            if not probe.consulted:
+                return updated
+            return record_fetch(current, ok, now, policy, await self._watched_fleet(pipe))
+
+        return await self._update(name, step)
+
+    @_unavailable_as_store_error
+    async def note_handout(self, stream_id: str, name: str, now: float) -> None:
+        # `now` is the caller's clock; hand-outs expire on Redis's clock, like every other key.
+        await self._note_handout(args=[self.db.prefix, stream_id, name, self.handout_ttl_ms])
+
+    @_unavailable_as_store_error
+    async def carrying(self, stream_id: str) -> list[Broadcaster]:
+        flat = await self._carrying(args=[self.db.prefix, stream_id])
+        found = []
+        for raw, handed in zip(flat[::2], flat[1::2]):
+            b = from_doc(json.loads(raw))
+            if stream_id in b.streams or handed == b"1":
+                found.append(b)
+        return sorted(found, key=lambda b: b.name)
+
+    @_unavailable_as_store_error
+    async def forget_stream(self, stream_id: str) -> None:
+        await self._forget_stream(args=[self.db.prefix, stream_id])
+
+
+# --- playlists ---
+
+
+# The revision lives in the stream's hash under a field no rendition can have (names start with a
+# letter or digit), so a save and its revision bump are one script on one key.
+_REVISION_FIELD = "#rev"
+_PLAYLIST_SAVE = """
+local revision = tonumber(redis.call('HGET', KEYS[1], '#rev') or '0')
+if revision ~= tonumber(ARGV[1]) then return -1 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], '#rev', revision + 1)
+return revision + 1
+"""
+
+
+class RedisPlaylists:
+    """Published playlist states: one hash per stream (rendition -> state, and the revision), so a
+    compare-and-set save of several renditions is one script and a load one HGETALL."""
+
+    def __init__(self, db: RedisDatabase) -> None:
+        self.db = db
+        self._save = db.script(_PLAYLIST_SAVE)
+
+    @_unavailable_as_store_error
+    async def load(self, stream_id: str) -> StoredStates:
+        raw = await self.db.client.hgetall(self.db.key("playlist", stream_id))
+        states = {_text(rendition): state for rendition, state in raw.items()}  # type: ignore[misc]
+        revision = states.pop(_REVISION_FIELD, b"0")
+        return StoredStates(int(revision), states)
+
+    @_unavailable_as_store_error
+    async def revision(self, stream_id: str) -> int:
+        raw = await self.db.client.hget(self.db.key("playlist", stream_id), _REVISION_FIELD)
+        return int(raw) if raw is not None else 0
+
+    @_unavailable_as_store_error
+    async def save(self, stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:
+        args: list[object] = [expected_revision]
+        for rendition, state in states.items():
+            args += [rendition, state]
+        revision = int(await self._save(keys=[self.db.key("playlist", stream_id)], args=args))
+        return None if revision < 0 else revision
+
+    @_unavailable_as_store_error
+    async def delete(self, stream_id: str) -> None:
+        await self.db.client.delete(self.db.key("playlist", stream_id))
+
+
+# --- leases ---
+
+_LEASE_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+_LEASE_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+"""
+
+
+class RedisLeases:
+    """edge.store.leases.Leases across the fleet: the lease is a key holding its owner, expiring
+    with PX; taking and extending are one script, so two nodes never both hold it."""
+
+    def __init__(self, db: RedisDatabase) -> None:
+        self.db = db
+        self._acquire = db.script(_LEASE_ACQUIRE)
+        self._release = db.script(_LEASE_RELEASE)
+
+    @_unavailable_as_store_error
+    async def acquire(self, key: str, owner: str, ttl_s: float) -> bool:
+        ttl_ms = max(1, round(ttl_s * 1000))
+        return bool(await self._acquire(keys=[self.db.key("lease", key)], args=[owner, ttl_ms]))
+
+    @_unavailable_as_store_error
+    async def release(self, key: str, owner: str) -> None:
+        await self._release(keys=[self.db.key("lease", key)], args=[owner])
+
+    @_unavailable_as_store_error
+    async def holder(self, key: str) -> str | None:
+        raw = await self.db.client.get(self.db.key("lease", key))
+        return _text(raw) if raw is not None else None
+
+
+# --- the store ---
+
+
+class RedisStore:
+    """Every repository on one Redis, for a fleet of edge nodes.
+
+    url: redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or
+    unix:///path/redis.sock?db=N. `liveness` sets how long a silent self-registered broadcaster is
+    kept (forget_after_s); pass the service's policy.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "edge:",
+        *,
+        liveness: LivenessPolicy = DEFAULT_LIVENESS,
+        handout_ttl_s: float = DEFAULT_HANDOUT_TTL_S,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        operation_timeout_s: float = OPERATION_TIMEOUT_S,
+    ) -> None:
+        self.db = RedisDatabase(url, prefix, connect_timeout_s, operation_timeout_s)
+        self.streams = RedisStreams(self.db)
+        self.registry = RedisRegistry(self.db, liveness, handout_ttl_s)
+        self.playlists = RedisPlaylists(self.db)
+        self.leases = RedisLeases(self.db)
+        self.shared = True  # every edge node of the fleet reads and writes it
+
+    async def open(self) -> None:
+        """Never fails on an unreachable Redis: the node starts, answers 503 where it needs the
+        store, and recovers when Redis answers again (each call reconnects)."""
+        try:
+            await self.ping()
+        except StoreUnavailable as exc:
+            log.warning("redis not reachable at start; retrying on every use: %s", exc)
+
+    @_unavailable_as_store_error
+    async def ping(self) -> None:
+        await self.db.client.ping()
+
+    async def close(self) -> None:
+        await self.db.client.aclose()
+
+    def describe(self) -> str:
+        return self.db.where

@@ -1,0 +1,238 @@
+"""The store contract: every test here runs against SQLite and Redis alike (the `store` fixture),
+so the two backends provably behave the same for the service."""
+
+from __future__ import annotations
+
+import pytest
+
+from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy, is_serving
+from broadcaster_registry.model import Load, Registration
+from edge.store.base import StoredStates, Store
+from edge.streams.model import Profile, Stream
+
+NOW = 1_700_000_000.0
+P720 = Profile(name="P720p30fps16x9", width=1280, height=720, bitrate=4_000_000, fps=30)
+
+
+def stream(stream_id: str, created_at: int, **fields: object) -> Stream:
+    return Stream(id=stream_id, name=f"cam-{stream_id}", profiles=(P720,), created_at=created_at, **fields)  # type: ignore[arg-type]
+
+
+def registration(name: str, *streams: str, cpu: float | None = None) -> Registration:
+    return Registration(address=f"https://{name}.example.net", load=Load(cpu=cpu), streams=frozenset(streams))
+
+
+async def all_pages(store: Store, limit: int) -> list[list[str]]:
+    pages, cursor = [], None
+    while True:
+        page = await store.streams.list(limit, cursor)
+        pages.append([s.id for s in page.items])
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+# --- streams ---
+
+
+async def test_a_created_stream_reads_back_whole(store: Store) -> None:
+    s = stream("a1", 1000, presets=("P720p30fps16x9",), dvr_window_seconds=120)
+    await store.streams.create(s)
+    assert await store.streams.get("a1") == s
+    assert await store.streams.get("nope") is None
+
+
+async def test_listing_is_newest_first_with_ids_breaking_ties_across_pages(store: Store) -> None:
+    for stream_id, created in [("b", 2000), ("a", 1000), ("d", 2000), ("c", 2000), ("e", 3000)]:
+        await store.streams.create(stream(stream_id, created))
+    assert await all_pages(store, 2) == [["e", "d"], ["c", "b"], ["a"]]
+    assert await all_pages(store, 5) == [["e", "d", "c", "b", "a"]]  # exactly full: no next page
+    assert await all_pages(store, 100) == [["e", "d", "c", "b", "a"]]
+
+
+async def test_a_cursor_stays_valid_when_its_stream_is_deleted(store: Store) -> None:
+    for stream_id, created in [("a", 1), ("b", 2), ("c", 3)]:
+        await store.streams.create(stream(stream_id, created))
+    first = await store.streams.list(1, None)
+    assert [s.id for s in first.items] == ["c"] and first.next_cursor is not None
+    await store.streams.delete("c")
+    rest = await store.streams.list(10, first.next_cursor)
+    assert [s.id for s in rest.items] == ["b", "a"] and rest.next_cursor is None
+
+
+async def test_an_empty_store_lists_nothing(store: Store) -> None:
+    page = await store.streams.list(20, None)
+    assert page.items == () and page.next_cursor is None
+
+
+@pytest.mark.parametrize("cursor", ["not a cursor!", "Zm9v", "%%%"])
+async def test_a_cursor_we_did_not_issue_is_refused(store: Store, cursor: str) -> None:
+    with pytest.raises(ValueError, match="cursor"):
+        await store.streams.list(20, cursor)
+
+
+async def test_ending_is_idempotent_and_keeps_the_first_end_time(store: Store) -> None:
+    s = stream("a", 1000)
+    await store.streams.create(s)
+    ended = await store.streams.end("a", 5000)
+    assert ended is not None and ended.ended_at == 5000
+    again = await store.streams.end("a", 9000)
+    assert again == ended
+    assert await store.streams.get("a") == stream("a", 1000, ended_at=5000)
+    assert await store.streams.end("nope", 5000) is None
+
+
+async def test_a_deleted_stream_is_gone_from_reads_and_listings(store: Store) -> None:
+    await store.streams.create(stream("a", 1))
+    await store.streams.create(stream("b", 2))
+    assert await store.streams.delete("a") is True
+    assert await store.streams.delete("a") is False
+    assert await store.streams.get("a") is None
+    assert await all_pages(store, 10) == [["b"]]
+
+
+# --- registry ---
+
+
+async def test_register_heartbeat_list_drain_delete(store: Store) -> None:
+    registry = store.registry
+    await registry.upsert("sin", registration("sin"), NOW)
+    first = await registry.upsert("fra", registration("fra", cpu=0.1), NOW)
+    beat = await registry.upsert("fra", registration("fra", cpu=0.7), NOW + 10)
+    assert (first.registered_at, beat.registered_at, beat.last_heartbeat) == (NOW, NOW, NOW + 10)
+    assert beat.load.cpu == 0.7
+    assert await registry.get("fra") == beat
+    assert await registry.list_all() == [beat, await registry.get("sin")]
+
+    drained = await registry.set_state("fra", "draining")
+    assert drained is not None and drained.state == "draining"
+    assert await registry.get("fra") == drained
+    assert (await registry.upsert("fra", registration("fra"), NOW + 20)).state == "draining"
+    assert await registry.set_state("nope", "draining") is None
+
+    assert await registry.delete("fra") is True
+    assert await registry.delete("fra") is False
+    assert await registry.get("fra") is None
+    assert [b.name for b in await registry.list_all()] == ["sin"]
+
+
+async def test_static_entries_keep_their_source_and_may_take_over_a_name(store: Store) -> None:
+    await store.registry.upsert("fra", registration("fra"), NOW)
+    b = await store.registry.upsert("fra", registration("fra"), NOW + 1, source="static")
+    assert b.source == "static" and await store.registry.get("fra") == b
+
+
+async def test_probe_and_fetch_results_accumulate_with_the_whole_registry_as_fleet(store: Store) -> None:
+    registry = store.registry
+    for name in ("a", "b", "c"):
+        await registry.upsert(name, registration(name), NOW)
+    for _ in range(3):
+        await registry.record_probe("a", False, NOW, DEFAULT_LIVENESS)
+    a = await registry.get("a")
+    assert a is not None and a.probe.down and a.probe.last_probe_at == NOW
+
+    # Of b and c (a is probed down) only one may be ejected at a time (50% cap).
+    for _ in range(5):
+        await registry.record_fetch("b", False, NOW, DEFAULT_LIVENESS)
+        await registry.record_fetch("c", False, NOW, DEFAULT_LIVENESS)
+    serving = [b.name for b in await registry.list_all() if is_serving(b, NOW, DEFAULT_LIVENESS)]
+    assert serving == ["c"]
+    c = await registry.get("c")
+    assert c is not None and c.ejection.consecutive_failures == 5
+
+    ok = await registry.record_fetch("c", True, NOW + 1, DEFAULT_LIVENESS)
+    assert ok is not None and ok.ejection.consecutive_failures == 0
+    assert await registry.get("c") == ok
+
+    assert await registry.record_probe("nope", True, NOW, DEFAULT_LIVENESS) is None
+    assert await registry.record_fetch("nope", True, NOW, DEFAULT_LIVENESS) is None
+
+
+async def test_fetch_results_keep_the_drain_and_the_heartbeat(store: Store) -> None:
+    registry = store.registry
+    policy = LivenessPolicy(ejection_consecutive_failures=100)
+    await registry.upsert("a", registration("a"), NOW)
+    await registry.set_state("a", "draining")
+    await registry.record_fetch("a", False, NOW + 1, policy)
+    await registry.upsert("a", registration("a"), NOW + 2)
+    await registry.record_fetch("a", False, NOW + 3, policy)
+    a = await registry.get("a")
+    assert a is not None
+    assert (a.state, a.last_heartbeat, a.ejection.consecutive_failures) == ("draining", NOW + 2, 2)
+
+
+async def test_carrying_joins_reports_and_handouts(store: Store) -> None:
+    registry = store.registry
+    await registry.upsert("fra", registration("fra", "s1"), NOW)
+    await registry.upsert("ash", registration("ash"), NOW)
+    await registry.upsert("sin", registration("sin"), NOW)
+    await registry.note_handout("s1", "ash", NOW)
+    await registry.note_handout("s1", "ash", NOW + 1)  # again: still once
+    await registry.note_handout("s2", "sin", NOW)
+
+    assert [b.name for b in await registry.carrying("s1")] == ["ash", "fra"]
+    assert await registry.carrying("s1") == [await registry.get("ash"), await registry.get("fra")]
+    assert [b.name for b in await registry.carrying("s2")] == ["sin"]
+    assert await registry.carrying("s3") == []
+
+    await registry.forget_stream("s1")  # hand-outs go, what fra reports stays
+    assert [b.name for b in await registry.carrying("s1")] == ["fra"]
+    await registry.delete("sin")
+    assert await registry.carrying("s2") == []
+
+
+async def test_carrying_follows_what_a_broadcaster_reports_now(store: Store) -> None:
+    registry = store.registry
+    await registry.upsert("fra", registration("fra", "s1", "s2"), NOW)
+    await registry.upsert("fra", registration("fra", "s2", "s3"), NOW + 1)
+    assert [await registry.carrying(s) for s in ("s1", "s2", "s3")] == [[], *[[await registry.get("fra")]] * 2]
+
+
+async def test_a_name_deleted_and_registered_again_carries_nothing_of_before(store: Store) -> None:
+    registry = store.registry
+    await registry.upsert("fra", registration("fra", "s1"), NOW)
+    await registry.note_handout("s2", "fra", NOW)
+    await registry.delete("fra")
+    await registry.upsert("fra", registration("fra"), NOW + 1)
+    assert await registry.carrying("s1") == [] and await registry.carrying("s2") == []
+
+
+async def test_a_handout_before_registration_counts_once_it_registers(store: Store) -> None:
+    await store.registry.note_handout("s1", "late", NOW)
+    assert await store.registry.carrying("s1") == []
+    late = await store.registry.upsert("late", registration("late"), NOW + 1)
+    assert await store.registry.carrying("s1") == [late]
+
+
+# --- playlists ---
+
+
+async def test_playlist_states_save_per_rendition_load_and_delete(store: Store) -> None:
+    playlists = store.playlists
+    assert await playlists.load("s1") == StoredStates(0, {})
+    assert await playlists.save("s1", {"source": b"\x00\xffsource-1", "P720p30fps16x9": b"720-1"}, 0) == 1
+    assert await playlists.save("s1", {"source": b"source-2"}, 1) == 2  # only the renditions given change
+    assert await playlists.save("s2", {"source": b"other"}, 0) == 1
+    assert await playlists.load("s1") == StoredStates(2, {"source": b"source-2", "P720p30fps16x9": b"720-1"})
+    assert await playlists.revision("s1") == 2 and await playlists.revision("nope") == 0
+
+    await playlists.delete("s1")
+    assert await playlists.load("s1") == StoredStates(0, {})
+    assert await playlists.load("s2") == StoredStates(1, {"source": b"other"})
+    await playlists.delete("nope")
+
+
+async def test_a_stale_writer_cannot_overwrite_newer_states(store: Store) -> None:
+    """Two nodes merged from revision 0; the second to save is refused and nothing of it is kept."""
+    playlists = store.playlists
+    assert await playlists.save("s1", {"source": b"from-a"}, 0) == 1
+    assert await playlists.save("s1", {"source": b"from-b", "P360p30fps16x9": b"b"}, 0) is None
+    assert await playlists.load("s1") == StoredStates(1, {"source": b"from-a"})
+
+
+# --- the store ---
+
+
+async def test_it_answers_a_ping_and_says_where_it_lives(store: Store) -> None:
+    await store.ping()
+    assert store.describe().startswith(("sqlite:///", "redis://"))
