@@ -21,7 +21,7 @@ from edge.broadcasters import routes as broadcaster_routes
 from edge.broadcasters.prober import start_static_fleet
 from edge.broadcasters.selection import Selector
 from edge.errors import EXCEPTION_HANDLERS, error_response
-from edge.observability import Metrics, ObservabilityMiddleware
+from edge.observability import AccessLog, Metrics, ObservabilityMiddleware
 from edge.pages import routes as page_routes
 from edge.playlists import routes as playlist_routes
 from edge.playlists.feed import FeedContext, FeedMetrics
@@ -103,6 +103,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     """Build the ASGI app. `settings` must already hold its credentials (Settings.with_credentials);
     tests may pass prepared `services` (for example with another clock)."""
     svc = services or build_services(settings)
+    access = AccessLog() if settings.access_log else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -130,10 +131,13 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             if svc.city_db is not None:
                 svc.city_db.close()
             await svc.store.close()
+            if access is not None:
+                access.flush()
 
     app = Starlette(
-        routes=[*stream_routes.ROUTES, *broadcaster_routes.ROUTES, *playlist_routes.ROUTES, *ops.ROUTES, *page_routes.ROUTES],
-        middleware=[Middleware(ObservabilityMiddleware, metrics=svc.metrics, log_requests=settings.access_log)],
+        # Players' routes first: matched on every reload, and no other route overlaps them.
+        routes=[*playlist_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES, *page_routes.ROUTES],
+        middleware=[Middleware(ObservabilityMiddleware, metrics=svc.metrics, access=access)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},
         lifespan=lifespan,
     )

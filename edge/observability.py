@@ -7,16 +7,16 @@ headers or query strings (they can carry credentials).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-access_log = logging.getLogger("edge.access")
 disable_created_metrics()  # the *_created series only double the exposition size
 
 
@@ -36,11 +36,48 @@ class Metrics:
         )
 
 
+class AccessLog:
+    """One JSON line per request on standard error, written in batches.
+
+    The logging module costs ~70 us a record (record object, caller lookup, formatter, a write and
+    flush each); on the path of every player reload that is a third of the request. Lines here are
+    built with one f-string and written together every `flush_interval` seconds (and at shutdown).
+    """
+
+    def __init__(self, stream: TextIO | None = None, flush_interval: float = 0.25) -> None:
+        self.stream = stream
+        self.flush_interval = flush_interval
+        self._lines: list[str] = []
+        self._scheduled = False
+
+    def write(self, method: str, route: str, path: str, status: int, seconds: float, client: str | None) -> None:
+        self._lines.append(
+            f'{{"ts": {time.time():.3f}, "level": "info", "logger": "edge.access", "msg": "request", '
+            f'"method": {json.dumps(method)}, "route": {json.dumps(route)}, "path": {json.dumps(path)}, '
+            f'"status": {status}, "duration_ms": {seconds * 1000:.3f}, "client": {json.dumps(client)}}}\n'
+        )
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                asyncio.get_running_loop().call_later(self.flush_interval, self.flush)
+            except RuntimeError:  # no loop (a synchronous caller): write at once
+                self.flush()
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._lines:
+            stream = self.stream or sys.stderr
+            stream.write("".join(self._lines))
+            stream.flush()
+            self._lines.clear()
+
+
 class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, log_requests: bool) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access: AccessLog | None) -> None:
         self.app = app
         self.metrics = metrics
-        self.log_requests = log_requests
+        self.access = access
+        self._by_route: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,23 +97,19 @@ class ObservabilityMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(route).observe(elapsed)
-            if self.log_requests:
-                client = scope.get("client")
-                access_log.info(
-                    "request",
-                    extra={
-                        "fields": {
-                            "method": scope["method"],
-                            "route": route,
-                            "path": scope["path"],
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 3),
-                            "client": client[0] if client else None,
-                        }
-                    },
+            method = scope["method"]
+            key = (route, method, status)
+            children = self._by_route.get(key)
+            if children is None:  # labels() costs a lock and a dict walk: once per (route, method, status)
+                children = self._by_route[key] = (
+                    self.metrics.requests.labels(route, method, str(status)),
+                    self.metrics.latency.labels(route),
                 )
+            children[0].inc()
+            children[1].observe(elapsed)
+            if self.access is not None:
+                client = scope.get("client")
+                self.access.write(method, route, scope["path"], status, elapsed, client[0] if client else None)
 
 
 class JsonFormatter(logging.Formatter):

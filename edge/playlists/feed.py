@@ -42,7 +42,7 @@ TARGET_HEADROOM = 1.25
 STREAM_RECHECK_S = 2.0  # how often a feed re-reads its stream (ended or deleted on another node)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # identity: each version is its own object
 class Rendered:
     """One version of a media playlist, ready to send: both encodings and the validators."""
 

@@ -7,7 +7,8 @@ when accepted, HEAD, and CORS for browser players.
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from functools import lru_cache
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,7 +18,7 @@ from edge.playlists.feed import Rendered
 from edge.playlists.master import master_playlist
 from edge.playlists.service import NotFound, NotYet
 from edge.services import services
-from edge.streams.model import is_rendition_name, is_stream_id
+from edge.streams.model import Stream, is_rendition_name, is_stream_id
 
 MPEGURL = "application/vnd.apple.mpegurl"
 ENDED_MAX_AGE = 3600
@@ -46,23 +47,54 @@ def _not_modified(request: Request, etag: str) -> bool:
     return header.strip() == "*" or etag in (tag.strip().removeprefix("W/") for tag in header.split(","))
 
 
-def playlist_response(request: Request, body: bytes, gzipped: bytes | None, etag: str, max_age: int, age: int) -> Response:
-    headers = {
-        "Cache-Control": f"public, max-age={max_age}",
-        "ETag": etag,
-        "Vary": "Accept-Encoding",
-        "Age": str(max(0, age)),
-        **CORS,
-    }
-    if _not_modified(request, etag):
-        return Response(status_code=304, headers=headers)
-    if gzipped is not None and _accepts_gzip(request):
-        body = gzipped
-        headers["Content-Encoding"] = "gzip"
-    if request.method == "HEAD":
-        headers["Content-Length"] = str(len(body))
-        return Response(status_code=200, headers=headers, media_type=MPEGURL)
-    return Response(body, headers=headers, media_type=MPEGURL)
+class Prepared(Response):
+    """A response whose headers were encoded once per playlist version; only `Age` is per request."""
+
+    def __init__(self, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+        self.status_code = status
+        self.body = body
+        self.background = None
+        self.raw_headers = raw_headers
+
+
+@dataclass(frozen=True, slots=True)
+class Variants:
+    """Everything a player can be sent for one playlist version, ready to go."""
+
+    etag: str
+    identity: tuple[bytes, list[tuple[bytes, bytes]]]
+    gzipped: tuple[bytes, list[tuple[bytes, bytes]]] | None
+    not_modified: list[tuple[bytes, bytes]]
+
+    @classmethod
+    def of(cls, body: bytes, gzipped: bytes | None, etag: str, max_age: int) -> "Variants":
+        common = [
+            (b"cache-control", f"public, max-age={max_age}".encode()),
+            (b"etag", etag.encode()),
+            (b"vary", b"Accept-Encoding"),
+            *((k.lower().encode(), v.encode()) for k, v in CORS.items()),
+        ]
+        typed = [*common, (b"content-type", MPEGURL.encode())]
+
+        def sized(content: bytes, extra: list[tuple[bytes, bytes]]) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+            return content, [*typed, *extra, (b"content-length", str(len(content)).encode())]
+
+        return cls(
+            etag=etag,
+            identity=sized(body, []),
+            gzipped=sized(gzipped, [(b"content-encoding", b"gzip")]) if gzipped is not None else None,
+            not_modified=common,
+        )
+
+    def response(self, request: Request, age: int) -> Response:
+        age_header = (b"age", str(max(0, age)).encode())
+        if _not_modified(request, self.etag):
+            return Prepared(304, [*self.not_modified, age_header])
+        body, headers = self.identity
+        if self.gzipped is not None and _accepts_gzip(request):
+            body, headers = self.gzipped
+        # HEAD: the same headers (Content-Length of the full body), no body.
+        return Prepared(200, [*headers, age_header], b"" if request.method == "HEAD" else body)
 
 
 def _max_age(rendered: Rendered) -> int:
@@ -84,8 +116,14 @@ async def media(request: Request) -> Response:
         response = _error(404, str(exc), 1)
         response.headers["Retry-After"] = "1"
         return response
-    age = int(svc.clock() - rendered.changed_at)
-    return playlist_response(request, rendered.body, rendered.gzipped, rendered.etag, _max_age(rendered), age)
+    variants = _variants(rendered)
+    return variants.response(request, int(svc.clock() - rendered.changed_at))
+
+
+@lru_cache(maxsize=8192)
+def _variants(rendered: Rendered) -> Variants:
+    """Per playlist version, once: Rendered values are immutable and replaced on every change."""
+    return Variants.of(rendered.body, rendered.gzipped, rendered.etag, _max_age(rendered))
 
 
 async def master(request: Request) -> Response:
@@ -97,9 +135,14 @@ async def master(request: Request) -> Response:
         stream = await svc.playlists.stream(stream_id)
     except NotFound as exc:
         return _error(404, str(exc), 2)
-    body, etag = master_playlist(stream)
     # The ladder never changes; a short lifetime still lets a deleted stream disappear soon.
-    return playlist_response(request, body, None, etag, 60, 0)
+    return _master_variants(stream).response(request, 0)
+
+
+@lru_cache(maxsize=4096)
+def _master_variants(stream: Stream) -> Variants:
+    body, etag = master_playlist(stream)
+    return Variants.of(body, None, etag, 60)
 
 
 async def preflight(request: Request) -> Response:
