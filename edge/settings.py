@@ -158,6 +158,10 @@ class Settings:
             raise SettingsError("lease_ttl: must be more than twice poll_interval, or leases lapse between renewals")
 
     @property
+    def shared_store(self) -> bool:
+        return self.store.startswith(("redis://", "rediss://", "unix://"))
+
+    @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
 
@@ -173,6 +177,12 @@ class Settings:
         Generated secrets are written with mode 0600 and never printed: the operator reads the file.
         """
         generated = {}
+        missing = [env_name(name) for name in CREDENTIAL_FILES if not getattr(self, name)]
+        if self.shared_store and missing:
+            raise SettingsError(
+                f"{', '.join(missing)}: must be set when several nodes share the store, "
+                "so that every node accepts the same keys"
+            )
         for name, filename in CREDENTIAL_FILES.items():
             if not getattr(self, name):
                 generated[name] = (_read_or_create_secret(self.data_path / filename),)

@@ -50,3 +50,10 @@ def test_generated_credentials_are_stable(tmp_path: Path) -> None:
     again = Settings(data_dir=str(tmp_path)).with_credentials()
     assert settings.api_keys == again.api_keys and len(settings.api_keys[0]) >= 24
     assert len({settings.api_keys[0], settings.admin_tokens[0], settings.broadcaster_tokens[0]}) == 3
+
+
+def test_a_shared_store_needs_configured_keys(tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path), store="redis://127.0.0.1:6379/0", api_keys=("k",))
+    with pytest.raises(SettingsError, match="EDGE_ADMIN_TOKENS, EDGE_BROADCASTER_TOKENS: must be set"):
+        settings.with_credentials()
+    assert not (tmp_path / "api-key").exists()

@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from edge.playlists.feed import Feed, FeedContext, Rendered
+from edge.store.base import StoreUnavailable
 from edge.streams.model import Stream
 
 log = logging.getLogger("edge.playlists")
@@ -49,7 +50,10 @@ class PlaylistService:
             feed.ensure_running()
             if self.ctx.store.shared:
                 # Players alternate between nodes: never answer older than what another node served.
-                await feed.sync(await self.ctx.store.playlists.revision(stream_id))
+                try:
+                    await feed.sync(await self.ctx.store.playlists.revision(stream_id))
+                except StoreUnavailable:
+                    pass  # the shared store is down: serve what this node has (logged by the feed)
             rendered = feed.rendered.get(rendition)
             if rendered is not None and rendered.has_segments:
                 return rendered

@@ -11,15 +11,13 @@ from edge.store.sqlite import SqliteStore
 if TYPE_CHECKING:
     from edge.settings import Settings
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
 __all__ = ["Page", "Store", "StreamStore", "StoreUnavailable", "SqliteStore", "open_store"]
 
 
 def open_store(settings: Settings, liveness: LivenessPolicy) -> Store:
     """The store the settings name (not yet opened): SQLite in the data directory unless given,
     or Redis, shared by several edge nodes (`EDGE_STORE=redis://host:6379/0`)."""
-    if settings.store.startswith(REDIS_SCHEMES):
+    if settings.shared_store:
         from edge.store.redis import RedisStore
 
         return RedisStore(settings.store, settings.redis_prefix, liveness=liveness)
