@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["metavar"] = f.name.upper()
         serve.add_argument(flag_name(f.name), **kwargs)
     commands.add_parser("config-table", help="print the configuration table (Markdown) for the README")
+    demo = commands.add_parser(
+        "demo", help="run an edge, three reference broadcasters and a live test pattern, and print a player URL",
+    )
+    demo.add_argument("--port", type=int, default=8080, help="port of the demo's edge (default 8080)")
+    demo.add_argument("--data-dir", default="data/demo", help="the demo's own data directory (default data/demo)")
+    demo.add_argument("--kill-after", type=float, default=40.0,
+                      help="seconds after which the broadcaster in use is killed (default 40)")
     return parser
 
 
@@ -49,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config-table":
         print(config_table())
         return 0
+    if args.command == "demo":
+        # Development tooling: imported only for this command, never by the service itself.
+        from devtools.demo import main as demo_main
+
+        return demo_main(args.port, args.data_dir, args.kill_after)
     if args.command != "serve":
         parser.print_help()
         return 2
