@@ -17,7 +17,15 @@ from starlette.routing import Route
 from edge.streams.model import is_stream_id
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-HLS_JS = Path(__file__).resolve().parents[2] / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+HLS_JS_IN_NODE_MODULES = Path("node_modules") / "hls.js" / "dist" / "hls.min.js"
+
+
+def _find_hls_js() -> Path | None:
+    """hls.js from `npm ci`: beside the source tree (a clone), or in the working directory (an image)."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / HLS_JS_IN_NODE_MODULES).is_file():
+            return root / HLS_JS_IN_NODE_MODULES
+    return None
 ASSETS = {"operator.js": "text/javascript", "player.js": "text/javascript", "style.css": "text/css"}
 SECURITY_HEADERS = {
     "Cache-Control": "no-cache",
@@ -46,10 +54,11 @@ async def player(request: Request) -> Response:
 async def asset(request: Request) -> Response:
     name = request.path_params["name"]
     if name == "hls.min.js":
-        if not HLS_JS.is_file():
+        hls_js = _find_hls_js()
+        if hls_js is None:
             return Response("hls.js is not installed: run ./install.sh (it runs npm ci)\n", status_code=404,
                             media_type="text/plain")
-        return FileResponse(HLS_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
+        return FileResponse(hls_js, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
     if name not in ASSETS:
         return Response("not found\n", status_code=404, media_type="text/plain")
     return FileResponse(STATIC / name, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
