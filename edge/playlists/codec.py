@@ -24,7 +24,12 @@ def dump_state(state: PublishedState) -> bytes:
         "restart_watch": (
             None
             if state.restart_watch is None
-            else [state.restart_watch.since, state.restart_watch.start, state.restart_watch.top]
+            else [
+                state.restart_watch.since,
+                state.restart_watch.origin,
+                state.restart_watch.start,
+                state.restart_watch.top,
+            ]
         ),
         "stale_numbers": None if state.stale_numbers is None else list(state.stale_numbers),
         "ended": state.ended,
@@ -85,10 +90,14 @@ def load_state(data: bytes | str) -> PublishedState:
             waiting_since=(
                 None if document["waiting_since"] is None else float(document["waiting_since"])
             ),
+            # Soft state: a watch of another shape (an older layout) is dropped, which at worst
+            # delays noticing an ingest restart by a few seconds.
             restart_watch=(
-                None
-                if watch is None
-                else RestartWatch(since=float(watch[0]), start=int(watch[1]), top=int(watch[2]))
+                RestartWatch(
+                    since=float(watch[0]), origin=str(watch[1]), start=int(watch[2]), top=int(watch[3])
+                )
+                if isinstance(watch, list) and len(watch) == 4
+                else None
             ),
             stale_numbers=None if stale is None else (int(stale[0]), int(stale[1])),
             ended=bool(document["ended"]),

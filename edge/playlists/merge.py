@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
@@ -101,11 +101,16 @@ class MergeCounts:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestartWatch:
-    """Seen since `since`: nothing offered at or above `next_number`, and, far below it, a run of
-    consecutive numbers `start..top`. A new ingest epoch grows such a run from its start; a
-    broadcaster still listing an old stretch, or a late arrival, does not grow."""
+    """Seen since `since`: nothing offered at or above `next_number`, and, far below it, the
+    broadcaster at `origin` listing a run of consecutive numbers `start..top`.
+
+    A new ingest epoch grows such a run; a broadcaster still listing an old stretch of the stream,
+    or a late arrival, does not. Growth is only believed in one broadcaster's own list: across
+    broadcasters, one coming back from a failed fetch would look like growth.
+    """
 
     since: float
+    origin: str
     start: int
     top: int
 
@@ -157,6 +162,32 @@ def choose_target_duration(
     longest = max((d for d in observed_durations if math.isfinite(d) and d > 0), default=0.0)
     chosen = max(minimum, math.ceil(round(longest, 3)))
     return min(chosen, maximum) if maximum is not None else chosen
+
+
+def renditions_agree(states: Iterable[PublishedState]) -> bool:
+    """Whether a stream's renditions still line up (RFC 8216 §6.2.4, and hls.js, which aligns live
+    variants by MSN): one target duration, and for every MSN present in two renditions the same
+    ingest number and the same discontinuity number.
+
+    Each rendition is merged on its own, so they drift apart when a number is missing in one
+    rendition only, or turns up there just as the others pass it. For a metric, not a decision.
+    """
+    reference: dict[int, tuple[int, int]] | None = None
+    target_duration = None
+    for state in states:
+        if target_duration is not None and state.target_duration != target_duration:
+            return False
+        target_duration = state.target_duration
+        marks = state.discontinuity_sequence
+        mapping = {}
+        for segment in state.segments:
+            marks += segment.discontinuity
+            mapping[segment.msn] = (segment.number, marks)
+        if reference is None:
+            reference = mapping
+        elif any(reference.get(msn, value) != value for msn, value in mapping.items()):
+            return False
+    return True
 
 
 def merge(
@@ -370,40 +401,83 @@ class _Draft:
 
 
 def _restart_due(draft: _Draft, fetched: Sequence[FetchedPlaylist], now: float, policy: Policy) -> bool:
-    """Nothing is offered at or above next_number. Start a new epoch once the run of consecutive
-    numbers at the bottom of those far below it has grown, and been watched for hole_wait_seconds;
-    until then keep (or start) watching."""
+    """Nothing is offered at or above next_number. Start a new epoch once a broadcaster's run of
+    numbers far below it has grown while watched for hole_wait_seconds; until then keep (or
+    start) watching. See RestartWatch."""
     assert draft.next_number is not None
     td = draft.state.target_duration
     ceiling = draft.next_number - policy.restart_margin
-    low = _collect(fetched, td, lowest=0, below=ceiling, stale=None).best if ceiling > 0 else {}
-    if not low:
-        draft.restart_watch = None
+    runs: dict[str, tuple[int, int]] = {}  # per broadcaster that answered: its low run
+    for item in fetched:
+        if item.playlist is not None:
+            origin = item.broadcaster.origin
+            run = _low_run(item.playlist.segments, ceiling, td)
+            if run is not None and (origin not in runs or run < runs[origin]):
+                runs[origin] = run
+    # The watch follows the lowest run: a new epoch starts low (usually at 0).
+    lowest = min(runs.items(), key=lambda item: (item[1], item[0])) if runs else None
+    watch = draft.restart_watch
+    run = runs.get(watch.origin) if watch is not None else None
+    if watch is None:
+        keep = False
+    elif run is None:
+        # Not heard from this round (a failed fetch counts as no fetch): a young watch waits for
+        # it; an old one has shown no growth anyway and loses nothing by starting over.
+        keep = now - watch.since < policy.hole_wait_seconds
+    else:
+        keep = run[0] == watch.start and run[1] >= watch.top
+    if keep and watch is not None and lowest is not None and lowest[1][0] < watch.start:
+        keep = False  # a lower run elsewhere is the likelier new epoch
+    if not keep:
+        draft.restart_watch = (
+            None
+            if lowest is None
+            else RestartWatch(since=now, origin=lowest[0], start=lowest[1][0], top=lowest[1][1])
+        )
         return False
-    numbers = sorted(low)
-    start = numbers[0]
-    top = start
-    for number in numbers[1:]:
+    assert watch is not None
+    if run is None or run[1] == watch.top or now - watch.since < policy.hole_wait_seconds:
+        return False
+
+    # A new epoch: from the watched run's start, over what any broadcaster offers.
+    low = sorted(_collect(fetched, td, lowest=watch.start, below=ceiling, stale=None).best)
+    top = watch.start
+    for number in low[1:]:
         if number != top + 1:
             break
         top = number
-    watch = draft.restart_watch
-    if watch is None or watch.start != start or top < watch.top:
-        draft.restart_watch = RestartWatch(since=now, start=start, top=top)
-        return False
-    if top == watch.top or now - watch.since < policy.hole_wait_seconds:
-        return False
     old_next = draft.next_number
-    draft.next_number = max(start, top - _window_count(policy, td) + 1)
+    draft.next_number = max(watch.start, top - _window_count(policy, td) + 1)
     # Whatever is offered above the new run now is the old epoch's: ignore it up to where the old
     # epoch ended (plus stragglers), until the new epoch gets there.
-    above = [n for n in numbers if n > top]
-    draft.stale_numbers = (above[0] if above else ceiling, old_next - 1 + policy.restart_margin)
+    above = bisect_right(low, top)
+    draft.stale_numbers = (low[above] if above < len(low) else ceiling, old_next - 1 + policy.restart_margin)
     draft.pending_discontinuity = True
     draft.waiting_since = None
     draft.restart_watch = None
     draft.restarts += 1
     return True
+
+
+def _low_run(
+    segments: tuple[UpstreamSegment, ...], below: int, target_duration: int
+) -> tuple[int, int] | None:
+    """(first, last) of the consecutive numbers at the bottom of one upstream list, below `below`."""
+    run: tuple[int, int] | None = None
+    for segment in segments:
+        number = segment.number
+        if number >= below:
+            break
+        duration = round(segment.duration, 3)
+        if not (duration > 0 and _rounded(duration) <= target_duration):
+            continue
+        if run is None:
+            run = (number, number)
+        elif number == run[1] + 1:
+            run = (run[0], number)
+        else:
+            break
+    return run
 
 
 def _publish(draft: _Draft, offers: _Offers, now: float, hole_wait: float) -> None:

@@ -8,16 +8,19 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Mapping
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-# A hand parser rather than the `m3u8` library: we need six tags, and the library builds a full
-# object model, raises on some malformed input and accepts much we must refuse. Measured on a
-# go-livepeer-shaped playlist (CPython 3.11): 6 segments 35 us vs 280 us for m3u8.loads (no URI
-# checks); 3,600 segments 14 ms vs 120 ms.
+from edge.playlists.uri import resolve_uri
+
+# A hand parser rather than the `m3u8` library: we need a handful of tags, and the library builds
+# a full object model, raises on some malformed input and accepts much we must refuse. Measured on
+# go-livepeer-shaped playlists (CPython 3.11, a busy 2-core box), URI checks included on our side
+# only: 6 segments ~0.12 ms vs ~0.2 ms for m3u8.loads; 3,600 segments ~30 ms vs ~70 ms.
 
 
 class Reject(StrEnum):
@@ -46,8 +49,8 @@ class Reject(StrEnum):
 class ParseLimits:
     """Bounds on what one upstream playlist may cost us. The shell also caps the bytes it reads."""
 
-    max_bytes: int = 1 << 20
-    max_lines: int = 50_000
+    max_bytes: int = 512 * 1024  # a 3,600-segment DVR window is ~250 kB
+    max_lines: int = 20_000
     max_line_chars: int = 4096
     max_segments: int = 10_000
     max_segment_seconds: float = 60.0
@@ -114,10 +117,9 @@ def parse_upstream(
         return _rejected_whole(Reject.TOO_MANY_LINES)
     if lines[0].strip() != "#EXTM3U":
         return _rejected_whole(Reject.NOT_M3U8)
-    origin = _origin_key(broadcaster_origin)
-    if origin is None:
+    base = _Base.of(playlist_url, broadcaster_origin)
+    if base is None:
         return _rejected_whole(Reject.BAD_ORIGIN)
-    base = _Base.of(playlist_url, origin)
 
     rejected: Counter[str] = Counter()
     by_number: dict[int, UpstreamSegment] = {}
@@ -201,13 +203,17 @@ class _Base:
     root: str | None  # "scheme://authority", for absolute paths
     directory: str | None  # "scheme://authority/path/to/", for relative paths
 
-    @classmethod
-    def of(cls, url: str, origin: tuple[str, str, int]) -> _Base:
+    @staticmethod
+    @lru_cache(maxsize=4096)  # the same few URLs every refresh; URL parsing is a third of a small parse
+    def of(url: str, broadcaster_origin: str) -> _Base | None:
+        origin = _origin_key(broadcaster_origin)
+        if origin is None:
+            return None
         if _origin_key(url) != origin or "@" in url.partition("://")[2].partition("/")[0]:
-            return cls(url, origin, None, None)
+            return _Base(url, origin, None, None)
         parts = urlsplit(url)
         root = f"{parts.scheme}://{parts.netloc}"
-        return cls(url, origin, root, root + parts.path.rpartition("/")[0] + "/")
+        return _Base(url, origin, root, root + parts.path.rpartition("/")[0] + "/")
 
 
 def _segment(
@@ -230,7 +236,7 @@ def _segment(
     else:
         if _URI_CHARS.fullmatch(line) is None:
             return Reject.BAD_URI
-        uri = urljoin(base.url, line)
+        uri = resolve_uri(base.url, line)
         try:
             parts = urlsplit(uri)
             port = parts.port
@@ -265,8 +271,7 @@ def _segment(
 
 def _resolve_fast(line: str, base: _Base) -> str | None:
     """RFC 3986 resolution by concatenation, for the common references where it is exact: a plain
-    path with no scheme, authority, query, fragment or dot segment. None: use urljoin.
-    urljoin costs ~10 us a segment; this keeps a 3,600-segment playlist in a few milliseconds."""
+    path with no scheme, authority, query, fragment or dot segment. None: take the long way."""
     if base.root is None or base.directory is None or _PLAIN_PATH.fullmatch(line) is None:
         return None
     if line[0] == "/":

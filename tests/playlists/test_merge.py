@@ -16,6 +16,7 @@ from edge.playlists.merge import (
     choose_target_duration,
     merge,
     new_state,
+    renditions_agree,
 )
 from edge.playlists.upstream import UpstreamPlaylist, UpstreamSegment
 from tests.playlists.builders import B1, B2, B3, T0, failed, marked, numbers, offer, run, upstream, uri
@@ -294,6 +295,34 @@ def test_a_stalled_ingest_with_an_old_stretch_listed_is_not_a_restart() -> None:
     assert states[-1].counts.restarts == 0
 
 
+def test_broadcasters_flapping_over_old_stretches_are_not_a_restart() -> None:
+    # b1 and b2 list different old stretches; b1 fails every third round. Seen together, the
+    # numbers far below "grow" each time b1 comes back: growth only counts within one broadcaster.
+    live = [offer(B3, range(40, 46))]
+    rounds = [(0.0, live + [offer(B1, [20, 21]), offer(B2, [20])])]
+    for t in range(1, 30):
+        b1 = failed(B1) if t % 3 == 1 else offer(B1, [20, 21])
+        rounds.append((float(t), [offer(B3, range(40, 46)), b1, offer(B2, [20])]))
+    state = run(rounds, POLICY)[-1]
+    assert numbers(state) == list(range(40, 46))
+    assert state.counts.restarts == 0
+
+
+def test_a_restart_is_seen_through_a_flapping_broadcaster() -> None:
+    old = list(range(94, 100))
+    states = run(
+        [
+            (0.0, [offer(B1, old)]),
+            (1.0, [offer(B1, old), offer(B2, [0])]),  # watch b2's run 0..0
+            (2.0, [offer(B1, old), failed(B2)]),  # a young watch waits for b2
+            (3.0, [offer(B1, old), offer(B2, [0, 1])]),  # grown, watched 2 s: new epoch
+        ],
+        POLICY,
+    )
+    assert numbers(states[-1])[-3:] == [99, 0, 1]
+    assert states[-1].counts.restarts == 1
+
+
 def test_late_arrivals_during_a_stall_are_not_a_restart() -> None:
     states = run(
         [
@@ -331,6 +360,24 @@ def test_program_date_time_is_carried_and_extended() -> None:
 def test_upstream_discontinuity_is_honoured_but_not_on_the_first_segment() -> None:
     state = merge(None, [offer(B1, [1, 2, 3], discontinuity_before=[1, 3])], 0.0, POLICY, 2)
     assert marked(state) == [3]
+
+
+# --- renditions ------------------------------------------------------------------------------------
+
+
+def test_renditions_agree_until_a_number_is_missing_in_one_only() -> None:
+    both = [(0.0, [offer(B1, [1, 2])]), (1.0, [offer(B1, [1, 2, 3])])]
+    low, high = run(both, POLICY), run(both, POLICY)
+    assert renditions_agree([low[-1], high[-1]])
+    # 4 lost in the high rendition only: it passes 4, the low one publishes it.
+    low = run([(2.0, [offer(B1, [2, 3, 4, 5])])], POLICY, state=low[-1])
+    high = run([(2.0, [offer(B1, [2, 3, 5])]), (4.0, [offer(B1, [2, 3, 5])])], POLICY, state=high[-1])
+    assert numbers(low[-1]) == [1, 2, 3, 4, 5] and numbers(high[-1]) == [1, 2, 3, 5]
+    assert not renditions_agree([low[-1], high[-1]])
+
+
+def test_renditions_with_different_target_durations_disagree() -> None:
+    assert not renditions_agree([new_state(2, POLICY), new_state(3, POLICY)])
 
 
 # --- inputs, versions, target duration ----------------------------------------------------------------
