@@ -1,4 +1,6 @@
-"""Merged live HLS playlists: parse the broadcasters' playlists, merge them into one published state, render it.
+"""Merged live HLS playlists: parse the broadcasters' playlists, merge them into one published
+state per (stream, rendition), render it.
 
-A pure core: no I/O, no clock; the fetcher, store and HTTP shells live elsewhere in `edge`.
+The pure core is `upstream`, `uri`, `merge`, `render` and `codec` (no I/O, no clock); the modules
+around it fetch, store and serve.
 """

@@ -102,6 +102,10 @@ class FeedContext:
     lease_ttl: float  # a dead lease holder is replaced within this many seconds
 
 
+def _visible(state: PublishedState) -> tuple[object, ...]:
+    return (state.media_sequence, state.discontinuity_sequence, state.segments, state.ended)
+
+
 def _is_health_failure(result: FetchResult) -> bool:
     """A broadcaster that answers, even 404 (not carrying this rendition), is alive."""
     if result.ok:
@@ -127,6 +131,14 @@ class Feed:
         self._last_recheck = ctx.clock()
         self._task: asyncio.Task[None] | None = None
         self._errors_logged: set[str] = set()
+
+    def _take(self, rendition: str, state: PublishedState, now: float) -> None:
+        """Adopt `state`; render again only if what players see changed (the merge also versions
+        its own bookkeeping, such as when it began waiting for a hole)."""
+        before = self.states.get(rendition)
+        self.states[rendition] = state
+        if before is None or rendition not in self.rendered or _visible(before) != _visible(state):
+            self.rendered[rendition] = Rendered.of(state, now)
 
     # --- lifecycle ---
 
@@ -216,11 +228,14 @@ class Feed:
             for rendition, blob in stored.states.items():
                 if rendition not in self.stream.rendition_names:
                     continue
-                state = load_state(blob)
+                try:
+                    state = load_state(blob)
+                except ValueError as exc:  # damaged or from an incompatible version: start it afresh
+                    log.warning("feed %s: stored %s state unreadable (%s); ignored", self.stream.id, rendition, exc)
+                    continue
                 current = self.states.get(rendition)
                 if current is None or current.version != state.version:
-                    self.states[rendition] = state
-                    self.rendered[rendition] = Rendered.of(state, now)
+                    self._take(rendition, state, now)
                 self.target_duration = state.target_duration
             self.revision = stored.revision
 
@@ -251,13 +266,14 @@ class Feed:
         if self.target_duration is None:
             self.target_duration = self._choose_target(fetched_by_rendition.values())
             if self.target_duration is None:
-                self.finished = self.stream.ended  # ended before anything was published
+                self.finished = self._closing(now, self._policy())  # ended before anything was published
                 return  # nothing published anywhere yet
         policy = self._policy()
+        ended = self._closing(now, policy)
         changed: dict[str, PublishedState] = {}
         for rendition, fetched in fetched_by_rendition.items():
             before = self.states.get(rendition)
-            after = merge(before, fetched, now, policy, self.target_duration, ended=self.stream.ended)
+            after = merge(before, fetched, now, policy, self.target_duration, ended=ended)
             if after is not before:
                 changed[rendition] = after
                 self._count_merge(before.counts if before else MergeCounts(), after.counts)
@@ -273,11 +289,16 @@ class Feed:
                 return
             self.revision = revision
             for rendition, state in changed.items():
-                self.states[rendition] = state
-                self.rendered[rendition] = Rendered.of(state, now)
+                self._take(rendition, state, now)
             ctx.metrics.published.inc(len(changed))
         if self.stream.ended and len(self.states) == len(renditions) and all(s.ended for s in self.states.values()):
             self.finished = True
+
+    def _closing(self, now: float, policy: Policy) -> bool:
+        """Close the playlists (ENDLIST) once the stream has ended and the last segments, which the
+        broadcasters may still be transcoding, had a hole wait's time to appear."""
+        ended_at = self.stream.ended_at
+        return ended_at is not None and now - ended_at / 1000 >= policy.hole_wait_seconds
 
     def _policy(self) -> Policy:
         """The edge's policy, with the stream's own DVR window when it asked for a longer one."""

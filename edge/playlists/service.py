@@ -69,6 +69,8 @@ class PlaylistService:
         rendered = feed.rendered.get(rendition)
         if rendered is None or not rendered.has_segments:
             if feed.finished and not feed.rendered:
+                if feed.stream.ended:
+                    raise NotFound(f"stream {stream_id}: ended before any {rendition} segment was published")
                 raise NotFound(f"stream {stream_id}: not found")
             raise NotYet(f"stream {stream_id}: no {rendition} segments published yet")
         return rendered
