@@ -160,6 +160,19 @@ def scores(
     return scored
 
 
+def load_report_fresh(b: Broadcaster, now: float, policy: RankingPolicy) -> bool:
+    """Is `b`'s last load report recent enough to be believed at `now`?"""
+    return now - b.last_heartbeat <= policy.metrics_max_age_s
+
+
+def load_penalty_floor_km(b: Broadcaster, now: float, policy: RankingPolicy) -> float:
+    """The load penalty `scores` gives `b` at `now` before any reservation (they only add to it):
+    a lower bound that lets a caller skip candidates that cannot win. It changes only with a new
+    report or when load_report_fresh(b, now, policy) does."""
+    u, _ = _utilisation(b, 0, now, policy)
+    return policy.load_weight_km * _load_curve(u, policy.utilisation_knee)
+
+
 def _distances(
     eligible: list[Broadcaster], client: Location | None, policy: RankingPolicy
 ) -> list[tuple[float | None, float]]:
@@ -185,7 +198,7 @@ def _utilisation(
 
     The busiest resource decides: streams against capacity, cpu, bandwidth against its capacity.
     """
-    load = b.load if now - b.last_heartbeat <= policy.metrics_max_age_s else Load()
+    load = b.load if load_report_fresh(b, now, policy) else Load()
     ratios = []
     if load.active_streams is not None and b.capacity:
         ratios.append(load.active_streams / b.capacity)

@@ -29,8 +29,9 @@ from geo.locate import locate
 
 log = logging.getLogger("edge.broadcasters")
 
-# GET /api/broadcaster answers the best few, not the whole fleet: an ingest uses the first and asks
-# again when an upload fails, and with a thousand nodes the full list would be ~60 KB per ingest.
+# GET /api/broadcaster answers the best few, not the whole fleet: an ingest uses the first and, when
+# uploads fail, skips the ones that failed it (10 leave it room), and with a thousand nodes the whole
+# list would be ~60 KB per ingest and cost scoring every node.
 MAX_ANSWER = 10
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -73,7 +74,9 @@ async def _known(svc: Services, name: str) -> Broadcaster:
 def _may_change(role: Role, b: Broadcaster) -> None:
     # Static entries are the operator's (the broadcasters file): only an admin acts on them.
     if b.source == "static" and role is not Role.ADMIN:
-        raise ApiError(403, f"broadcaster {b.name}: is a static entry from the broadcasters file; only an admin may change it")
+        raise ApiError(
+            403, f"broadcaster {b.name}: is a static entry from the broadcasters file; only an admin may change it"
+        )
 
 
 async def put_broadcaster(request: Request) -> Response:
@@ -183,21 +186,16 @@ async def choose_broadcaster(request: Request) -> Response:
         headers[name] = f"{headers[name]},{value}" if name in headers else value
     location = locate(peer, headers, svc.geo, svc.city_db)
     now = svc.clock()
-    chosen = (await svc.selector.choose(location, now))[:MAX_ANSWER]
-    log.debug("broadcasters chosen", extra={"fields": {
-        "located_by": location.source if location else None,
-        "country": location.country if location else None,
-        "first": chosen[0].name if chosen else None,
-        "candidates": len(chosen),
-    }})
-    if not chosen:
-        log.warning("no broadcaster can take a new stream")
-    elif stream_id is not None:
-        try:
-            await svc.store.registry.note_handout(stream_id, chosen[0].name, now)
-        except StoreUnavailable as exc:
-            # Degraded mode: the ingest still gets its answer; the merger falls back to discovery.
-            log.warning("hand-out not recorded: %s", exc, extra={"fields": {"broadcaster": chosen[0].name}})
+    chosen = await svc.selector.choose(location, now, MAX_ANSWER)
+    if log.isEnabledFor(logging.DEBUG):  # never the address or the headers themselves
+        log.debug("broadcasters chosen", extra={"fields": {
+            "located_by": location.source if location else None,
+            "country": location.country if location else None,
+            "first": chosen[0].name if chosen else None,
+            "answered": len(chosen),
+        }})
+    if chosen and stream_id is not None:
+        await svc.selector.note_handout(stream_id, chosen[0].name, now)
     return _json([{"address": b.address, "name": b.name, "region": b.region} for b in chosen])
 
 

@@ -1,0 +1,292 @@
+"""Benchmark of `GET /api/broadcaster` (issue 3) with 1,000 registered broadcasters and the GeoIP
+lookup in the path, beside a bare uvicorn app returning a constant body, in the same run.
+
+    .venv/bin/python -m bench.bench_broadcaster [--requests 5000] [--concurrency 20]
+
+A real `edge serve` process (EDGE_* environment; the embedded DB-IP database; 127.0.0.1 a trusted
+proxy; production defaults otherwise, access log on) gets 1,000 broadcasters registered through
+`PUT /api/broadcasters/{name}`, spread over the inhabited latitudes with varied capacity and load.
+The bare app (`bench.common:constant_app`, the same uvicorn settings) serves one real answer of the
+edge as its constant body. Both are driven by the same lean keep-alive client over loopback:
+`--requests` GETs on `--concurrency` connections after a warm-up, each request with an
+X-Forwarded-For taken in turn from a pool of random public IPv4 addresses, so that locating the
+client (the proxy walk, the city database and its cache) is in the path. Meanwhile every broadcaster
+heartbeats (the same body) every `--heartbeat-interval` seconds, as a live fleet must within the
+30 s TTL: the edge's CPU time includes those writes, and a heartbeat settles the hand-outs reserved
+on its node (reservations.py). With `--heartbeat-interval 0` nothing heartbeats: load reports go
+stale after 30 s and every hand-out stays reserved, which makes the ranking work hardest.
+
+Server CPU time per request is reported beside requests/s: it does not depend on how fast the client
+is, nor on what else the machine runs. Not a test: nothing is asserted, and the figures depend on the
+machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from bench.common import (
+    LoadResult,
+    ServerProcess,
+    _Connection,
+    clean_env,
+    free_port,
+    machine,
+    run,
+    table,
+    uvicorn_command,
+)
+
+API_KEY = "bench-api-key"
+BROADCASTER_TOKEN = "bench-broadcaster-token"
+RUN_TIMEOUT_S = 300.0
+heartbeats_during_run = [0]
+
+
+def public_ipv4_pool(rng: random.Random, size: int) -> list[str]:
+    pool: list[str] = []
+    while len(pool) < size:
+        address = ipaddress.IPv4Address(rng.getrandbits(32))
+        if address.is_global and not address.is_multicast:
+            pool.append(str(address))
+    return pool
+
+
+def fleet(count: int, rng: random.Random) -> list[tuple[str, dict[str, object]]]:
+    """`count` broadcasters over the inhabited latitudes, with varied capacity and load."""
+    bodies = []
+    for i in range(count):
+        capacity = rng.choice([10, 20, 40, 80])
+        bodies.append((f"b{i:04d}", {
+            "address": f"https://b{i:04d}.example.net:8935",
+            "region": rng.choice(["eu", "us", "ap", "sa", "af"]),
+            "latitude": round(rng.uniform(-45, 65), 4),
+            "longitude": round(rng.uniform(-180, 180), 4),
+            "capacity": capacity,
+            "load": {"activeStreams": rng.randint(0, capacity), "cpu": round(rng.random(), 3)},
+        }))
+    return bodies
+
+
+async def register(session: aiohttp.ClientSession, url: str, name: str, body: dict[str, object]) -> None:
+    async with session.put(f"{url}/api/broadcasters/{name}", json=body) as response:
+        if response.status not in (200, 201):
+            raise RuntimeError(f"register {name}: {response.status} {await response.text()}")
+
+
+async def register_fleet(session: aiohttp.ClientSession, url: str, bodies: list[tuple[str, dict[str, object]]],
+                         concurrency: int) -> None:
+    queue = iter(bodies)
+
+    async def worker() -> None:
+        for name, body in queue:
+            await register(session, url, name, body)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def heartbeats(session: aiohttp.ClientSession, url: str, bodies: list[tuple[str, dict[str, object]]],
+                     interval_s: float, sent: list[int]) -> None:
+    """Every broadcaster heartbeats once per `interval_s`, evenly spread, as a live fleet does."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def beat(name: str, body: dict[str, object]) -> None:
+        await register(session, url, name, body)
+        sent[0] += 1
+
+    try:
+        for i in itertools.count():
+            await asyncio.sleep(max(0.0, start + i * interval_s / len(bodies) - loop.time()))
+            # On time even when the edge is slow to answer: each heartbeat is its own request.
+            task = asyncio.create_task(beat(*bodies[i % len(bodies)]))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+    finally:
+        for task in in_flight:
+            task.cancel()
+
+
+def requests_for(url: str, pool: list[str]) -> list[bytes]:
+    """One GET per client address of the pool, with the API key."""
+    parts = urlsplit(url)
+    return [
+        (f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {API_KEY}\r\n"
+         f"X-Forwarded-For: {ip}\r\n\r\n").encode("latin-1")
+        for ip in pool
+    ]
+
+
+async def drive(name: str, url: str, pool: list[str], args: argparse.Namespace,
+                server: ServerProcess) -> LoadResult:
+    """`args.requests` GETs on `args.concurrency` keep-alive connections after a warm-up, the i-th
+    request from the i-th address of the pool (round robin)."""
+    requests = requests_for(url, pool)
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    connections = [(await loop.create_connection(_Connection, parts.hostname, parts.port))[1]
+                   for _ in range(args.concurrency)]
+    statuses: dict[int, int] = {}
+    sizes: list[int] = []
+
+    async def batch(count: int, offset: int, latencies: list[float]) -> None:
+        counter = iter(range(offset, offset + count))
+
+        async def worker(connection: _Connection) -> None:
+            for i in counter:
+                started = time.perf_counter()
+                status, size = await connection.get(requests[i % len(requests)])
+                latencies.append((time.perf_counter() - started) * 1000)
+                statuses[status] = statuses.get(status, 0) + 1
+                sizes.append(size)
+
+        await asyncio.gather(*(worker(c) for c in connections))
+
+    try:
+        await batch(args.warmup, 0, [])
+        statuses.clear()
+        latencies: list[float] = []
+        cpu_before, client_before = server.cpu_seconds(), time.process_time()
+        started = time.perf_counter()
+        await asyncio.wait_for(batch(args.requests, args.warmup, latencies), RUN_TIMEOUT_S)
+        seconds = time.perf_counter() - started
+        client_cpu, cpu_after = time.process_time() - client_before, server.cpu_seconds()
+    finally:
+        for connection in connections:
+            if connection.transport is not None:
+                connection.transport.close()
+    server_cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    errors = sum(n for status, n in statuses.items() if status != 200)
+    return LoadResult(name, args.requests, seconds, latencies, errors, round(sum(sizes) / len(sizes)),
+                      server_cpu, client_cpu, statuses)
+
+
+async def one_answer(url: str, ip: str) -> bytes:
+    headers = {"Authorization": f"Bearer {API_KEY}", "X-Forwarded-For": ip}
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        return await response.read()
+
+
+async def main_async(args: argparse.Namespace) -> list[LoadResult]:
+    rng = random.Random(args.seed)
+    pool = public_ipv4_pool(rng, args.pool)
+    with tempfile.TemporaryDirectory(prefix="bench-broadcaster-") as tmp:
+        edge_port, bare_port = free_port(), free_port()
+        edge = ServerProcess.start(
+            [sys.executable, "-m", "edge", "serve", "--port", str(edge_port)],
+            clean_env(
+                EDGE_DATA_DIR=tmp,
+                EDGE_API_KEYS=API_KEY,
+                EDGE_BROADCASTER_TOKENS=BROADCASTER_TOKEN,
+                EDGE_ADMIN_TOKENS="bench-admin-token",
+                EDGE_TRUSTED_PROXIES="127.0.0.1/32",
+                EDGE_HEARTBEAT_TTL="3600",  # so that --heartbeat-interval 0 keeps the fleet in
+                EDGE_ACCESS_LOG="true" if args.access_log else "false",
+            ),
+            Path(tmp) / "edge.log", edge_port, ready_path="/healthz",
+        )
+        bare: ServerProcess | None = None
+        session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {BROADCASTER_TOKEN}"})
+        beating: asyncio.Task[None] | None = None
+        try:
+            started = time.perf_counter()
+            bodies = fleet(args.broadcasters, rng)
+            await register_fleet(session, edge.url, bodies, 20)
+            print(f"registered {args.broadcasters} broadcasters in {time.perf_counter() - started:.1f} s",
+                  file=sys.stderr)
+            sent = [0]
+            if args.heartbeat_interval:
+                beating = asyncio.create_task(heartbeats(session, edge.url, bodies, args.heartbeat_interval, sent))
+            body = Path(tmp) / "answer.json"
+            body.write_bytes(await one_answer(f"{edge.url}/api/broadcaster", pool[0]))
+            bare = ServerProcess.start(
+                uvicorn_command("bench.common:constant_app", bare_port),
+                clean_env(BENCH_BODY_FILE=str(body), BENCH_CONTENT_TYPE="application/json"),
+                Path(tmp) / "bare.log", bare_port,
+            )
+            results = []
+            for name, server, path in (("bare uvicorn app, constant body", bare, "/"),
+                                       ("`GET /api/broadcaster`", edge, "/api/broadcaster")):
+                before = sent[0]
+                result = await drive(name, f"{server.url}{path}", pool, args, server)
+                if result.errors:
+                    raise RuntimeError(f"{name}: answers other than 200: {result.statuses}\n{server.log()}")
+                results.append(result)
+            heartbeats_during_run[0] = sent[0] - before
+            return results
+        finally:
+            if beating is not None:
+                beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
+            await session.close()
+            edge.stop()
+            if bare is not None:
+                bare.stop()
+
+
+def report(results: list[LoadResult], args: argparse.Namespace, where: str) -> str:
+    bare, edge = results
+    rows = []
+    for r in results:
+        cpu = r.server_cpu_us_per_request
+        rows.append((r.name, f"{r.rps:,.0f}", f"{r.p(50):.2f}", f"{r.p(99):.2f}",
+                     "-" if cpu is None else f"{cpu:,.0f}"))
+    ratio = f"`GET /api/broadcaster` answers {edge.rps / bare.rps:.1%} of the bare app's requests/s"
+    if bare.server_cpu_us_per_request and edge.server_cpu_us_per_request:
+        ratio += (f" and costs {edge.server_cpu_us_per_request / bare.server_cpu_us_per_request:.1f}x "
+                  f"its server CPU time per request")
+    return "\n".join([
+        f"{args.broadcasters} broadcasters registered; {args.requests} requests after {args.warmup} warm-up "
+        f"on {args.concurrency} keep-alive connections, X-Forwarded-For from {args.pool} random public "
+        f"IPv4 addresses (embedded DB-IP City Lite), access log {'on' if args.access_log else 'off'}, "
+        + (f"every broadcaster heartbeating every {args.heartbeat_interval:g} s "
+           f"({heartbeats_during_run[0]} heartbeats during the edge's run, in its CPU time)"
+           if args.heartbeat_interval else "no heartbeats")
+        + f"; {where}.",
+        "",
+        table(["server", "requests/s", "p50 ms", "p99 ms", "server CPU µs/request"], rows),
+        "",
+        ratio + ".",
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--broadcasters", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--pool", type=int, default=2000, help="distinct client addresses")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--heartbeat-interval", type=float, default=10.0,
+                        help="seconds between two heartbeats of one broadcaster (0: none)")
+    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                        help="the edge's JSON access log (on by default, as in production)")
+    args = parser.parse_args()
+    for name in ("broadcasters", "requests", "concurrency", "pool"):
+        if not 1 <= getattr(args, name) <= 100_000:
+            parser.error(f"--{name} must be between 1 and 100000")
+    if not 0 <= args.heartbeat_interval <= 3600:
+        parser.error("--heartbeat-interval must be between 0 and 3600")
+    if args.warmup < 0 or args.warmup > 100_000:
+        parser.error("--warmup must be between 0 and 100000")
+    where = machine()
+    print(report(run(main_async(args)), args, where))
+
+
+if __name__ == "__main__":
+    main()

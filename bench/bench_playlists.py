@@ -1,0 +1,643 @@
+"""Benchmark of merged live playlists (issue 4): serving under load beside a bare uvicorn app, the
+upstream load with 1 and with many players, the cost of merge / parse / render by window length and
+broadcaster count, and of one whole feed refresh round.
+
+    .venv/bin/python -m bench.bench_playlists [--requests 20000] [--concurrency 32] [--players 500]
+                                              [--only serve,upstream,merge,refresh]
+
+1. Serving: a real `edge serve` process (EDGE_* environment, production defaults otherwise: access
+   log on, poll interval 1 s) merges a live stream carried by 3 fake broadcasters (tests/fakes.py,
+   real aiohttp servers in this process) while an ingest adds a 2 s segment every 2 s and moves to
+   the next broadcaster every 3 segments. Its merged playlist is fetched once and served constant by
+   a bare uvicorn app with the same uvicorn settings (`bench.common:constant_app`). Both are driven
+   by the same lean keep-alive client (bench.common.drive): `--requests` GETs on `--concurrency`
+   connections after a warm-up, with `Accept-Encoding: identity` and `gzip` (the edge serves
+   pre-compressed bytes). Server CPU time per request is reported too: it does not depend on how
+   fast the client is.
+2. Upstream load: 1, then `--players` players each re-fetching a rendition's playlist every second;
+   the fake broadcasters count the playlist requests they get over `--window` seconds.
+3. Merge: pure functions timed in-process (median of batches, time.perf_counter): merge() of one new
+   segment into a full steady-state window of 6, 60 and 3,600 segments with 1, 3 and 20 broadcasters
+   (each listing the last 6 segments it received, as go-livepeer does), merge() of a round with
+   nothing new, parse_upstream of one broadcaster's playlist, and what a change costs downstream
+   (render_media, gzip + ETag, the stored form).
+4. Refresh round: Feed.refresh() in-process (real SQLite store, real fetcher, fakes on loopback):
+   fetch + parse + merge for 2 renditions x 3 broadcasters, and render + gzip + store when it changed.
+
+Not a test: nothing is asserted beyond sanity, and the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import aiohttp
+
+from bench.common import (
+    LoadResult,
+    ServerProcess,
+    clean_env,
+    drive,
+    free_port,
+    machine,
+    run,
+    table,
+    uvicorn_command,
+)
+from edge.playlists.codec import dump_state
+from edge.playlists.feed import Feed, Rendered
+from edge.playlists.merge import (
+    BroadcasterRef,
+    FetchedPlaylist,
+    Policy,
+    PublishedSegment,
+    PublishedState,
+    merge,
+)
+from edge.playlists.render import render_media
+from edge.playlists.upstream import parse_upstream
+from tests.fakes import FakeBroadcaster
+
+API_KEY = "bench-api-key"
+BROADCASTER_TOKEN = "bench-broadcaster-token"
+ADMIN_TOKEN = "bench-admin-token"
+MPEGURL = "application/vnd.apple.mpegurl"
+
+SEGMENT_S = 2.0  # go-livepeer's usual segment length
+TARGET_DURATION = 3  # what the edge chooses for 2 s segments (TARGET_HEADROOM)
+MOVE_EVERY = 3  # the ingest moves to the next broadcaster every 3 segments
+UPSTREAM_WINDOW = 6  # segments a go-livepeer broadcaster lists
+PRESET = "P360p30fps16x9"
+RENDITIONS = ("source", PRESET)
+SECTIONS = ("serve", "upstream", "merge", "refresh")
+
+
+# --- the ingest: which broadcaster holds which segment numbers ---------------------------------
+
+
+def holders_of(number: int, broadcasters: int) -> list[int]:
+    """Indexes of the broadcasters that received `number`: the ingest's current one, and at each
+    move the previous one too (an upload retried after the move), as in the HTTP tests."""
+    current = (number // MOVE_EVERY) % broadcasters
+    if number % MOVE_EVERY == 0 and broadcasters > 1:
+        return [current, (current - 1) % broadcasters]
+    return [current]
+
+
+def ingest(fakes: Sequence[FakeBroadcaster], stream_id: str, number: int,
+           renditions: Sequence[str] = RENDITIONS) -> None:
+    for i in holders_of(number, len(fakes)):
+        for rendition in renditions:
+            fakes[i].add(stream_id, rendition, number)
+
+
+async def live_ingest(fakes: Sequence[FakeBroadcaster], stream_id: str, first: int) -> None:
+    """One new segment every SEGMENT_S, in real time, until cancelled."""
+    number = first
+    next_at = time.monotonic()
+    while True:
+        ingest(fakes, stream_id, number)
+        number += 1
+        next_at += SEGMENT_S
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+
+# --- 1 and 2: a real edge process, fake broadcasters, players --------------------------------
+
+
+@dataclass
+class LiveSetup:
+    edge: ServerProcess
+    fakes: list[FakeBroadcaster]
+    stream_id: str
+    tmp: Path
+
+    def playlist_url(self, rendition: str = "source") -> str:
+        return f"{self.edge.url}/stream/{self.stream_id}/{rendition}.m3u8"
+
+    def upstream_requests(self) -> list[dict[str, int]]:
+        return [{r: fake.requests[f"/stream/{self.stream_id}/{r}.m3u8"] for r in RENDITIONS} for fake in self.fakes]
+
+
+async def start_live(tmp: Path, access_log: bool) -> tuple[LiveSetup, asyncio.Task[None]]:
+    fakes = [FakeBroadcaster(f"b{i}", segment_duration=SEGMENT_S, window=UPSTREAM_WINDOW) for i in range(3)]
+    for fake in fakes:
+        await fake.start()
+    port = free_port()
+    env = clean_env(
+        EDGE_DATA_DIR=str(tmp / "edge-data"),
+        EDGE_API_KEYS=API_KEY,
+        EDGE_BROADCASTER_TOKENS=BROADCASTER_TOKEN,
+        EDGE_ADMIN_TOKENS=ADMIN_TOKEN,
+        EDGE_POLL_INTERVAL="1.0",
+        EDGE_UPSTREAM_TIMEOUT="2.0",
+        EDGE_HEARTBEAT_TTL="3600",  # no heartbeats during the run: keep the carriers alive
+        EDGE_ACCESS_LOG="true" if access_log else "false",
+        EDGE_LOG_LEVEL="info",  # the default; at "warning" the access log would be filtered out
+    )
+    edge = ServerProcess.start([sys.executable, "-m", "edge", "serve", "--port", str(port)], env,
+                               tmp / "edge.log", port, "/healthz")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{edge.url}/api/stream", headers={"Authorization": f"Bearer {API_KEY}"},
+                                json={"name": "bench", "presets": [PRESET]}) as response:
+            if response.status != 201:
+                raise RuntimeError(f"create stream: {response.status} {await response.text()}")
+            stream_id = (await response.json())["id"]
+        for fake in fakes:  # a heartbeat naming the stream makes the broadcaster one of its carriers
+            async with session.put(f"{edge.url}/api/broadcasters/{fake.name}",
+                                   headers={"Authorization": f"Bearer {BROADCASTER_TOKEN}"},
+                                   json={"address": fake.url, "streams": [stream_id]}) as response:
+                if response.status not in (200, 201):
+                    raise RuntimeError(f"register {fake.name}: {response.status} {await response.text()}")
+    # What the broadcasters would list after 36 s of ingest; then the ingest goes on live.
+    history = 18
+    for number in range(history):
+        ingest(fakes, stream_id, number)
+    task = asyncio.create_task(live_ingest(fakes, stream_id, history))
+    setup = LiveSetup(edge, fakes, stream_id, tmp)
+    async with aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + 10
+        while True:
+            async with session.get(setup.playlist_url()) as response:
+                if response.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no merged playlist within 10 s:\n{edge.log()}")
+            await asyncio.sleep(0.2)
+    return setup, task
+
+
+@dataclass
+class UpstreamLoad:
+    players: int
+    player_rps: float
+    player_errors: int
+    player_p99_ms: float
+    seconds: float
+    per_broadcaster: list[float]  # playlist requests/s each broadcaster received (all renditions)
+    per_rendition: float  # mean requests/s per (broadcaster, rendition)
+
+
+async def measure_upstream(setup: LiveSetup, players: int, window_s: float, seed: int) -> UpstreamLoad:
+    """`players` loops re-fetching a playlist every second (staggered), counting what the fake
+    broadcasters receive over `window_s` seconds once every player has started."""
+    rng = random.Random(seed)
+    stop = asyncio.Event()
+    done = 0
+    errors = 0
+    latencies: list[float] = []
+    counting = False
+
+    async def player(session: aiohttp.ClientSession, index: int) -> None:
+        nonlocal done, errors
+        url = setup.playlist_url(RENDITIONS[index % len(RENDITIONS)])
+        await asyncio.sleep(rng.uniform(0, 1.0))
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                async with session.get(url) as response:
+                    await response.read()
+                    ok = response.status == 200
+            except aiohttp.ClientError:
+                ok = False
+            elapsed = time.perf_counter() - started
+            if counting:
+                done += 1
+                errors += not ok
+                latencies.append(elapsed * 1000)
+            try:
+                await asyncio.wait_for(stop.wait(), max(0.0, 1.0 - elapsed))
+            except asyncio.TimeoutError:
+                pass
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, headers={"Accept-Encoding": "gzip"}) as session:
+        tasks = [asyncio.create_task(player(session, i)) for i in range(players)]
+        await asyncio.sleep(1.5)  # every player has made its first request
+        before = setup.upstream_requests()
+        counting = True
+        started = time.perf_counter()
+        await asyncio.sleep(window_s)
+        counting = False
+        seconds = time.perf_counter() - started
+        after = setup.upstream_requests()
+        stop.set()
+        await asyncio.gather(*tasks)
+    per_broadcaster = [sum(a[r] - b[r] for r in RENDITIONS) / seconds for a, b in zip(after, before)]
+    return UpstreamLoad(
+        players=players,
+        player_rps=done / seconds,
+        player_errors=errors,
+        player_p99_ms=statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else float("nan"),
+        seconds=seconds,
+        per_broadcaster=per_broadcaster,
+        per_rendition=statistics.fmean(per_broadcaster) / len(RENDITIONS),
+    )
+
+
+async def fetch_raw(url: str, encoding: str) -> bytes:
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.get(url, headers={"Accept-Encoding": encoding}) as response:
+            if response.status != 200:
+                raise RuntimeError(f"{url}: {response.status}")
+            return await response.read()
+
+
+async def measure_serving(setup: LiveSetup, args: argparse.Namespace) -> list[tuple[LoadResult, LoadResult]]:
+    """(bare, edge) pairs, identity then gzip, driven alternately by the same client."""
+    url = setup.playlist_url()
+    body = await fetch_raw(url, "identity")
+    gzipped = await fetch_raw(url, "gzip")
+    (setup.tmp / "body").write_bytes(body)
+    (setup.tmp / "body.gz").write_bytes(gzipped)
+    port = free_port()
+    env = clean_env(BENCH_BODY_FILE=str(setup.tmp / "body"), BENCH_GZIP_FILE=str(setup.tmp / "body.gz"),
+                    BENCH_CONTENT_TYPE=MPEGURL)
+    bare = ServerProcess.start(uvicorn_command("bench.common:constant_app", port), env, setup.tmp / "bare.log", port)
+    pairs = []
+    try:
+        for encoding in ("identity", "gzip"):
+            headers = {"Accept-Encoding": encoding}
+            pair = []
+            for name, server, target in (("bare uvicorn app", bare, f"{bare.url}/"), ("edge", setup.edge, url)):
+                result = await drive(f"{name}, {encoding}", target, args.requests, args.concurrency,
+                                     args.warmup, headers, server)
+                if result.errors:
+                    raise RuntimeError(f"{result.name}: {result.errors} requests failed: {result.statuses}")
+                pair.append(result)
+            pairs.append((pair[0], pair[1]))
+    finally:
+        bare.stop()
+    return pairs
+
+
+# --- 3: pure functions -------------------------------------------------------------------------
+
+
+def per_call_us(fn: Callable[[], object], budget_s: float, clock: Callable[[], float] = time.process_time) -> float:
+    """Median time of one call in microseconds, over batches of at least ~10 ms each.
+
+    Timed by default with this process's CPU time rather than time.perf_counter: on a shared
+    machine, wall time also counts the time other processes held the CPU. Both clocks agree on
+    an idle machine (`--clock perf_counter` to check)."""
+    calls = 1
+    while True:
+        started = clock()
+        for _ in range(calls):
+            fn()
+        if clock() - started >= 0.01:
+            break
+        calls *= 2
+    samples: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(samples) < 5 or (len(samples) < 50 and time.perf_counter() < deadline):
+        started = clock()
+        for _ in range(calls):
+            fn()
+        samples.append((clock() - started) / calls)
+    return statistics.median(samples) * 1e6
+
+
+@dataclass
+class Steady:
+    """A full window just before number `arriving`, and the broadcasters' playlists without and
+    with that number."""
+
+    state: PublishedState
+    policy: Policy
+    before: list[FetchedPlaylist]
+    after: list[FetchedPlaylist]
+    texts: list[tuple[str, str, str]]  # (playlist text, playlist URL, origin) per broadcaster, after
+
+
+def fetched_from(fakes: Sequence[FakeBroadcaster], stream_id: str, rendition: str) -> tuple[
+        list[FetchedPlaylist], list[tuple[str, str, str]]]:
+    fetched, texts = [], []
+    for fake in fakes:
+        url = f"{fake.url}/stream/{stream_id}/{rendition}.m3u8"
+        text = fake.playlist_text(stream_id, rendition)
+        texts.append((text, url, fake.url))
+        fetched.append(FetchedPlaylist(broadcaster=BroadcasterRef(fake.name, fake.url),
+                                       playlist=parse_upstream(text, url, fake.url)))
+    return fetched, texts
+
+
+def steady_state(fakes: Sequence[FakeBroadcaster], stream_id: str, window: int, rendition: str = "source",
+                 media_sequence: int = 1000, first: int = 10_000) -> tuple[PublishedState, Policy, int]:
+    """The published state once `window` segments (first..) are out and the window is full, built
+    directly (as the merge would have chosen: the lowest (rank, origin, name) copy), with the fakes
+    holding what go-livepeer would list by then. Returns (state, policy, next number)."""
+    arriving = first + window
+    by_index = sorted(range(len(fakes)), key=lambda i: (0, fakes[i].url, fakes[i].name))
+    segments = []
+    for k, number in enumerate(range(first, arriving)):
+        holders = holders_of(number, len(fakes))
+        chosen = fakes[min(holders, key=by_index.index)]
+        segments.append(PublishedSegment(
+            msn=media_sequence + k, number=number, uri=f"{chosen.url}/stream/{stream_id}/{rendition}/{number}.ts",
+            duration=SEGMENT_S, broadcaster=chosen.name))
+    for number in range(arriving - UPSTREAM_WINDOW * len(fakes) * 2, arriving):
+        ingest(fakes, stream_id, number, [rendition])
+    state = PublishedState(target_duration=TARGET_DURATION, media_sequence=media_sequence,
+                           segments=tuple(segments), next_number=arriving, version=window)
+    return state, Policy(window_seconds=window * SEGMENT_S), arriving
+
+
+def build_steady(window: int, broadcasters: int) -> Steady:
+    stream_id = "8c5f6b5e-0000-4000-8000-000000000000"
+    fakes = [FakeBroadcaster(f"b{i:02d}", segment_duration=SEGMENT_S, window=UPSTREAM_WINDOW)
+             for i in range(broadcasters)]
+    for i, fake in enumerate(fakes):
+        fake.url = f"https://b{i:02d}.example.net:8935"
+    state, policy, arriving = steady_state(fakes, stream_id, window)
+    before, _ = fetched_from(fakes, stream_id, "source")
+    ingest(fakes, stream_id, arriving, ["source"])
+    after, texts = fetched_from(fakes, stream_id, "source")
+    return Steady(state, policy, before, after, texts)
+
+
+@dataclass
+class MergeRow:
+    window: int
+    broadcasters: int
+    merge_new_us: float
+    merge_idle_us: float
+    parse_us: float  # every broadcaster's playlist, one round
+
+
+@dataclass
+class RenderRow:
+    window: int
+    render_us: float
+    rendered_us: float  # render + gzip + ETag (Rendered.of)
+    dump_us: float
+    body_bytes: int
+    gzip_bytes: int
+
+
+def measure_pure(windows: Sequence[int], counts: Sequence[int], budget_s: float,
+                 clock: Callable[[], float]) -> tuple[list[MergeRow], list[RenderRow], float]:
+    def timed(fn: Callable[[], object]) -> float:
+        return per_call_us(fn, budget_s, clock)
+
+    now = 1_700_000_000.0
+    merge_rows, render_rows = [], []
+    for window in windows:
+        for broadcasters in counts:
+            s = build_steady(window, broadcasters)
+            # The state as idle polls leave it: with old numbers still listed far below the next
+            # one, the first idle round starts a restart watch; later idle rounds change nothing.
+            idle = merge(s.state, s.before, now, s.policy, TARGET_DURATION)
+            if merge(idle, s.before, now + 1, s.policy, TARGET_DURATION) is not idle:
+                raise RuntimeError(f"idle rounds keep changing the state ({window}, {broadcasters})")
+            new = merge(idle, s.after, now + 1, s.policy, TARGET_DURATION)
+            # Sanity: one segment appended, one trimmed, nothing else.
+            if (len(new.segments) != window or new.segments[-1].number != s.state.next_number
+                    or new.media_sequence != s.state.media_sequence + 1):
+                raise RuntimeError(f"merge did not advance the steady state as expected ({window}, {broadcasters})")
+            merge_rows.append(MergeRow(
+                window, broadcasters,
+                merge_new_us=timed(lambda: merge(idle, s.after, now + 1, s.policy, TARGET_DURATION)),
+                merge_idle_us=timed(lambda: merge(idle, s.before, now + 1, s.policy, TARGET_DURATION)),
+                parse_us=timed(lambda: [parse_upstream(*t) for t in s.texts]),
+            ))
+        rendered = Rendered.of(new, now)
+        render_rows.append(RenderRow(
+            window,
+            render_us=timed(lambda: render_media(new)),
+            rendered_us=timed(lambda: Rendered.of(new, now)),
+            dump_us=timed(lambda: dump_state(new)),
+            body_bytes=len(rendered.body),
+            gzip_bytes=len(rendered.gzipped),
+        ))
+    one = build_steady(6, 1).texts[0]
+    return merge_rows, render_rows, timed(lambda: parse_upstream(*one))
+
+
+# --- 4: one feed refresh round in-process ---------------------------------------------------------
+
+
+@dataclass
+class RefreshRow:
+    window: int
+    new_ms: tuple[float, float]  # median, p90: the round that finds a new segment
+    next_ms: tuple[float, float]  # the round after it, nothing new
+    later_ms: tuple[float, float]  # the round after that, nothing new
+    saves_per_segment: float  # store writes (each of every changed rendition) per new segment
+
+
+def _median_p90(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
+async def measure_refresh(tmp: Path, windows: Sequence[int], segments: int) -> list[RefreshRow]:
+    """Feed.refresh() rounds as they come with a 1 s poll and 2 s segments, compressed in time:
+    per segment, the round that finds it and two rounds that find nothing new."""
+    from tests.playlists_http.harness import open_edge  # the tests' in-process edge with fakes
+
+    rows = []
+    for window in windows:
+        production = dict(poll_interval=1.0, discovery_interval=10.0, hole_wait=3.0, upstream_timeout=2.0,
+                          idle_timeout=120.0, max_dvr_window=7200.0)
+        async for edge in open_edge(tmp / f"refresh-{window}", **production):
+            fakes = [await edge.add_broadcaster(f"b{i}", segment_duration=SEGMENT_S, window=UPSTREAM_WINDOW)
+                     for i in range(3)]
+            dvr = int(window * SEGMENT_S) if window * SEGMENT_S > edge.svc.settings.playlist_window else None
+            body = {"presets": [PRESET], **({"dvrWindowSeconds": dvr} if dvr else {})}
+            stream_id = (await edge.create_stream(**body))["id"]
+            for fake in fakes:
+                await edge.svc.store.registry.note_handout(stream_id, fake.name, edge.svc.clock())
+            stream = await edge.svc.store.streams.get(stream_id)
+            assert stream is not None
+            feed = Feed(stream, edge.svc.playlists.ctx)  # not started: we drive its rounds
+            arriving = 0
+            for rendition in RENDITIONS:
+                state, _, arriving = steady_state(fakes, stream_id, window, rendition)
+                feed.states[rendition] = state
+            feed.target_duration = TARGET_DURATION
+            await feed.refresh()  # first round: discovery, health records
+            await feed.refresh()
+
+            saves = 0
+            store_save = edge.svc.store.playlists.save
+
+            async def counting_save(stream_id: str, states: dict[str, bytes]) -> None:
+                nonlocal saves
+                saves += len(states)
+                await store_save(stream_id, states)
+
+            edge.svc.store.playlists.save = counting_save  # type: ignore[method-assign]
+            timings: tuple[list[float], list[float], list[float]] = ([], [], [])
+            for _ in range(segments):
+                ingest(fakes, stream_id, arriving)
+                for kind in timings:
+                    started = time.perf_counter()
+                    await feed.refresh()
+                    kind.append((time.perf_counter() - started) * 1000)
+                for rendition in RENDITIONS:
+                    state = feed.states[rendition]
+                    if len(state.segments) != window or state.segments[-1].number != arriving:
+                        raise RuntimeError(f"refresh did not keep a full window of {window} ({rendition})")
+                arriving += 1
+            rows.append(RefreshRow(window, *(_median_p90(t) for t in timings),
+                                   saves_per_segment=saves / segments / len(RENDITIONS)))
+    return rows
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def fmt_us(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def report_serving(pairs: list[tuple[LoadResult, LoadResult]], args: argparse.Namespace) -> str:
+    rows = []
+    for bare, edge in pairs:
+        for r in (bare, edge):
+            cpu = r.server_cpu_us_per_request
+            rows.append([r.name, f"{r.bytes_per_response:,}", f"{r.rps:,.0f}", f"{r.p(50):.2f}", f"{r.p(99):.2f}",
+                         "n/a" if cpu is None else f"{cpu:,.0f}",
+                         "n/a" if r.server_busy is None else f"{r.server_busy:.0%}",
+                         f"{r.client_cpu_s / r.seconds:.0%}"])
+        rows.append([f"**edge / bare, {edge.name.split(', ')[1]}**", "",
+                     f"**{edge.rps / bare.rps:.2f}**", f"{edge.p(50) / bare.p(50):.2f}x",
+                     f"{edge.p(99) / bare.p(99):.2f}x",
+                     "" if None in (edge.server_cpu_s, bare.server_cpu_s) else
+                     f"{edge.server_cpu_us_per_request / bare.server_cpu_us_per_request:.1f}x",  # type: ignore[operator]
+                     "", ""])
+    head = (f"Merged playlist `GET /stream/{{id}}/source.m3u8`, warm, 3 broadcasters carrying a live stream "
+            f"(2 renditions, a new 2 s segment every 2 s), edge access log {'on' if args.access_log else 'off'}; "
+            f"{args.requests:,} requests after {args.warmup:,} warm-up on {args.concurrency} keep-alive "
+            f"connections (one client process); the bare app serves the same bytes. Server CPU: user+system "
+            f"time of the server process per request, and its share of one core; client CPU: the load "
+            f"generator's share of one core (near 100%: the client, not the server, set the pace).\n")
+    return head + "\n" + table(["server, Accept-Encoding", "body bytes", "requests/s", "p50 ms", "p99 ms",
+                                "server CPU us/request", "server CPU busy", "client CPU busy"], rows)
+
+
+def report_upstream(loads: list[UpstreamLoad], window_s: float) -> str:
+    rows = [[f"{u.players:,}", f"{u.player_rps:,.0f}", f"{u.player_p99_ms:.1f}", str(u.player_errors),
+             " / ".join(f"{x:.2f}" for x in u.per_broadcaster), f"{u.per_rendition:.2f}",
+             f"{u.player_rps:,.0f}"] for u in loads]
+    head = (f"Players re-fetch a rendition's merged playlist every second (half of them each rendition); "
+            f"the 3 fake broadcasters count the playlist requests they receive over {window_s:.0f} s. "
+            f"Last column: what fetching upstream on every request (the original Worker) would send "
+            f"each broadcaster.\n")
+    return head + "\n" + table(["players", "player requests/s", "player p99 ms", "player errors",
+                                "upstream requests/s, each broadcaster", "per broadcaster per rendition",
+                                "per-request fetching would be"], rows)
+
+
+def report_pure(merge_rows: list[MergeRow], render_rows: list[RenderRow], parse_one: float, clock: str) -> str:
+    merge_table = table(
+        ["window (segments)", "broadcasters", "merge, one new segment (us)", "merge, nothing new (us)",
+         "parse_upstream, every broadcaster (us)"],
+        [[f"{r.window:,}", r.broadcasters, fmt_us(r.merge_new_us), fmt_us(r.merge_idle_us), fmt_us(r.parse_us)]
+         for r in merge_rows], right_from=0)
+    render_table = table(
+        ["window (segments)", "render_media (us)", "render + gzip + ETag (us)", "stored form, dump_state (us)",
+         "body bytes", "gzip bytes"],
+        [[f"{r.window:,}", fmt_us(r.render_us), fmt_us(r.rendered_us), fmt_us(r.dump_us), f"{r.body_bytes:,}",
+          f"{r.gzip_bytes:,}"] for r in render_rows], right_from=0)
+    return (f"Pure functions, in-process, median per call (time.{clock}). Each broadcaster lists the last 6 segments it "
+            f"received (ingest moving every {MOVE_EVERY} segments, one retried upload at each move); "
+            f"parse_upstream of one 6-segment go-livepeer playlist: {fmt_us(parse_one)} us.\n\n"
+            + merge_table + "\n\nWhat a change costs after the merge, by window length:\n\n" + render_table)
+
+
+def report_refresh(rows: list[RefreshRow], segments: int) -> str:
+    body = table(["window (segments)", "round with a new segment", "the round after", "later rounds",
+                  "stored versions per new segment and rendition"],
+                 [[f"{r.window:,}", *(f"{m:.2f} / {p:.2f}" for m, p in (r.new_ms, r.next_ms, r.later_ms)),
+                   f"{r.saves_per_segment:.2f}"] for r in rows], right_from=0)
+    return (f"`Feed.refresh()` in-process, median / p90 ms over {segments} segments, each followed by two "
+            "rounds with nothing new (a 1 s poll, 2 s segments, compressed in time): 2 renditions x 3 "
+            "broadcasters fetched over loopback (the fakes answer in the same process, so their time is "
+            "included), parsed, merged; on a new state also rendered, gzipped and saved to SQLite.\n\n" + body)
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    sections = set(args.only)
+    out: list[str] = [f"_{machine()}._"]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-playlists-") as name:
+        tmp = Path(name)
+        if sections & {"serve", "upstream"}:
+            setup, ingest_task = await start_live(tmp, args.access_log)
+            try:
+                loads = []
+                if "upstream" in sections:  # first: it also fills the window to its steady length
+                    for players in (1, args.players):
+                        loads.append(await measure_upstream(setup, players, args.window, args.seed))
+                        print(f"upstream, {players} players: done", file=sys.stderr)
+                else:
+                    await asyncio.sleep(12)  # let the merged window grow to its steady length
+                pairs = []
+                if "serve" in sections:
+                    pairs = await measure_serving(setup, args)
+                    print("serving: done", file=sys.stderr)
+            finally:
+                ingest_task.cancel()
+                setup.edge.stop()
+                for fake in setup.fakes:
+                    await fake.stop()
+            if pairs:
+                out += ["### Serving the merged playlist", report_serving(pairs, args)]
+            if loads:
+                out += ["### Upstream load against players", report_upstream(loads, args.window)]
+        if "merge" in sections:
+            merge_rows, render_rows, parse_one = measure_pure((6, 60, 3600), (1, 3, 20), args.budget,
+                                                               getattr(time, args.clock))
+            out += ["### Merge, parse and render", report_pure(merge_rows, render_rows, parse_one, args.clock)]
+            print("merge: done", file=sys.stderr)
+        if "refresh" in sections:
+            rows = await measure_refresh(tmp, (15, 3600), args.segments)
+            out += ["### One feed refresh round", report_refresh(rows, args.segments)]
+    print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    print("\n\n".join(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20_000, help="measured requests per server and encoding")
+    parser.add_argument("--warmup", type=int, default=2_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--players", type=int, default=500)
+    parser.add_argument("--window", type=float, default=10.0, help="seconds of counting upstream requests")
+    parser.add_argument("--budget", type=float, default=0.3, help="seconds per pure-function figure")
+    parser.add_argument("--segments", type=int, default=30, help="new segments per refresh case (3 rounds each)")
+    parser.add_argument("--clock", choices=("process_time", "perf_counter"), default="process_time",
+                        help="clock of the pure-function timings (CPU time: immune to other processes)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                        help="the edge's JSON access log (on by default, as in production)")
+    parser.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=list(SECTIONS),
+                        help=f"comma-separated sections: {','.join(SECTIONS)}")
+    args = parser.parse_args()
+    bounds = {"requests": (1, 1_000_000), "warmup": (0, 100_000), "concurrency": (1, 1000), "players": (1, 5000),
+              "window": (1, 120), "budget": (0.01, 10), "segments": (1, 1000)}
+    for key, (low, high) in bounds.items():
+        if not low <= getattr(args, key) <= high:
+            parser.error(f"--{key} must be between {low} and {high}")
+    unknown = set(args.only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"--only: unknown sections {sorted(unknown)}")
+    run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

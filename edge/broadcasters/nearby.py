@@ -1,0 +1,207 @@
+"""The broadcasters that can be among the best few for a located client, found without scoring the
+whole fleet: the ranking stays broadcaster_registry.ranking's, this only decides what it is given.
+
+Ranking costs (see ranking.py) are "km beyond the nearest eligible candidate + a load penalty", and
+a load penalty is never below the broadcaster's current load without reservations (its floor). So a
+candidate whose distance beyond the nearest plus its floor exceeds the K-th best cost found so far
+(plus the tie margin) can be neither among the first K nor among the tied leaders, and once the
+distance alone exceeds it nobody farther can be either. Candidates are visited nearest first from a
+per-cell list sorted by distance from the cell's centre; for a client at distance r from that centre
+the triangle inequality bounds every true distance within +-r, which keeps the cut exact:
+`rank(shortlist)[:K] == rank(everyone)[:K]`, with the same random choice among the leaders.
+
+The per-cell lists depend only on the broadcasters' names and coordinates, which rarely change, so
+they survive heartbeats (which change loads, not places); the index is rebuilt when places change.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cachetools import LRUCache
+
+from broadcaster_registry.liveness import can_take_new_streams
+from broadcaster_registry.model import Broadcaster
+from broadcaster_registry.ranking import RankingPolicy, load_penalty_floor_km, load_report_fresh, scores
+from broadcaster_registry.reservations import Reservations
+from geo.distance import EARTH_RADIUS_KM, distance_km
+from geo.location import Location
+
+# Cells of 2 x 2 degrees: a client is at most ~160 km from its cell's centre, which widens the scan
+# by that much, and a few thousand cells cover every populated place.
+CELL_DEGREES = 2.0
+MAX_CELLS = 2048  # each holds one float and one index per located broadcaster (~10 KB per 1,000)
+# Rounding in the distance computations must never cut a candidate that belongs in the answer.
+SLACK_KM = 1.0
+
+@dataclass(frozen=True, slots=True)
+class _Cell:
+    centre: tuple[float, float]
+    distances: array  # km from the centre, ascending
+    names: tuple[str, ...]  # the broadcaster at the same position
+
+
+class NearbyIndex:
+    """Located broadcasters in distance order from any cell of the globe, built lazily per cell."""
+
+    def __init__(
+        self, broadcasters: Sequence[Broadcaster], *, cell_degrees: float = CELL_DEGREES, max_cells: int = MAX_CELLS
+    ) -> None:
+        """Only names and coordinates are kept: the index stays valid until someone moves."""
+        located = [b for b in broadcasters if b.point is not None]
+        self._names = tuple(b.name for b in located)
+        self._vectors = [_unit_vector(*b.point) for b in located if b.point is not None]
+        self._unlocated = tuple(b.name for b in broadcasters if b.point is None)
+        self._cell_degrees = cell_degrees
+        self._cells: LRUCache[tuple[int, int], _Cell] = LRUCache(maxsize=max_cells)
+        # name -> (the value, whether its report was fresh, its load penalty floor), for one policy.
+        self._floors: dict[str, tuple[Broadcaster, bool, float]] = {}
+        self._floor_policy: RankingPolicy | None = None
+
+    def shortlist(
+        self,
+        by_name: Mapping[str, Broadcaster],
+        client: Location,
+        now: float,
+        limit: int,
+        policy: RankingPolicy,
+        reservations: Reservations,
+    ) -> list[Broadcaster]:
+        """Every eligible broadcaster that `rank` could put among its first `limit` for `client`.
+
+        `by_name` holds the current values of the broadcasters this index was built from.
+        """
+        def eligible(b: Broadcaster) -> bool:
+            return can_take_new_streams(b, now, policy.liveness)
+
+        unlocated = [b for b in (by_name[name] for name in self._unlocated) if eligible(b)]
+        cell = self._cell(client)
+        r = distance_km(client.point, cell.centre) + SLACK_KM
+        distances, names = cell.distances, cell.names
+        count = len(names)
+
+        # 1. The first `limit` eligible ones, going on until nobody unvisited can be nearer than the
+        #    nearest found: then the distance penalties ranking computes are the true ones.
+        first: list[Broadcaster] = []
+        nearest: Broadcaster | None = None
+        nearest_km = math.inf
+        i = 0
+        while i < count and (len(first) < limit or distances[i] - r <= nearest_km):
+            b = by_name[names[i]]
+            i += 1
+            if eligible(b):
+                first.append(b)
+                assert b.point is not None
+                km = distance_km(client.point, b.point)
+                if km < nearest_km:
+                    nearest, nearest_km = b, km
+
+        # 2. Anyone unvisited costs at least (distance - nearest). Keep the `limit` lowest costs
+        #    seen; once the next one's least possible cost exceeds the highest of them by more than
+        #    the margin within which leaders are tied, neither it nor anyone farther can be answered.
+        scored = _scored(first + unlocated, client, now, policy, reservations)
+        best = _Lowest(limit, [cost for cost, _ in scored])
+        batch: list[Broadcaster] = []
+        # Nobody's load penalty is below its floor (its load now, before reservations): most far
+        # candidates are passed without being scored. A floor changes only with a new report or
+        # when the report goes stale, so it is kept per value and freshness.
+        if policy is not self._floor_policy:
+            self._floors, self._floor_policy = {}, policy
+        floors = self._floors
+        margin = policy.tie_epsilon_km + SLACK_KM
+        bound = best.highest + margin + nearest_km  # compared with (distance from the centre - r)
+        while i < count:
+            least_km = distances[i] - r  # the least distance from the client this one can be
+            if least_km > bound:
+                break
+            b = by_name[names[i]]
+            i += 1
+            fresh = load_report_fresh(b, now, policy)
+            known = floors.get(b.name)
+            if known is None or known[0] is not b or known[1] is not fresh:
+                known = floors[b.name] = (b, fresh, load_penalty_floor_km(b, now, policy))
+            if least_km + known[2] <= bound:
+                batch.append(b)  # scores() leaves out the ineligible
+                if len(batch) == _BATCH:
+                    # Scored with the nearest beside them, so that their distance penalties are true.
+                    more = _scored(batch, client, now, policy, reservations, besides=nearest)
+                    scored += more
+                    best.add([cost for cost, _ in more])
+                    bound = best.highest + margin + nearest_km
+                    batch = []
+        if batch:  # the scan stopped before the batch was full
+            scored += _scored(batch, client, now, policy, reservations, besides=nearest)
+
+        # 3. What can be answered, and the nearest (it fixes every distance penalty; when it costs
+        #    more than the cut, at least `limit` others rank before it anyway).
+        cut = best.highest + policy.tie_epsilon_km + SLACK_KM
+        pool = [b for cost, b in scored if cost <= cut]
+        if nearest is not None and all(b is not nearest for b in pool):
+            pool.append(nearest)
+        return pool
+
+    def _cell(self, client: Location) -> _Cell:
+        size = self._cell_degrees
+        key = (math.floor(client.latitude / size), math.floor(client.longitude / size))
+        cell = self._cells.get(key)
+        if cell is None:
+            centre = (min(90.0, (key[0] + 0.5) * size), min(180.0, (key[1] + 0.5) * size))
+            # Sorted by the cosine of the angle to the centre (three products each, no trigonometry:
+            # a cell is built for every new place a client comes from).
+            cx, cy, cz = _unit_vector(*centre)
+            cosines = [min(1.0, max(-1.0, x * cx + y * cy + z * cz)) for x, y, z in self._vectors]
+            order = sorted(range(len(cosines)), key=cosines.__getitem__, reverse=True)
+            distances = array("d", [EARTH_RADIUS_KM * math.acos(cosines[j]) for j in order])
+            cell = _Cell(centre, distances, tuple(self._names[j] for j in order))
+            self._cells[key] = cell
+        return cell
+
+
+def _unit_vector(latitude: float, longitude: float) -> tuple[float, float, float]:
+    lat, lon = math.radians(latitude), math.radians(longitude)
+    return (math.cos(lat) * math.cos(lon), math.cos(lat) * math.sin(lon), math.sin(lat))
+
+
+# Costs are computed a few candidates at a time: the bound tightens as better ones are found, and a
+# call to scores() has a fixed overhead.
+_BATCH = 8
+
+
+def _scored(
+    batch: list[Broadcaster],
+    client: Location,
+    now: float,
+    policy: RankingPolicy,
+    reservations: Reservations,
+    besides: Broadcaster | None = None,
+) -> list[tuple[float, Broadcaster]]:
+    together = batch if besides is None else [*batch, besides]
+    return [
+        (s.cost_km, s.broadcaster)
+        for s in scores(together, client, now, policy, reservations)
+        if s.broadcaster is not besides
+    ]
+
+
+class _Lowest:
+    """The `size` lowest costs seen (a max-heap of negated costs)."""
+
+    def __init__(self, size: int, costs: list[float]) -> None:
+        self._size = size
+        self._heap: list[float] = []
+        self.add(costs)
+
+    def add(self, costs: list[float]) -> None:
+        for cost in costs:
+            if len(self._heap) < self._size:
+                heapq.heappush(self._heap, -cost)
+            elif cost < -self._heap[0]:
+                heapq.heapreplace(self._heap, -cost)
+
+    @property
+    def highest(self) -> float:
+        return -self._heap[0] if len(self._heap) == self._size else math.inf
