@@ -40,7 +40,7 @@ import aiohttp
 from bench.common import (
     LoadResult,
     ServerProcess,
-    _Connection,
+    Connection,
     clean_env,
     free_port,
     machine,
@@ -137,7 +137,7 @@ async def drive(name: str, url: str, pool: list[str], args: argparse.Namespace,
     requests = requests_for(url, pool)
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
-    connections = [(await loop.create_connection(_Connection, parts.hostname, parts.port))[1]
+    connections = [(await loop.create_connection(Connection, parts.hostname, parts.port))[1]
                    for _ in range(args.concurrency)]
     statuses: dict[int, int] = {}
     sizes: list[int] = []
@@ -145,7 +145,7 @@ async def drive(name: str, url: str, pool: list[str], args: argparse.Namespace,
     async def batch(count: int, offset: int, latencies: list[float]) -> None:
         counter = iter(range(offset, offset + count))
 
-        async def worker(connection: _Connection) -> None:
+        async def worker(connection: Connection) -> None:
             for i in counter:
                 started = time.perf_counter()
                 status, size = await connection.get(requests[i % len(requests)])

@@ -126,7 +126,7 @@ class LoadResult:
         return None if self.server_cpu_s is None else self.server_cpu_s / self.seconds
 
 
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection sending the same GET again and again.
 
     A lean client rather than aiohttp's: on a 2-CPU machine aiohttp's client tops out near
@@ -192,14 +192,14 @@ async def drive(
     lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     loop = asyncio.get_running_loop()
-    connections = [(await loop.create_connection(_Connection, host, port))[1] for _ in range(concurrency)]
+    connections = [(await loop.create_connection(Connection, host, port))[1] for _ in range(concurrency)]
     sizes: list[int] = []
     statuses: dict[int, int] = {}
 
     async def run(count: int, latencies: list[float]) -> None:
         counter = iter(range(count))
 
-        async def worker(connection: _Connection) -> None:
+        async def worker(connection: Connection) -> None:
             for _ in counter:
                 started = time.perf_counter()
                 status, size = await connection.get(request)

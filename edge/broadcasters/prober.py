@@ -146,14 +146,16 @@ async def start_static_fleet(
     """Load the broadcasters file (if one is configured) into the registry and start probing it.
 
     A bad file raises StaticFleetError naming the entry and field, which stops the start-up.
-    Without a file, static entries left from an earlier configuration are removed.
+    Without a file the registry's static entries are left alone: with a shared store they belong to
+    the nodes that have the file, and a node without it must not remove them for the whole fleet.
     """
     try:
         entries = read_static_fleet(settings.broadcasters_file) if settings.broadcasters_file else ()
     except StaticFleetError as exc:
         log.error("cannot start: %s", exc)
         raise
-    await apply_static_fleet(registry, entries, clock())
+    if settings.broadcasters_file:
+        await apply_static_fleet(registry, entries, clock())
     if entries:
         log.info("static broadcasters loaded", extra={"fields": {
             "file": settings.broadcasters_file, "broadcasters": [entry.name for entry in entries]}})

@@ -178,6 +178,7 @@ class SqliteRegistry:
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
         self._broadcasters: dict[str, Broadcaster] = {}
+        self._sorted: list[Broadcaster] | None = None  # list_all's answer until the next write
         self._handouts: dict[str, dict[str, float]] = {}
 
     async def load(self) -> None:
@@ -190,12 +191,14 @@ class SqliteRegistry:
 
         docs, handouts = await self.db.run(_load)
         self._broadcasters = {b.name: b for b in (from_doc(json.loads(d[0])) for d in docs)}
+        self._sorted = None
         self._handouts = {}
         for stream_id, name, at in handouts:
             self._handouts.setdefault(stream_id, {})[name] = at
 
     async def _save(self, b: Broadcaster) -> Broadcaster:
         self._broadcasters[b.name] = b
+        self._sorted = None
         doc = _dumps(to_doc(b))
         await self.db.run(
             lambda: self.db.conn.execute(
@@ -214,7 +217,9 @@ class SqliteRegistry:
         return self._broadcasters.get(name)
 
     async def list_all(self) -> list[Broadcaster]:
-        return sorted(self._broadcasters.values(), key=lambda b: b.name)
+        if self._sorted is None:  # every ranking reads the whole fleet; sort it once per change
+            self._sorted = sorted(self._broadcasters.values(), key=lambda b: b.name)
+        return list(self._sorted)
 
     async def set_state(self, name: str, state: State) -> Broadcaster | None:
         b = self._broadcasters.get(name)
@@ -224,6 +229,7 @@ class SqliteRegistry:
 
     async def delete(self, name: str) -> bool:
         known = self._broadcasters.pop(name, None) is not None
+        self._sorted = None
         for names in self._handouts.values():
             names.pop(name, None)
         self._handouts = {s: names for s, names in self._handouts.items() if names}
@@ -265,7 +271,7 @@ class SqliteRegistry:
     async def carrying(self, stream_id: str) -> list[Broadcaster]:
         handed = self._handouts.get(stream_id, {})
         return [
-            b for name, b in sorted(self._broadcasters.items()) if stream_id in b.streams or name in handed
+            b for b in await self.list_all() if stream_id in b.streams or b.name in handed
         ]
 
     async def forget_stream(self, stream_id: str) -> None:
