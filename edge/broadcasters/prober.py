@@ -17,6 +17,7 @@ import aiohttp
 
 from broadcaster_registry.liveness import LivenessPolicy
 from broadcaster_registry.storage import RegistryStore
+from edge.tasks import cancel
 from edge.broadcasters.static import StaticEntry, StaticFleetError, apply_static_fleet, read_static_fleet
 from edge.settings import Settings
 
@@ -60,13 +61,8 @@ class Prober:
         self._task = asyncio.create_task(self._run(), name="static-fleet-prober")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from broadcaster_registry.liveness import LivenessPolicy, is_serving
 from broadcaster_registry.model import Broadcaster
+from edge.tasks import cancel
 from edge.playlists.codec import dump_state, load_state
 from edge.playlists.merge import (
     BroadcasterRef,
@@ -151,13 +152,8 @@ class Feed:
             self.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         await self._resign()
 
     @property

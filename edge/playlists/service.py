@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from edge.tasks import cancel
 from edge.playlists.feed import Feed, FeedContext, Rendered
 from edge.store.base import StoreUnavailable
 from edge.streams.model import Stream
@@ -36,9 +37,7 @@ class PlaylistService:
         self._reaper = asyncio.create_task(self._reap(), name="feed-reaper")
 
     async def stop(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
+        await cancel(self._reaper)
         await asyncio.gather(*(feed.stop() for feed in self.feeds.values()), return_exceptions=True)
         self.feeds.clear()
 
