@@ -57,3 +57,10 @@ def test_a_shared_store_needs_configured_keys(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="EDGE_ADMIN_TOKENS, EDGE_BROADCASTER_TOKENS: must be set"):
         settings.with_credentials()
     assert not (tmp_path / "api-key").exists()
+
+
+def test_the_readme_documents_every_option_as_declared() -> None:
+    from edge.settings import config_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert config_table() in readme, "README's configuration table is stale: paste `edge config-table`"
