@@ -28,6 +28,7 @@ from edge.playlists.merge import (
     PublishedState,
     choose_target_duration,
     merge,
+    renditions_agree,
 )
 from edge.playlists.render import render_media
 from edge.playlists.upstream import ParseLimits, UpstreamPlaylist, parse_upstream
@@ -82,6 +83,11 @@ class FeedMetrics:
         self.published = Counter(
             "edge_playlist_versions", "New versions of merged media playlists.", registry=registry,
         )
+        self.misaligned = Counter(
+            "edge_playlist_renditions_misaligned",
+            "Streams whose renditions stopped agreeing on which segment an MSN is (RFC 8216 §6.2.4).",
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,7 @@ class Feed:
         self._last_recheck = ctx.clock()
         self._task: asyncio.Task[None] | None = None
         self._errors_logged: set[str] = set()
+        self._misaligned = False
 
     def _take(self, rendition: str, state: PublishedState, now: float) -> None:
         """Adopt `state`; render again only if what players see changed (the merge also versions
@@ -287,8 +294,18 @@ class Feed:
             for rendition, state in changed.items():
                 self._take(rendition, state, now)
             ctx.metrics.published.inc(len(changed))
+            self._check_alignment()
         if self.stream.ended and len(self.states) == len(renditions) and all(s.ended for s in self.states.values()):
             self.finished = True
+
+    def _check_alignment(self) -> None:
+        """Renditions are merged one by one, so a number missing in one rendition only makes them
+        disagree on what an MSN is; players switching renditions then skip or repeat a segment.
+        Counted and logged once per stream (a known limit: see the README)."""
+        if not self._misaligned and not renditions_agree(self.states.values()):
+            self._misaligned = True
+            self.ctx.metrics.misaligned.inc()
+            log.warning("feed %s: renditions no longer agree on their segments", self.stream.id)
 
     def _closing(self, now: float, policy: Policy) -> bool:
         """Close the playlists (ENDLIST) once the stream has ended and the last segments, which the

@@ -328,3 +328,23 @@ async def test_dvr_window_keeps_more_than_the_default(edge: Edge) -> None:
     short_seen, long_seen = Seen.of((await edge.playlist(short)).text), Seen.of((await edge.playlist(long)).text)
     assert sum(d for _, d, _ in short_seen.segments) <= window + short_seen.target
     assert len(long_seen.segments) > len(short_seen.segments)
+
+
+async def test_a_number_missing_in_one_rendition_only_is_reported_as_misalignment(edge: Edge) -> None:
+    """Renditions are merged independently (a known limit): the disagreement is at least visible."""
+    fake = await edge.add_broadcaster("a")
+    sid = (await edge.create_stream(presets=["P144p30fps16x9"]))["id"]
+    await carried(edge, sid, "a")
+    fake.add(sid, "source", 0, 1, 2, 3, 4, 5)
+    fake.add(sid, "P144p30fps16x9", 0, 1, 2, 4, 5)  # its transcode of 3 failed
+
+    async def counted() -> bool:
+        metrics = (await edge.client.get("/metrics")).text
+        await edge.playlist(sid, "P144p30fps16x9")
+        return "edge_playlist_renditions_misaligned_total 1.0" in metrics
+
+    await edge.playlist(sid)
+    await edge.wait_for(counted)
+    low = parse(await edge.playlist(sid, "P144p30fps16x9"))
+    assert [s.uri.rsplit("/", 1)[1] for s in low.segments] == ["0.ts", "1.ts", "2.ts", "4.ts", "5.ts"]
+    assert low.segments[3].discontinuity
