@@ -471,10 +471,10 @@ async def measure_refresh(tmp: Path, windows: Sequence[int], segments: int) -> l
             saves = 0
             store_save = edge.svc.store.playlists.save
 
-            async def counting_save(stream_id: str, states: dict[str, bytes]) -> None:
+            async def counting_save(stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:
                 nonlocal saves
                 saves += len(states)
-                await store_save(stream_id, states)
+                return await store_save(stream_id, states, expected_revision)
 
             edge.svc.store.playlists.save = counting_save  # type: ignore[method-assign]
             timings: tuple[list[float], list[float], list[float]] = ([], [], [])

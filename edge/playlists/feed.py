@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import logging
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -37,6 +37,7 @@ from edge.streams.model import SOURCE, Stream
 from edge.upstream import FetchResult, UpstreamFetcher, playlist_url
 
 log = logging.getLogger("edge.feed")
+T = TypeVar("T")
 
 # The target duration can never change once published, so it leaves room for encoders whose
 # keyframes (and so segment ends) drift: 2.0 s segments get a target of 3, not 2.
@@ -109,6 +110,17 @@ class FeedContext:
     lease_ttl: float  # a dead lease holder is replaced within this many seconds
 
 
+# Past this many segments, rendering and serialising take milliseconds: done in a thread so that the
+# event loop keeps answering players meanwhile (zlib releases the GIL; the rest shares it fairly).
+LARGE_WINDOW = 300
+
+
+async def _off_loop_if_large(states: Iterable[PublishedState], work: Callable[[], T]) -> T:
+    if any(len(state.segments) > LARGE_WINDOW for state in states):
+        return await asyncio.to_thread(work)
+    return work()
+
+
 def _visible(state: PublishedState) -> tuple[object, ...]:
     return (state.media_sequence, state.discontinuity_sequence, state.segments, state.ended)
 
@@ -139,6 +151,17 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self._errors_logged: set[str] = set()
         self._misaligned = False
+        self._unsaved: set[str] = set()  # renditions whose newer bookkeeping is not stored yet
+
+    def _renders(self, changed: dict[str, PublishedState], now: float) -> dict[str, Rendered]:
+        """New renderings for the states whose visible content changed (pure: may run in a thread)."""
+        return {
+            rendition: Rendered.of(state, now)
+            for rendition, state in changed.items()
+            if rendition not in self.rendered
+            or rendition not in self.states
+            or _visible(self.states[rendition]) != _visible(state)
+        }
 
     def _take(self, rendition: str, state: PublishedState, now: float) -> None:
         """Adopt `state`; render again only if what players see changed (the merge also versions
@@ -239,6 +262,7 @@ class Feed:
                 current = self.states.get(rendition)
                 if current is None or current.version != state.version:
                     self._take(rendition, state, now)
+                    self._unsaved.discard(rendition)
                 self.target_duration = state.target_duration
             self.revision = stored.revision
 
@@ -280,19 +304,29 @@ class Feed:
             if after is not before:
                 changed[rendition] = after
                 self._count_merge(before.counts if before else MergeCounts(), after.counts)
+        if changed and all(r in self.states and _visible(self.states[r]) == _visible(st) for r, st in changed.items()):
+            # Only the merge's own bookkeeping moved (say, it began waiting for a hole): keep it here
+            # and store it with the next change players can see, instead of a write per poll.
+            self.states.update(changed)
+            self._unsaved.update(changed)
+            return
         if changed:
+            changed = {**{r: self.states[r] for r in self._unsaved}, **changed}
             # Stored before it is served: what a player saw is never lost by a crash. The save is
             # fenced by the revision: if another node published meanwhile, this round is dropped.
-            revision = await ctx.store.playlists.save(
-                self.stream.id, {r: dump_state(s) for r, s in changed.items()}, self.revision
-            )
+            blobs = await _off_loop_if_large(changed.values(), lambda: {r: dump_state(st) for r, st in changed.items()})
+            revision = await ctx.store.playlists.save(self.stream.id, blobs, self.revision)
             if revision is None:
                 log.info("feed %s: another node published first; following it", self.stream.id)
                 await self.sync(self.revision + 1)
                 return
             self.revision = revision
+            self._unsaved.clear()
+            rendered = await _off_loop_if_large(changed.values(), lambda: self._renders(changed, now))
             for rendition, state in changed.items():
-                self._take(rendition, state, now)
+                self.states[rendition] = state
+                if rendition in rendered:
+                    self.rendered[rendition] = rendered[rendition]
             ctx.metrics.published.inc(len(changed))
             self._check_alignment()
         if self.stream.ended and len(self.states) == len(renditions) and all(s.ended for s in self.states.values()):
