@@ -244,8 +244,8 @@ async def test_upstream_load_does_not_grow_with_players(edge: Edge) -> None:
 
 async def test_a_stuck_broadcaster_never_delays_nor_breaks_the_answer(edge: Edge) -> None:
     fast = await edge.add_broadcaster("fast")
-    stuck = await edge.add_broadcaster("stuck", delay=30.0)
-    failing = await edge.add_broadcaster("failing", status=503)
+    await edge.add_broadcaster("stuck", delay=30.0)
+    await edge.add_broadcaster("failing", status=503)
     sid = (await edge.create_stream())["id"]
     await carried(edge, sid, "fast", "stuck", "failing")
     fast.add(sid, "source", 0, 1, 2)
