@@ -86,7 +86,10 @@ class Settings:
     discovery_interval: float = _opt(
         10.0, "Seconds between asks of broadcasters not known to carry a watched stream.",
     )
-    playlist_window: float = _opt(30.0, "Seconds of media a live playlist keeps (at least 3 target durations).")
+    playlist_window: float = _opt(
+        12.0, "Seconds of media a live playlist keeps (at least 3 target durations); no longer than the "
+        "broadcasters keep their segments (go-livepeer: 6 segments).",
+    )
     max_dvr_window: float = _opt(7200.0, "Longest window a stream may ask for (dvrWindowSeconds), in seconds.")
     hole_wait: float = _opt(3.0, "Seconds a missing segment is waited for before it is passed with a discontinuity.")
     target_duration: int = _opt(0, "EXT-X-TARGETDURATION of every stream; 0: from its first segments.")

@@ -46,7 +46,9 @@ async def test_ingest_moving_a_lost_segment_and_a_killed_broadcaster_keep_every_
                     edge.fakes[target].add(sid, rendition, n)
                     if n % 3 == 0:  # the upload was retried on the next broadcaster too
                         edge.fakes[alive[(n // 3 + 1) % len(alive)]].add(sid, rendition, n)
-            await asyncio.sleep(0.06)
+            # Time is compressed, but as in real life the player reloads more often than segments
+            # arrive (a 2 s segment, reloads every target duration or less).
+            await asyncio.sleep(0.12)
 
     task = asyncio.create_task(ingest())
     seen: dict[str, list[Seen]] = {"source": [], "P144p30fps16x9": []}
@@ -345,6 +347,7 @@ async def test_a_number_missing_in_one_rendition_only_is_reported_as_misalignmen
 
     await edge.playlist(sid)
     await edge.wait_for(counted)
-    low = parse(await edge.playlist(sid, "P144p30fps16x9"))
-    assert [s.uri.rsplit("/", 1)[1] for s in low.segments] == ["0.ts", "1.ts", "2.ts", "4.ts", "5.ts"]
-    assert low.segments[3].discontinuity
+    low = {s.uri.rsplit("/", 1)[1]: s for s in parse(await edge.playlist(sid, "P144p30fps16x9")).segments}
+    source = [s.uri.rsplit("/", 1)[1] for s in parse(await edge.playlist(sid)).segments]
+    assert "3.ts" in source and "3.ts" not in low
+    assert low["4.ts"].discontinuity
