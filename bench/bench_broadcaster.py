@@ -38,16 +38,16 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bench.common import (
+    Connection,
     LoadResult,
     ServerProcess,
-    Connection,
     clean_env,
-    free_port,
     machine,
     run,
     table,
     uvicorn_command,
 )
+from tests.processes import free_port
 
 API_KEY = "bench-api-key"
 BROADCASTER_TOKEN = "bench-broadcaster-token"

@@ -47,7 +47,6 @@ from bench.common import (
     ServerProcess,
     clean_env,
     drive,
-    free_port,
     machine,
     run,
     table,
@@ -66,6 +65,7 @@ from edge.playlists.merge import (
 from edge.playlists.render import render_media
 from edge.playlists.upstream import parse_upstream
 from tests.fakes import FakeBroadcaster
+from tests.processes import free_port
 
 API_KEY = "bench-api-key"
 BROADCASTER_TOKEN = "bench-broadcaster-token"

@@ -19,17 +19,13 @@ from pathlib import Path
 from typing import Any, Coroutine, Iterable, Mapping, Sequence, TypeVar
 from urllib.parse import urlsplit
 
+from tests.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 300.0
 T = TypeVar("T")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -71,13 +67,7 @@ class ServerProcess:
         raise RuntimeError(f"{cmd} did not answer within {START_TIMEOUT_S} s:\n{server.log()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from edge.app import create_app
 from edge.settings import Settings
+from tests.processes import OwnRedis, free_port, stop_process
 
 API_KEY = "test-api-key"
 ADMIN_TOKEN = "test-admin-token"
@@ -53,12 +53,6 @@ def auth(token: str = API_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class EdgeProcess:
     """A real `edge serve` process, started the way the README starts it."""
@@ -68,13 +62,7 @@ class EdgeProcess:
     log_path: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -101,6 +89,14 @@ def start_edge(workdir: Path, env: dict[str, str] | None = None, args: list[str]
             time.sleep(0.1)
     edge.stop()
     raise RuntimeError(f"edge did not answer within 20 s:\n{edge.log()}")
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from tests.media import require
+from tests.processes import stop_process
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -75,9 +76,4 @@ class Browser:
             await self._ws.close()
         if self._session is not None:
             await self._session.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)

@@ -4,63 +4,14 @@ writes fail with a clear 503, and the node recovers by itself when Redis returns
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
 from pathlib import Path
-from typing import Iterator
 
 import httpx
-import pytest
 
-from tests.conftest import API_KEY, BROADCASTER_TOKEN, free_port, start_edge
+from tests.conftest import API_KEY, BROADCASTER_TOKEN, start_edge
+from tests.processes import OwnRedis
 from tests.fakes import FakeBroadcaster
 from tests.multinode.test_multinode import node_env, register
-
-
-class OwnRedis:
-    """A redis-server of the test's own, with append-only persistence, so a restart keeps the data."""
-
-    def __init__(self, directory: Path) -> None:
-        self.binary = shutil.which("redis-server")
-        if self.binary is None:
-            pytest.skip("no redis-server binary to run a Redis of the test's own")
-        self.port = free_port()
-        self.directory = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        assert self.binary is not None
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with __import__("socket").create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def eventually(check, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]

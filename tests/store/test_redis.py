@@ -4,12 +4,7 @@ concurrent writers, and a Redis that is away and comes back."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,6 +14,7 @@ from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy, is_e
 from broadcaster_registry.model import Broadcaster
 from edge.store.base import StoreUnavailable
 from edge.store.redis import RedisStore
+from tests.processes import OwnRedis
 
 from .conftest import REDIS_URL, MakeRedisStore, delete_prefix, redis_nodes
 from .test_contract import NOW, registration, stream
@@ -270,55 +266,6 @@ async def test_an_unreachable_redis_is_store_unavailable_quickly() -> None:
 def test_the_description_carries_no_credentials() -> None:
     store = RedisStore("redis://user:s3cret@redis.internal:6380/2?password=s3cret", "edge:")
     assert store.describe() == "redis://redis.internal:6380/2 (keys edge:*)"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class OwnRedis:
-    """A redis-server of this test's own, on a free port, with its data in a temporary directory
-    (append-only file, so what was written survives a restart)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not answer on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("no redis-server binary to start a Redis of the test's own")
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_a_node_recovers_by_itself_when_redis_returns(own_redis: OwnRedis, redis_prefix: str) -> None:
