@@ -1,4 +1,5 @@
-"""One error shape for the whole API: `{"errors": ["<field>: <problem>", ...]}`."""
+"""How the API answers: JSON that is never cached, and one error shape for every failure,
+`{"errors": ["<field>: <problem>", ...]}`."""
 
 from __future__ import annotations
 
@@ -21,10 +22,16 @@ class ApiError(Exception):
         self.headers = headers
 
 
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def api_json(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An API answer: it depends on the caller and the moment, so no cache keeps it."""
+    return JSONResponse(doc, status_code=status, headers={**NO_STORE, **(headers or {})})
+
+
 def error_response(status: int, errors: list[str], headers: dict[str, str] | None = None) -> Response:
-    response = JSONResponse({"errors": errors}, status_code=status, headers=headers)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return api_json({"errors": errors}, status, headers)
 
 
 async def handle_api_error(request: Request, exc: Exception) -> Response:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from broadcaster_registry.codec import to_doc
@@ -20,7 +20,7 @@ from broadcaster_registry.liveness import LivenessPolicy, health
 from broadcaster_registry.model import Broadcaster
 from broadcaster_registry.validation import ValidationError, parse_name, parse_registration, parse_state
 from edge.auth import Role
-from edge.errors import ApiError
+from edge.errors import NO_STORE, ApiError, api_json
 from edge.jsonbody import read_json
 from edge.services import Services, services
 from edge.store import StoreUnavailable
@@ -33,13 +33,6 @@ log = logging.getLogger("edge.broadcasters")
 # uploads fail, skips the ones that failed it (10 leave it room), and with a thousand nodes the whole
 # list would be ~60 KB per ingest and cost scoring every node.
 MAX_ANSWER = 10
-
-NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _json(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(doc, status_code=status, headers={**NO_STORE, **(headers or {})})
-
 
 def broadcaster_json(b: Broadcaster, now: float, policy: LivenessPolicy) -> dict[str, Any]:
     """The stored document (camelCase, the same for every backend) with its health at `now`."""
@@ -102,8 +95,8 @@ async def put_broadcaster(request: Request) -> Response:
     b = await svc.store.registry.upsert(name, registration, now)
     if previous is None:
         log.info("broadcaster registered", extra={"fields": {"broadcaster": name, "address": b.address}})
-        return _json(broadcaster_json(b, now, svc.liveness), 201, {"Location": f"/api/broadcasters/{name}"})
-    return _json(broadcaster_json(b, now, svc.liveness))
+        return api_json(broadcaster_json(b, now, svc.liveness), 201, {"Location": f"/api/broadcasters/{name}"})
+    return api_json(broadcaster_json(b, now, svc.liveness))
 
 
 async def delete_broadcaster(request: Request) -> Response:
@@ -129,7 +122,7 @@ async def delete_broadcaster(request: Request) -> Response:
         raise ApiError(404, f"broadcaster {b.name}: not found")
     if b.state != "draining":
         log.info("broadcaster draining", extra={"fields": {"broadcaster": b.name}})
-    return _json(broadcaster_json(drained, svc.clock(), svc.liveness))
+    return api_json(broadcaster_json(drained, svc.clock(), svc.liveness))
 
 
 async def put_state(request: Request) -> Response:
@@ -154,7 +147,7 @@ async def put_state(request: Request) -> Response:
         raise ApiError(404, f"broadcaster {b.name}: not found")
     if b.state != state:
         log.info("broadcaster state set", extra={"fields": {"broadcaster": b.name, "state": state}})
-    return _json(broadcaster_json(changed, svc.clock(), svc.liveness))
+    return api_json(broadcaster_json(changed, svc.clock(), svc.liveness))
 
 
 async def list_broadcasters(request: Request) -> Response:
@@ -163,7 +156,7 @@ async def list_broadcasters(request: Request) -> Response:
     svc.credentials.require(request, Role.ADMIN)
     _refuse_unknown_query(request, ())
     now = svc.clock()
-    return _json([broadcaster_json(b, now, svc.liveness) for b in await svc.store.registry.list_all()])
+    return api_json([broadcaster_json(b, now, svc.liveness) for b in await svc.store.registry.list_all()])
 
 
 async def choose_broadcaster(request: Request) -> Response:
@@ -196,7 +189,7 @@ async def choose_broadcaster(request: Request) -> Response:
         }})
     if chosen and stream_id is not None:
         await svc.selector.note_handout(stream_id, chosen[0].name, now)
-    return _json([{"address": b.address, "name": b.name, "region": b.region} for b in chosen])
+    return api_json([{"address": b.address, "name": b.name, "region": b.region} for b in chosen])
 
 
 async def _check_stream(svc: Services, stream_id: str) -> None:

@@ -11,12 +11,13 @@ import asyncio
 import gzip
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, fields, replace
 from typing import Callable, Iterable, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
-from broadcaster_registry.liveness import LivenessPolicy, is_serving
+from broadcaster_registry.liveness import LivenessPolicy, is_serving, record_fetch
 from broadcaster_registry.model import Broadcaster
 from edge.tasks import cancel
 from edge.playlists.codec import dump_state, load_state
@@ -45,7 +46,7 @@ TARGET_HEADROOM = 1.25
 STREAM_RECHECK_S = 2.0  # how often a feed re-reads its stream (ended or deleted on another node)
 
 
-@dataclass(frozen=True, slots=True, eq=False)  # identity: each version is its own object
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)  # identity: each version its own object
 class Rendered:
     """One version of a media playlist, ready to send: both encodings and the validators."""
 
@@ -151,7 +152,8 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self._errors_logged: set[str] = set()
         self._misaligned = False
-        self._unsaved: set[str] = set()  # renditions whose newer bookkeeping is not stored yet
+        self._unsaved: set[str] = set()
+        self._lease_until = 0.0  # renditions whose newer bookkeeping is not stored yet
 
     def _renders(self, changed: dict[str, PublishedState], now: float) -> dict[str, Rendered]:
         """New renderings for the states whose visible content changed (pure: may run in a thread)."""
@@ -163,13 +165,9 @@ class Feed:
             or _visible(self.states[rendition]) != _visible(state)
         }
 
-    def _take(self, rendition: str, state: PublishedState, now: float) -> None:
-        """Adopt `state`; render again only if what players see changed (the merge also versions
-        its own bookkeeping, such as when it began waiting for a hole)."""
-        before = self.states.get(rendition)
-        self.states[rendition] = state
-        if before is None or rendition not in self.rendered or _visible(before) != _visible(state):
-            self.rendered[rendition] = Rendered.of(state, now)
+    def _adopt(self, states: dict[str, PublishedState], rendered: dict[str, Rendered]) -> None:
+        self.states.update(states)
+        self.rendered.update(rendered)
 
     # --- lifecycle ---
 
@@ -203,14 +201,23 @@ class Feed:
         self._wake.set()
 
     @property
+    def publishes_alone(self) -> bool:
+        """This node holds the stream's lease and it has not lapsed: no other node can publish, so
+        its own states are the newest and players need no revision check."""
+        return self.leader and time.monotonic() < self._lease_until
+
+    @property
     def idle(self) -> bool:
         return self.ctx.clock() - self.last_request > self.ctx.idle_timeout
 
     async def _run(self) -> None:
+        loaded = False
         try:
-            await self._load()
             while not self.finished and not self.idle:
                 try:
+                    if not loaded:  # a store outage at start is retried like any other round
+                        await self._load()
+                        loaded = True
                     await self.refresh()
                 except asyncio.CancelledError:
                     raise
@@ -235,8 +242,7 @@ class Feed:
     async def _load(self) -> None:
         """Continue from the stored states: numbering goes on unbroken across restarts and nodes."""
         await self.sync()
-        if self.states and all(s.ended for s in self.states.values()) and self.stream.ended:
-            self.finished = True
+        self.finished = self.finished or self._is_final()
 
     async def sync(self, known_revision: int | None = None) -> None:
         """Take the stored states if they are newer than ours (another node published them).
@@ -251,6 +257,7 @@ class Feed:
             if stored.revision == self.revision and self.states:
                 return
             now = self.ctx.clock()
+            adopted: dict[str, PublishedState] = {}
             for rendition, blob in stored.states.items():
                 if rendition not in self.stream.rendition_names:
                     continue
@@ -261,9 +268,10 @@ class Feed:
                     continue
                 current = self.states.get(rendition)
                 if current is None or current.version != state.version:
-                    self._take(rendition, state, now)
-                    self._unsaved.discard(rendition)
+                    adopted[rendition] = state
                 self.target_duration = state.target_duration
+            self._adopt(adopted, await _off_loop_if_large(adopted.values(), lambda: self._renders(adopted, now)))
+            self._unsaved.difference_update(adopted)
             self.revision = stored.revision
 
     # --- one round ---
@@ -276,6 +284,8 @@ class Feed:
         if self.finished:
             return
         self.leader = await ctx.store.leases.acquire(self.lease_key, ctx.node_id, ctx.lease_ttl)
+        if self.leader:
+            self._lease_until = time.monotonic() + ctx.lease_ttl
         if not self.leader:
             await self.sync(await ctx.store.playlists.revision(self.stream.id))
             return
@@ -322,15 +332,20 @@ class Feed:
                 return
             self.revision = revision
             self._unsaved.clear()
-            rendered = await _off_loop_if_large(changed.values(), lambda: self._renders(changed, now))
-            for rendition, state in changed.items():
-                self.states[rendition] = state
-                if rendition in rendered:
-                    self.rendered[rendition] = rendered[rendition]
+            self._adopt(changed, await _off_loop_if_large(changed.values(), lambda: self._renders(changed, now)))
             ctx.metrics.published.inc(len(changed))
             self._check_alignment()
-        if self.stream.ended and len(self.states) == len(renditions) and all(s.ended for s in self.states.values()):
-            self.finished = True
+        self.finished = self.finished or self._is_final()
+
+    def _is_final(self) -> bool:
+        """Ended, and every rendition's playlist closed with ENDLIST: nothing will change again."""
+        names = self.stream.rendition_names
+        return self.stream.ended and all(r in self.states and self.states[r].ended for r in names)
+
+    @property
+    def gone(self) -> bool:
+        """The stream was deleted (or ended before anything was published): nothing to serve."""
+        return self.finished and not self.rendered
 
     def _check_alignment(self) -> None:
         """Renditions are merged one by one, so a number missing in one rendition only makes them
@@ -407,15 +422,19 @@ class Feed:
         for result in results:
             failed = _is_health_failure(result)
             verdicts[result.broadcaster] = verdicts.get(result.broadcaster, True) and failed
+        by_name = {b.name: b for b in carriers}
         for name, failed in verdicts.items():
+            b = by_name.get(name)
+            if not failed and b is not None and record_fetch(b, True, now, self.ctx.liveness, ()) == b:
+                continue  # a success that changes nothing: no store write (on Redis, a transaction)
             await self.ctx.store.registry.record_fetch(name, not failed, now, self.ctx.liveness)
 
-    def _choose_target(self, rounds: object) -> int | None:
+    def _choose_target(self, rounds: Iterable[list[FetchedPlaylist]]) -> int | None:
         if self.ctx.fixed_target_duration:
             return self.ctx.fixed_target_duration
         durations = [
             segment.duration * TARGET_HEADROOM
-            for fetched in rounds  # type: ignore[attr-defined]
+            for fetched in rounds
             for f in fetched
             if f.playlist is not None
             for segment in f.playlist.segments

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 
 from edge.playlists.render import Rendition, render_master
 from edge.streams.model import Stream
@@ -31,8 +30,7 @@ def renditions(stream: Stream) -> list[Rendition]:
     return variants
 
 
-@lru_cache(maxsize=4096)
 def master_playlist(stream: Stream) -> tuple[bytes, str]:
-    """(body, ETag); streams are immutable values, so the cache key is the stream itself."""
+    """(body, ETag) of the stream's master playlist (cached by the route, per stream value)."""
     body = render_master(stream.id, renditions(stream))
     return body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'

@@ -8,6 +8,7 @@ when accepted, HEAD, and CORS for browser players.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import weakref
 from functools import lru_cache
 
 from starlette.requests import Request
@@ -37,7 +38,23 @@ def _error(status: int, message: str, max_age: int) -> Response:
 
 
 def _accepts_gzip(request: Request) -> bool:
-    return "gzip" in request.headers.get("accept-encoding", "")
+    """gzip (or *) listed in Accept-Encoding with a quality above 0 (RFC 9110 §12.5.3)."""
+    for coding in request.headers.get("accept-encoding", "").split(","):
+        name, _, params = coding.partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            return _quality(params) > 0
+    return False
+
+
+def _quality(params: str) -> float:
+    for param in params.split(";"):
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
 
 
 def _not_modified(request: Request, etag: str) -> bool:
@@ -116,14 +133,19 @@ async def media(request: Request) -> Response:
         response = _error(404, str(exc), 1)
         response.headers["Retry-After"] = "1"
         return response
-    variants = _variants(rendered)
-    return variants.response(request, int(svc.clock() - rendered.changed_at))
+    return _variants(rendered).response(request, int(svc.clock() - rendered.changed_at))
 
 
-@lru_cache(maxsize=8192)
+# Per playlist version, once, and freed with the version: Rendered values are immutable and replaced
+# on every change, so they key a weak dictionary by identity.
+_VARIANTS: weakref.WeakKeyDictionary[Rendered, Variants] = weakref.WeakKeyDictionary()
+
+
 def _variants(rendered: Rendered) -> Variants:
-    """Per playlist version, once: Rendered values are immutable and replaced on every change."""
-    return Variants.of(rendered.body, rendered.gzipped, rendered.etag, _max_age(rendered))
+    variants = _VARIANTS.get(rendered)
+    if variants is None:
+        variants = _VARIANTS[rendered] = Variants.of(rendered.body, rendered.gzipped, rendered.etag, _max_age(rendered))
+    return variants
 
 
 async def master(request: Request) -> Response:
@@ -139,7 +161,7 @@ async def master(request: Request) -> Response:
     return _master_variants(stream).response(request, 0)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096)  # streams are immutable values; the ladder never changes
 def _master_variants(stream: Stream) -> Variants:
     body, etag = master_playlist(stream)
     return Variants.of(body, None, etag, 60)

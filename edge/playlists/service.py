@@ -47,7 +47,7 @@ class PlaylistService:
         if feed is not None:
             feed.last_request = self.ctx.clock()
             feed.ensure_running()
-            if self.ctx.store.shared:
+            if self.ctx.store.shared and not feed.publishes_alone:
                 # Players alternate between nodes: never answer older than what another node served.
                 try:
                     await feed.sync(await self.ctx.store.playlists.revision(stream_id))
@@ -67,7 +67,7 @@ class PlaylistService:
                 pass
         rendered = feed.rendered.get(rendition)
         if rendered is None or not rendered.has_segments:
-            if feed.finished and not feed.rendered:
+            if feed.gone:
                 if feed.stream.ended:
                     raise NotFound(f"stream {stream_id}: ended before any {rendition} segment was published")
                 raise NotFound(f"stream {stream_id}: not found")
@@ -106,7 +106,8 @@ class PlaylistService:
         finally:
             del self._starting[stream_id]
 
-    def stream_ended(self, stream_id: str) -> None:
+    def poke(self, stream_id: str) -> None:
+        """Refresh the stream's playlists now (it ended, or a broadcaster started carrying it)."""
         feed = self.feeds.get(stream_id)
         if feed is not None:
             feed.poke()
@@ -123,7 +124,6 @@ class PlaylistService:
         while True:
             await asyncio.sleep(max(1.0, self.ctx.poll_interval))
             for stream_id, feed in list(self.feeds.items()):
-                deleted = feed.finished and not feed.rendered
-                if feed.idle or deleted:
+                if feed.idle or feed.gone:
                     self.feeds.pop(stream_id, None)
                     await feed.stop()

@@ -6,24 +6,18 @@ import uuid
 from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from broadcaster_registry.validation import normalise_address
 from edge.auth import Role
-from edge.errors import ApiError
+from edge.errors import ApiError, api_json
 from edge.jsonbody import FieldErrors, read_json, refuse_unknown, require_object, string
 from edge.services import Services, services
 from edge.streams.model import Stream, is_stream_id
 from edge.streams.parse import parse_create
 
 MAX_PAGE = 100
-
-
-def _json(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    response = JSONResponse(doc, status_code=status, headers=headers)
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 async def _load(svc: Services, stream_id: str) -> Stream:
@@ -51,13 +45,13 @@ async def create_stream(request: Request) -> Response:
         created_at=int(svc.clock() * 1000),
     )
     await svc.store.streams.create(stream)
-    return _json(stream.api_json(), 201, {"Location": f"/api/stream/{stream.id}"})
+    return api_json(stream.api_json(), 201, {"Location": f"/api/stream/{stream.id}"})
 
 
 async def get_stream(request: Request) -> Response:
     svc = services(request)
     svc.credentials.require(request, Role.API)
-    return _json((await _load(svc, request.path_params["id"])).api_json())
+    return api_json((await _load(svc, request.path_params["id"])).api_json())
 
 
 async def list_streams(request: Request) -> Response:
@@ -79,7 +73,7 @@ async def list_streams(request: Request) -> Response:
     if page.next_cursor:
         query = urlencode({"limit": limit, "cursor": page.next_cursor})
         headers["Link"] = f'</api/stream?{query}>; rel="next"'
-    return _json([s.api_json() for s in page.items], headers=headers)
+    return api_json([s.api_json() for s in page.items], headers=headers)
 
 
 async def end_stream(request: Request) -> Response:
@@ -89,8 +83,8 @@ async def end_stream(request: Request) -> Response:
     stream = await svc.store.streams.end(stream_id, int(svc.clock() * 1000)) if is_stream_id(stream_id) else None
     if stream is None:
         raise ApiError(404, f"stream {stream_id}: not found")
-    svc.playlists.stream_ended(stream_id)
-    return _json(stream.api_json())
+    svc.playlists.poke(stream_id)
+    return api_json(stream.api_json())
 
 
 async def delete_stream(request: Request) -> Response:
@@ -123,7 +117,7 @@ async def stream_hook(request: Request) -> Response:
     if stream.ended:
         raise ApiError(410, f"stream {stream_id}: has ended")
     await _note_carrier(svc, stream.id, url)
-    return _json({"manifestId": stream.id, "profiles": [p.to_json() for p in stream.profiles]})
+    return api_json({"manifestId": stream.id, "profiles": [p.to_json() for p in stream.profiles]})
 
 
 async def _note_carrier(svc: Services, stream_id: str, ingest_url: str) -> None:
@@ -135,7 +129,7 @@ async def _note_carrier(svc: Services, stream_id: str, ingest_url: str) -> None:
     for b in await svc.store.registry.list_all():
         if b.address == origin:
             await svc.store.registry.note_handout(stream_id, b.name, svc.clock())
-            svc.playlists.stream_ended(stream_id)  # a poke: refresh now with the new carrier
+            svc.playlists.poke(stream_id)  # refresh now with the new carrier
             return
 
 

@@ -351,3 +351,46 @@ async def test_a_number_missing_in_one_rendition_only_is_reported_as_misalignmen
     source = [s.uri.rsplit("/", 1)[1] for s in parse(await edge.playlist(sid)).segments]
     assert "3.ts" in source and "3.ts" not in low
     assert low["4.ts"].discontinuity
+
+
+@pytest.mark.parametrize(
+    "accept, gzipped", [("gzip", True), ("br, gzip;q=0.5", True), ("gzip;q=0", False), ("*;q=0", False), ("", False)]
+)
+async def test_gzip_only_when_accepted(edge: Edge, accept: str, gzipped: bool) -> None:
+    fake = await edge.add_broadcaster("a")
+    sid = (await edge.create_stream())["id"]
+    await carried(edge, sid, "a")
+    fake.add(sid, "source", 0, 1, 2)
+    await edge.playlist(sid)
+    response = await edge.client.get(f"/stream/{sid}/source.m3u8", headers={"Accept-Encoding": accept})
+    assert (response.headers.get("content-encoding") == "gzip") is gzipped
+
+
+async def test_a_store_outage_while_a_feed_starts_is_survived(edge: Edge, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first read of stored states fails; the feed retries it, and the player is served once
+    the store answers again. The loop that drops idle feeds keeps running."""
+    from edge.store.base import StoreUnavailable
+
+    fake = await edge.add_broadcaster("a")
+    sid = (await edge.create_stream())["id"]
+    await carried(edge, sid, "a")
+    fake.add(sid, "source", 0, 1, 2)
+    real_load = edge.svc.store.playlists.load
+    failures = 3
+
+    async def flaky_load(stream_id: str):  # type: ignore[no-untyped-def]
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise StoreUnavailable("store down for a moment")
+        return await real_load(stream_id)
+
+    monkeypatch.setattr(edge.svc.store.playlists, "load", flaky_load)
+
+    async def served() -> bool:
+        return (await edge.playlist(sid)).status_code == 200
+
+    await edge.wait_for(served)
+    assert failures == 0
+    reaper = edge.svc.playlists._reaper
+    assert reaper is not None and not reaper.done()
