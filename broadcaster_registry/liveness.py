@@ -94,6 +94,13 @@ def should_forget(b: Broadcaster, now: float, policy: LivenessPolicy = DEFAULT_L
     return b.source == "self" and now - b.last_heartbeat > policy.forget_after_s
 
 
+def answered(status: int | None) -> bool:
+    """The one rule for "this broadcaster is alive" from a request made to it: it answered, with
+    anything below 500 (a 404 for a rendition it does not carry is an answer). A timeout, a refused
+    connection or a 5xx is not."""
+    return status is not None and status < 500
+
+
 def is_ejected(b: Broadcaster, now: float) -> bool:
     until = b.ejection.ejected_until
     return until is not None and now < until

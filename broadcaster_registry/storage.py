@@ -74,6 +74,10 @@ class RegistryStore(Protocol):
         """Broadcasters that reported `stream_id` or were handed it, by name."""
         ...
 
+    async def handed_out(self, stream_id: str) -> frozenset[str]:
+        """Names `stream_id` was handed to (or that the hook or discovery found carrying it)."""
+        ...
+
     async def forget_stream(self, stream_id: str) -> None:
         """Drop the hand-outs of a stream that ended or was deleted."""
         ...
@@ -142,6 +146,9 @@ class MemoryRegistryStore:
     async def carrying(self, stream_id: str) -> list[Broadcaster]:
         handed = self._handouts.get(stream_id, {})
         return [b for b in await self.list_all() if stream_id in b.streams or b.name in handed]
+
+    async def handed_out(self, stream_id: str) -> frozenset[str]:
+        return frozenset(self._handouts.get(stream_id, {}))
 
     async def forget_stream(self, stream_id: str) -> None:
         self._handouts.pop(stream_id, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import random
 import uuid
@@ -86,6 +87,9 @@ def build_services(settings: Settings) -> Services:
         fixed_target_duration=settings.target_duration,
         node_id=svc.node_id,
         lease_ttl=settings.lease_ttl,
+        layout=settings.layout,
+        # Every node of a fleet has the same admin tokens, so they agree on the order of carriers.
+        tiebreak_key=hashlib.blake2b("\n".join(sorted(settings.admin_tokens)).encode(), person=b"carrier-order").digest(),
     )
     svc.playlists = PlaylistService(feeds, settings.upstream_timeout)
     return svc

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from edge.playlists.layout import Layout
 from geo.proxies import TrustedProxies
 
 ENV_PREFIX = "EDGE_"
@@ -79,6 +80,15 @@ class Settings:
     geo_longitude_header: str = _opt("", "Header carrying the client's longitude, set by your CDN.")
     geo_latlon_header: str = _opt(
         "", "Header carrying 'latitude,longitude' (e.g. Google Cloud's {client_city_lat_long}).",
+    )
+    upstream_playlist_path: str = _opt(
+        "/stream/{stream}/{rendition}.m3u8",
+        "Where broadcasters serve a rendition's media playlist (path template; go-livepeer's layout).",
+    )
+    upstream_segment_path: str = _opt(
+        "/stream/{stream}/{rendition}/{n}.ts",
+        "Where broadcasters keep a rendition's segments, {n} the ingest number; segment URIs anywhere "
+        "else on a broadcaster are refused.",
     )
     upstream_timeout: float = _opt(2.0, "Seconds a broadcaster's playlist fetch may take.")
     upstream_max_bytes: int = _opt(1_048_576, "Largest upstream playlist read, in bytes.")
@@ -157,8 +167,16 @@ class Settings:
             raise SettingsError(f"trusted_proxies: {exc}") from None
         if self.store and not self.store.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
             raise SettingsError("store: not a supported URL (sqlite:///path, redis://host:port/db)")
+        try:
+            Layout(playlist=self.upstream_playlist_path, segment=self.upstream_segment_path)
+        except ValueError as exc:
+            raise SettingsError(f"upstream_{exc}") from None
         if self.lease_ttl <= 2 * self.poll_interval:
             raise SettingsError("lease_ttl: must be more than twice poll_interval, or leases lapse between renewals")
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(playlist=self.upstream_playlist_path, segment=self.upstream_segment_path)
 
     @property
     def shared_store(self) -> bool:

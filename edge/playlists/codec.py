@@ -1,5 +1,6 @@
 """The stored form of a PublishedState (SQLite row or Redis value): compact JSON with a format
-number, so that the stores need not know the state's fields.
+number, so that the stores need not know the state's fields. A node reads the previous format too,
+so that nodes of two versions can share a store during a rolling upgrade.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from typing import Any
 
 from edge.playlists.merge import MergeCounts, PublishedSegment, PublishedState, RestartWatch
 
-FORMAT = 1  # bump on any change of layout; old rows then fail loudly
+FORMAT = 2  # bump on any change of layout, and keep reading the one before
+READABLE = (1, 2)  # 1: before substitutes (no 7th segment column, 4 counts)
 
 
 def dump_state(state: PublishedState) -> bytes:
@@ -39,6 +41,7 @@ def dump_state(state: PublishedState) -> bytes:
             state.counts.numbers_skipped,
             state.counts.too_long_skipped,
             state.counts.restarts,
+            state.counts.substituted,
         ],
         # One positional row per segment: a 3,600-segment window stays a few hundred kB.
         # The MSN is not stored: it is media_sequence + index by construction.
@@ -50,6 +53,7 @@ def dump_state(state: PublishedState) -> bytes:
                 s.discontinuity,
                 None if s.program_date_time is None else s.program_date_time.isoformat(),
                 s.broadcaster,
+                s.substitute,
             ]
             for s in state.segments
         ],
@@ -62,12 +66,13 @@ def load_state(data: bytes | str) -> PublishedState:
     be read must be noticed, not silently restarted (that would renumber the playlist)."""
     try:
         document: dict[str, Any] = json.loads(data)
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise ValueError("not a playlist state of format 1")
+        if not isinstance(document, dict) or document.get("format") not in READABLE:
+            raise ValueError(f"not a playlist state of format {' or '.join(map(str, READABLE))}")
         media_sequence = int(document["media_sequence"])
         watch = document["restart_watch"]
         stale = document["stale_numbers"]
-        holes, skipped, too_long, restarts = document["counts"]
+        holes, skipped, too_long, restarts, *rest = document["counts"]
+        substituted = int(rest[0]) if rest else 0
         return PublishedState(
             target_duration=int(document["target_duration"]),
             media_sequence=media_sequence,
@@ -81,8 +86,9 @@ def load_state(data: bytes | str) -> PublishedState:
                     discontinuity=bool(discontinuity),
                     program_date_time=None if date is None else datetime.fromisoformat(date),
                     broadcaster=str(broadcaster),
+                    substitute=None if not substitute or substitute[0] is None else str(substitute[0]),
                 )
-                for index, (number, uri, duration, discontinuity, date, broadcaster) in enumerate(
+                for index, (number, uri, duration, discontinuity, date, broadcaster, *substitute) in enumerate(
                     document["segments"]
                 )
             ),
@@ -107,6 +113,7 @@ def load_state(data: bytes | str) -> PublishedState:
                 numbers_skipped=int(skipped),
                 too_long_skipped=int(too_long),
                 restarts=int(restarts),
+                substituted=substituted,
             ),
         )
     except (KeyError, TypeError, ValueError, IndexError) as error:

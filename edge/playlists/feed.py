@@ -1,5 +1,7 @@
-"""One watched stream: a task that refreshes every rendition from the broadcasters carrying it,
-merges (pure, merge.py), persists the published state, and renders what players are served.
+"""One watched stream: a task that, every poll, fetches every rendition from the broadcasters
+carrying it, lets the pure round (round.py) decide, persists what changed, and renders what players
+are served. Everything that shapes the next decision is in the stored states, so another node can
+take over between any two rounds and continue exactly.
 
 Players never wait on upstream: they read `Feed.rendered`, replaced whole after each change. Upstream
 load is one fetch per (carrier, rendition) per poll interval, however many players there are.
@@ -11,9 +13,8 @@ import asyncio
 import gzip
 import hashlib
 import logging
-import time
-from dataclasses import dataclass, fields, replace
-from typing import Callable, Iterable, Sequence, TypeVar
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -21,28 +22,23 @@ from broadcaster_registry.liveness import LivenessPolicy, is_serving, record_fet
 from broadcaster_registry.model import Broadcaster
 from edge.tasks import cancel
 from edge.playlists.codec import dump_state, load_state
-from edge.playlists.merge import (
-    BroadcasterRef,
-    FetchedPlaylist,
-    MergeCounts,
-    Policy,
-    PublishedState,
-    choose_target_duration,
-    merge,
-    renditions_agree,
-)
+from edge.playlists.layout import Layout
+from edge.playlists.master import UNKNOWN_SOURCE_BPS
+from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
 from edge.playlists.render import render_media
+from edge.playlists.round import StreamPolicy, decide, substitutes_by_bitrate, with_dvr_window
 from edge.playlists.upstream import ParseLimits, UpstreamPlaylist, parse_upstream
 from edge.store.base import Store
 from edge.streams.model import SOURCE, Stream
-from edge.upstream import FetchResult, UpstreamFetcher, playlist_url
+from edge.upstream import FetchResult, UpstreamFetcher
 
 log = logging.getLogger("edge.feed")
 T = TypeVar("T")
 
-# The target duration can never change once published, so it leaves room for encoders whose
-# keyframes (and so segment ends) drift: 2.0 s segments get a target of 3, not 2.
-TARGET_HEADROOM = 1.25
+# Among carriers, whose copy of a number is preferred (BroadcasterRef.rank): one that already
+# supplied what players see, then one the ingest was sent to (a hand-out, the hook) or found carrying
+# it, and last one that merely claims the stream in its heartbeats.
+RANK_SUPPLIER, RANK_CARRIER, RANK_CLAIMER = 0, 1, 2
 STREAM_RECHECK_S = 2.0  # how often a feed re-reads its stream (ended or deleted on another node)
 
 
@@ -85,11 +81,6 @@ class FeedMetrics:
         self.published = Counter(
             "edge_playlist_versions", "New versions of merged media playlists.", registry=registry,
         )
-        self.misaligned = Counter(
-            "edge_playlist_renditions_misaligned",
-            "Streams whose renditions stopped agreeing on which segment an MSN is (RFC 8216 §6.2.4).",
-            registry=registry,
-        )
 
 
 @dataclass(frozen=True)
@@ -109,6 +100,8 @@ class FeedContext:
     fixed_target_duration: int  # 0: chosen from the first segments
     node_id: str  # this edge node, as a lease owner
     lease_ttl: float  # a dead lease holder is replaced within this many seconds
+    layout: Layout = Layout()  # where broadcasters keep playlists and segments
+    tiebreak_key: bytes = b""  # secret of the deployment: orders equally trusted carriers
 
 
 # Past this many segments, rendering and serialising take milliseconds: done in a thread so that the
@@ -122,24 +115,12 @@ async def _off_loop_if_large(states: Iterable[PublishedState], work: Callable[[]
     return work()
 
 
-def _visible(state: PublishedState) -> tuple[object, ...]:
-    return (state.media_sequence, state.discontinuity_sequence, state.segments, state.ended)
-
-
-def _is_health_failure(result: FetchResult) -> bool:
-    """A broadcaster that answers, even 404 (not carrying this rendition), is alive."""
-    if result.ok:
-        return False
-    return not (result.outcome == "http_error" and result.status is not None and result.status < 500)
-
-
 class Feed:
     def __init__(self, stream: Stream, ctx: FeedContext) -> None:
         self.stream = stream
         self.ctx = ctx
         self.states: dict[str, PublishedState] = {}
         self.rendered: dict[str, Rendered] = {}
-        self.target_duration: int | None = None
         self.revision = 0  # of the stored states these are
         self.leader = False  # holds the stream's lease: polls the broadcasters and publishes
         self._sync_lock = asyncio.Lock()
@@ -151,23 +132,21 @@ class Feed:
         self._last_recheck = ctx.clock()
         self._task: asyncio.Task[None] | None = None
         self._errors_logged: set[str] = set()
-        self._misaligned = False
-        self._unsaved: set[str] = set()
-        self._lease_until = 0.0  # renditions whose newer bookkeeping is not stored yet
+        self._lease_until = float("-inf")  # on ctx.clock: until when our lease surely holds
+        self._policy = self._stream_policy(stream)
+
+    def _stream_policy(self, stream: Stream) -> StreamPolicy:
+        bitrates = {p.name: p.bitrate for p in stream.profiles}
+        bitrates[SOURCE] = max([UNKNOWN_SOURCE_BPS, *(2 * b for b in bitrates.values())])
+        return StreamPolicy(
+            merge=with_dvr_window(self.ctx.policy, stream.dvr_window_seconds),
+            fixed_target_duration=self.ctx.fixed_target_duration,
+            substitutes=substitutes_by_bitrate({r: bitrates.get(r, 0) for r in stream.rendition_names}),
+        )
 
     def _renders(self, changed: dict[str, PublishedState], now: float) -> dict[str, Rendered]:
-        """New renderings for the states whose visible content changed (pure: may run in a thread)."""
-        return {
-            rendition: Rendered.of(state, now)
-            for rendition, state in changed.items()
-            if rendition not in self.rendered
-            or rendition not in self.states
-            or _visible(self.states[rendition]) != _visible(state)
-        }
-
-    def _adopt(self, states: dict[str, PublishedState], rendered: dict[str, Rendered]) -> None:
-        self.states.update(states)
-        self.rendered.update(rendered)
+        """New renderings of these states (pure: may run in a thread)."""
+        return {rendition: Rendered.of(state, now) for rendition, state in changed.items()}
 
     # --- lifecycle ---
 
@@ -191,6 +170,7 @@ class Feed:
     async def _resign(self) -> None:
         if self.leader:
             self.leader = False
+            self._lease_until = float("-inf")
             try:
                 await self.ctx.store.leases.release(self.lease_key, self.ctx.node_id)
             except Exception:  # the lease expires by itself
@@ -204,7 +184,7 @@ class Feed:
     def publishes_alone(self) -> bool:
         """This node holds the stream's lease and it has not lapsed: no other node can publish, so
         its own states are the newest and players need no revision check."""
-        return self.leader and time.monotonic() < self._lease_until
+        return self.leader and self.ctx.clock() < self._lease_until
 
     @property
     def idle(self) -> bool:
@@ -269,61 +249,63 @@ class Feed:
                 current = self.states.get(rendition)
                 if current is None or current.version != state.version:
                     adopted[rendition] = state
-                self.target_duration = state.target_duration
-            self._adopt(adopted, await _off_loop_if_large(adopted.values(), lambda: self._renders(adopted, now)))
-            self._unsaved.difference_update(adopted)
+            self._adopt(adopted, now)
             self.revision = stored.revision
+
+    def _adopt(self, states: dict[str, PublishedState], now: float, visible: Iterable[str] | None = None) -> None:
+        """Take these states as ours; re-render those whose served playlist changes (all of them
+        unless `visible` says which)."""
+        shown = set(states) if visible is None else set(visible)
+        changed = {r: states[r] for r in shown if r in states}
+        self.states.update(states)
+        if changed:
+            self.rendered.update(self._renders(changed, now) if not _large(changed.values()) else {})
+            if _large(changed.values()):
+                # Rendering thousands of segments takes milliseconds: not on the players' loop.
+                # (Until it is done the previous version is served, which is still a valid reload.)
+                self._render_later(changed, now)
+
+    def _render_later(self, states: dict[str, PublishedState], now: float) -> None:
+        async def work() -> None:
+            rendered = await asyncio.to_thread(self._renders, states, now)
+            # Only if nothing newer was adopted meanwhile.
+            self.rendered.update({r: v for r, v in rendered.items() if self.states.get(r) is states[r]})
+
+        task = asyncio.create_task(work())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
 
     # --- one round ---
 
     async def refresh(self) -> None:
-        """One round: as the lease holder, poll, merge and publish; otherwise follow the store."""
+        """One round: as the lease holder, poll, decide and publish; otherwise follow the store."""
         ctx = self.ctx
         now = ctx.clock()
         await self._recheck_stream(now)
         if self.finished:
             return
-        self.leader = await ctx.store.leases.acquire(self.lease_key, ctx.node_id, ctx.lease_ttl)
-        if self.leader:
-            self._lease_until = time.monotonic() + ctx.lease_ttl
-        if not self.leader:
+        if not await self._hold_lease(now):
             await self.sync(await ctx.store.playlists.revision(self.stream.id))
             return
-        if ctx.store.shared:  # just became leader, or another node published meanwhile
-            await self.sync(await ctx.store.playlists.revision(self.stream.id))
         carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
+        handed = await ctx.store.registry.handed_out(self.stream.id)
         if now - self._last_discovery >= ctx.discovery_interval:
             self._last_discovery = now
-            carriers += await self._discover(carriers, now)
+            found = await self._discover(carriers, now)
+            carriers += found
+            handed |= {b.name for b in found}
+        refs = self._refs(carriers, handed)
         renditions = self.stream.rendition_names
-        rounds = await asyncio.gather(*(self._fetch(rendition, carriers) for rendition in renditions))
-        fetched_by_rendition = dict(zip(renditions, (fetched for fetched, _ in rounds)))
-        await self._record_health([result for _, results in rounds for result in results], carriers, now)
-
-        if self.target_duration is None:
-            self.target_duration = self._choose_target(fetched_by_rendition.values())
-            if self.target_duration is None:
-                self.finished = self._closing(now, self._policy())  # ended before anything was published
-                return  # nothing published anywhere yet
-        policy = self._policy()
-        ended = self._closing(now, policy)
-        changed: dict[str, PublishedState] = {}
-        for rendition, fetched in fetched_by_rendition.items():
-            before = self.states.get(rendition)
-            after = merge(before, fetched, now, policy, self.target_duration, ended=ended)
-            if after is not before:
-                changed[rendition] = after
-                self._count_merge(before.counts if before else MergeCounts(), after.counts)
-        if changed and all(r in self.states and _visible(self.states[r]) == _visible(st) for r, st in changed.items()):
-            # Only the merge's own bookkeeping moved (say, it began waiting for a hole): keep it here
-            # and store it with the next change players can see, instead of a write per poll.
-            self.states.update(changed)
-            self._unsaved.update(changed)
-            return
-        if changed:
-            changed = {**{r: self.states[r] for r in self._unsaved}, **changed}
+        fetched = dict(zip(renditions, await asyncio.gather(*(self._fetch(r, carriers, refs) for r in renditions))))
+        ended_at = self.stream.ended_at / 1000 if self.stream.ended_at is not None else None
+        outcome = decide(self.states, fetched, now, self._policy, ended_at=ended_at)
+        await self._record_health(outcome.health, carriers, now)
+        for event, count in outcome.events.items():
+            ctx.metrics.merge_events.labels(event).inc(count)
+        if outcome.changed:
             # Stored before it is served: what a player saw is never lost by a crash. The save is
             # fenced by the revision: if another node published meanwhile, this round is dropped.
+            changed = dict(outcome.changed)
             blobs = await _off_loop_if_large(changed.values(), lambda: {r: dump_state(st) for r, st in changed.items()})
             revision = await ctx.store.playlists.save(self.stream.id, blobs, self.revision)
             if revision is None:
@@ -331,11 +313,26 @@ class Feed:
                 await self.sync(self.revision + 1)
                 return
             self.revision = revision
-            self._unsaved.clear()
-            self._adopt(changed, await _off_loop_if_large(changed.values(), lambda: self._renders(changed, now)))
-            ctx.metrics.published.inc(len(changed))
-            self._check_alignment()
-        self.finished = self.finished or self._is_final()
+            self._adopt(changed, now, outcome.visible)
+            if outcome.visible:
+                ctx.metrics.published.inc(len(outcome.visible))
+        self.finished = self.finished or outcome.final or (
+            not self.states and ended_at is not None and now - ended_at >= self._policy.merge.hole_wait_seconds
+        )
+
+    async def _hold_lease(self, now: float) -> bool:
+        """Take or renew the stream's lease. A node that just took it over first reads the newest
+        stored states, so it continues from exactly where the previous holder left off."""
+        ctx = self.ctx
+        was_leader = self.publishes_alone
+        self.leader = await ctx.store.leases.acquire(self.lease_key, ctx.node_id, ctx.lease_ttl)
+        if not self.leader:
+            self._lease_until = float("-inf")
+            return False
+        self._lease_until = now + ctx.lease_ttl
+        if ctx.store.shared and not was_leader:  # just became leader: another node published before
+            await self.sync(await ctx.store.playlists.revision(self.stream.id))
+        return True
 
     def _is_final(self) -> bool:
         """Ended, and every rendition's playlist closed with ENDLIST: nothing will change again."""
@@ -347,28 +344,6 @@ class Feed:
         """The stream was deleted (or ended before anything was published): nothing to serve."""
         return self.finished and not self.rendered
 
-    def _check_alignment(self) -> None:
-        """Renditions are merged one by one, so a number missing in one rendition only makes them
-        disagree on what an MSN is; players switching renditions then skip or repeat a segment.
-        Counted and logged once per stream (a known limit: see the README)."""
-        if not self._misaligned and not renditions_agree(self.states.values()):
-            self._misaligned = True
-            self.ctx.metrics.misaligned.inc()
-            log.warning("feed %s: renditions no longer agree on their segments", self.stream.id)
-
-    def _closing(self, now: float, policy: Policy) -> bool:
-        """Close the playlists (ENDLIST) once the stream has ended and the last segments, which the
-        broadcasters may still be transcoding, had a hole wait's time to appear."""
-        ended_at = self.stream.ended_at
-        return ended_at is not None and now - ended_at / 1000 >= policy.hole_wait_seconds
-
-    def _policy(self) -> Policy:
-        """The edge's policy, with the stream's own DVR window when it asked for a longer one."""
-        asked = self.stream.dvr_window_seconds
-        if asked is None or asked <= self.ctx.policy.window_seconds:
-            return self.ctx.policy
-        return replace(self.ctx.policy, window_seconds=float(asked))
-
     async def _recheck_stream(self, now: float) -> None:
         if now - self._last_recheck < STREAM_RECHECK_S and not self._wake.is_set():
             return
@@ -377,32 +352,55 @@ class Feed:
         if stream is None:
             self.finished = True  # deleted; the service drops this feed
             self.rendered = {}
-        else:
+        elif stream != self.stream:
             self.stream = stream
+            self._policy = self._stream_policy(stream)
+
+    def _refs(self, carriers: Sequence[Broadcaster], handed: frozenset[str]) -> dict[str, BroadcasterRef]:
+        """How much each carrier's copies are trusted (see RANK_*), and a tiebreak it cannot choose."""
+        suppliers = {s.broadcaster for state in self.states.values() for s in state.segments}
+        refs = {}
+        for b in carriers:
+            if b.name in suppliers:
+                rank = RANK_SUPPLIER
+            elif b.name not in handed:
+                rank = RANK_CLAIMER
+            else:
+                rank = RANK_CARRIER
+            tiebreak = hashlib.blake2b(
+                f"{self.stream.id}\n{b.name}".encode(), key=self.ctx.tiebreak_key[:64], digest_size=16
+            ).hexdigest()
+            refs[b.name] = BroadcasterRef(
+                name=b.name, origin=b.address, rank=rank, tiebreak=tiebreak, provisional=rank == RANK_CLAIMER
+            )
+        return refs
 
     async def _fetch(
-        self, rendition: str, carriers: Sequence[Broadcaster]
-    ) -> tuple[list[FetchedPlaylist], list[FetchResult]]:
+        self, rendition: str, carriers: Sequence[Broadcaster], refs: dict[str, BroadcasterRef]
+    ) -> list[FetchedPlaylist]:
+        layout = self.ctx.layout
         results = await asyncio.gather(
-            *(self.ctx.fetcher.fetch(b.name, playlist_url(b.address, self.stream.id, rendition)) for b in carriers)
+            *(self.ctx.fetcher.fetch(b.name, layout.playlist_url(b.address, self.stream.id, rendition)) for b in carriers)
         )
         fetched = []
         for b, result in zip(carriers, results):
-            ref = BroadcasterRef(name=b.name, origin=b.address)
-            if result.ok:
-                fetched.append(FetchedPlaylist(broadcaster=ref, playlist=self._parse(result, b)))
-            else:
-                fetched.append(FetchedPlaylist(broadcaster=ref, error=result.outcome))
-        return fetched, list(results)
+            ref = refs.get(b.name) or BroadcasterRef(name=b.name, origin=b.address, rank=RANK_CARRIER)
+            playlist = self._parse(result, b, rendition) if result.ok else None
+            fetched.append(FetchedPlaylist(
+                broadcaster=ref, playlist=playlist, error=None if result.ok else result.outcome, status=result.status,
+            ))
+        return fetched
 
-    def _parse(self, result: FetchResult, b: Broadcaster) -> UpstreamPlaylist:
-        playlist = parse_upstream(result.body, result.url, b.address, self.ctx.limits)
+    def _parse(self, result: FetchResult, b: Broadcaster, rendition: str) -> UpstreamPlaylist:
+        place = self.ctx.layout.segment_place(self.stream.id, rendition)
+        playlist = parse_upstream(result.body, result.url, b.address, place, self.ctx.limits)
         for reason, count in playlist.rejected.items():
             self.ctx.metrics.rejected.labels(str(reason)).inc(count)
         return playlist
 
     async def _discover(self, carriers: Sequence[Broadcaster], now: float) -> list[Broadcaster]:
-        """Ask the serving broadcasters not known to carry the stream; adopt those that do."""
+        """Ask the serving broadcasters not known to carry the stream; adopt those that do. What is
+        found is stored (as a hand-out), so a node taking the stream over knows it too."""
         known = {b.name for b in carriers}
         others = [
             b for b in await self.ctx.store.registry.list_all()
@@ -410,41 +408,24 @@ class Feed:
         ]
         if not others:
             return []
-        fetched, _ = await self._fetch(SOURCE, others)
+        fetched = await self._fetch(SOURCE, others, {})
         found = [b for b, f in zip(others, fetched) if f.playlist is not None and f.playlist.segments]
         for b in found:
             await self.ctx.store.registry.note_handout(self.stream.id, b.name, now)
         return found
 
-    async def _record_health(self, results: list[FetchResult], carriers: Sequence[Broadcaster], now: float) -> None:
-        """Passive health: one verdict per broadcaster per round (failed if every fetch failed)."""
-        verdicts: dict[str, bool] = {}
-        for result in results:
-            failed = _is_health_failure(result)
-            verdicts[result.broadcaster] = verdicts.get(result.broadcaster, True) and failed
+    async def _record_health(self, verdicts: Mapping[str, bool], carriers: Sequence[Broadcaster], now: float) -> None:
+        """Passive health: the round's verdict per broadcaster, written only when it changes something."""
         by_name = {b.name: b for b in carriers}
-        for name, failed in verdicts.items():
+        for name, alive in verdicts.items():
             b = by_name.get(name)
-            if not failed and b is not None and record_fetch(b, True, now, self.ctx.liveness, ()) == b:
+            if alive and b is not None and record_fetch(b, True, now, self.ctx.liveness, ()) == b:
                 continue  # a success that changes nothing: no store write (on Redis, a transaction)
-            await self.ctx.store.registry.record_fetch(name, not failed, now, self.ctx.liveness)
+            await self.ctx.store.registry.record_fetch(name, alive, now, self.ctx.liveness)
 
-    def _choose_target(self, rounds: Iterable[list[FetchedPlaylist]]) -> int | None:
-        if self.ctx.fixed_target_duration:
-            return self.ctx.fixed_target_duration
-        durations = [
-            segment.duration * TARGET_HEADROOM
-            for fetched in rounds
-            for f in fetched
-            if f.playlist is not None
-            for segment in f.playlist.segments
-        ]
-        if not durations:
-            return None
-        return choose_target_duration(durations, minimum=1, maximum=self.ctx.policy.max_target_duration)
 
-    def _count_merge(self, before: MergeCounts, after: MergeCounts) -> None:
-        for field in fields(MergeCounts):
-            delta = getattr(after, field.name) - getattr(before, field.name)
-            if delta > 0:
-                self.ctx.metrics.merge_events.labels(field.name).inc(delta)
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _large(states: Iterable[PublishedState]) -> bool:
+    return any(len(state.segments) > LARGE_WINDOW for state in states)

@@ -1,14 +1,15 @@
-"""The published state of one merged live playlist (stream, rendition), and the pure step that
-advances it from the broadcasters' playlists as fetched, keeping the HLS reload rules (RFC 8216 §6.2).
+"""The published state of a stream's merged live playlists (one per rendition), and the pure step
+that advances all of them together from the broadcasters' playlists as fetched, keeping the HLS
+reload rules (RFC 8216 §6.2) and keeping the renditions aligned (§6.2.4).
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from edge.playlists.upstream import UpstreamPlaylist, UpstreamSegment
 
@@ -19,6 +20,10 @@ from edge.playlists.upstream import UpstreamPlaylist, UpstreamSegment
 #   first segment then carries a DISCONTINUITY, like a passed hole.
 # - A number's copy is chosen by broadcaster preference when it is published and stored with it:
 #   what is published is never re-chosen.
+# - Every ingest number is decided once for the whole stream: it is published in every rendition
+#   at the same MSN, or in none. A rendition without its own copy shows another rendition's copy of
+#   the same number (a substitute: same media, other encoding), set off by EXT-X-DISCONTINUITY in
+#   every rendition, so that MSNs and discontinuity numbers agree across renditions (§6.2.4).
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,12 +58,19 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class BroadcasterRef:
-    """Who served a playlist. Among copies of one number the lowest (rank, origin, name) wins,
-    so the choice does not depend on fetch order or timing."""
+    """Who served a playlist. Among copies of one number the lowest (rank, tiebreak, name) wins,
+    so the choice depends neither on fetch order nor on timing."""
 
     name: str
     origin: str
-    rank: int = 0  # lower is preferred
+    rank: int = 0  # lower is preferred: how much this broadcaster is trusted to carry the stream
+    # Orders equally ranked broadcasters. The shell gives a value the broadcaster cannot choose
+    # (a keyed hash); left empty, the origin decides.
+    tiebreak: str = ""
+    # Its copies are used only when no other copy of the number turned up within the hole wait
+    # (if a broadcaster that is not provisional answered at all): for broadcasters that merely
+    # claim the stream, so that listing numbers early wins nothing.
+    provisional: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +80,7 @@ class FetchedPlaylist:
     broadcaster: BroadcasterRef
     playlist: UpstreamPlaylist | None = None
     error: str | None = None
+    status: int | None = None  # HTTP status of the answer; None: no answer (timeout, refused)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +92,8 @@ class PublishedSegment:
     discontinuity: bool = False  # an EXT-X-DISCONTINUITY precedes it
     program_date_time: datetime | None = None
     broadcaster: str = ""  # name of the broadcaster whose copy was chosen
+    # The rendition whose copy stands in for this rendition's missing one; None: its own copy.
+    substitute: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +104,7 @@ class MergeCounts:
     numbers_skipped: int = 0  # ingest numbers passed over without being published
     too_long_skipped: int = 0  # of those, numbers offered only with EXTINF > target duration
     restarts: int = 0  # new ingest epochs started
+    substituted: int = 0  # entries of this rendition showing another rendition's copy
 
     def since(self, earlier: MergeCounts) -> MergeCounts:
         return MergeCounts(
@@ -96,6 +112,7 @@ class MergeCounts:
             numbers_skipped=self.numbers_skipped - earlier.numbers_skipped,
             too_long_skipped=self.too_long_skipped - earlier.too_long_skipped,
             restarts=self.restarts - earlier.restarts,
+            substituted=self.substituted - earlier.substituted,
         )
 
 
@@ -199,46 +216,95 @@ def merge(
     *,
     ended: bool = False,
 ) -> PublishedState:
-    """The next published state, from the previous one and this round's upstream playlists.
+    """`merge_stream` for a stream of one rendition."""
+    return merge_stream({"": state}, {"": fetched}, now, policy, target_duration, ended=ended)[""]
 
-    `now` is wall-clock seconds (the state is persisted and may be shared between nodes).
-    `target_duration` is used only to start a new state; an existing state keeps its own.
+
+def merge_stream(
+    states: Mapping[str, PublishedState | None],
+    fetched: Mapping[str, Sequence[FetchedPlaylist]],
+    now: float,
+    policy: Policy,
+    target_duration: int,
+    *,
+    substitutes: Mapping[str, Sequence[str]] | None = None,
+    ended: bool = False,
+) -> dict[str, PublishedState]:
+    """The next published state of every rendition of a stream (the keys of `fetched`), from their
+    previous states and this round's upstream playlists of each rendition.
+
+    Each ingest number is decided once for all renditions: published in every rendition at the
+    same MSN, or passed in all of them. A number some renditions lack is waited for up to
+    `hole_wait_seconds` (renditions already showing substitutes are not waited for, so one that
+    stopped producing never holds the others back), then shown there as another rendition's copy,
+    taken in the order of `substitutes[rendition]` (default: the other renditions in key order).
+
+    `now` is wall-clock seconds (the states are persisted and may be shared between nodes).
+    `target_duration` is used only to start new states; existing states keep their own.
     `ended`: the stream is over; what is available is published at once (holes passed without
-    waiting) and ENDLIST set, after which the state never changes. Returns `state` itself when
-    nothing changed.
+    waiting) and ENDLIST set, after which the states never change. A rendition whose state did not
+    change is returned as the same object.
     """
-    if state is None:
-        state = new_state(target_duration, policy)
-    if state.ended:
-        return state
-    draft = _Draft(state)
-    td = state.target_duration
+    renditions = tuple(fetched)
+    previous = {r: states.get(r) for r in renditions}
+    reference = _reference(previous.values())
+    if reference is not None and reference.ended:
+        return {r: s if s is not None else _joining(reference) for r, s in previous.items()}
+    if reference is None:
+        reference = new_state(target_duration, policy)
+    base = {r: s if s is not None else _joining(reference) for r, s in previous.items()}
+    draft = _Draft(reference, base)
+    td = reference.target_duration
+    every = [item for r in renditions for item in fetched[r]]
 
-    if state.next_number is None:
-        offers = _collect(fetched, td, lowest=0, below=None, stale=None)
-        if offers.best:
-            numbers = sorted(offers.best)
+    if reference.next_number is None:
+        offers = {r: _collect(fetched[r], td, lowest=0, stale=None) for r in renditions}
+        numbers = sorted({n for o in offers.values() for n in o.best})
+        if numbers:
             draft.next_number = _bounded_start(numbers, _window_count(policy, td))
     else:
-        if state.stale_numbers is not None and state.next_number >= state.stale_numbers[0]:
+        if reference.stale_numbers is not None and reference.next_number >= reference.stale_numbers[0]:
             # The new epoch has reached the old tail: from now on these numbers are its own.
             # (Cleared here rather than as we reach it, so that a state always describes what its
             # own merge saw.)
             draft.stale_numbers = None
-        offers = _collect(fetched, td, lowest=state.next_number, below=None, stale=draft.stale_numbers)
-        if offers.best or offers.too_long or ended:
+        offers = {r: _collect(fetched[r], td, lowest=reference.next_number, stale=draft.stale_numbers) for r in renditions}
+        if any(o.best or o.too_long for o in offers.values()) or ended:
             draft.restart_watch = None  # the stream goes on (or is over): not a restart
-        elif _restart_due(draft, fetched, now, policy):
+        elif _restart_due(draft, every, now, policy):
             assert draft.next_number is not None
-            offers = _collect(fetched, td, lowest=draft.next_number, below=None, stale=draft.stale_numbers)
+            offers = {r: _collect(fetched[r], td, lowest=draft.next_number, stale=draft.stale_numbers) for r in renditions}
 
     if draft.next_number is not None:
-        _publish(draft, offers, now, policy.hole_wait_seconds if not ended else 0.0)
+        order = {r: _substitute_order(r, renditions, substitutes) for r in renditions}
+        _publish(draft, offers, order, now, policy.hole_wait_seconds if not ended else 0.0)
     draft.ended = ended
     return draft.finish(policy)
 
 
 # --- internals -------------------------------------------------------------------------------
+
+
+def _reference(states: Iterable[PublishedState | None]) -> PublishedState | None:
+    """The state whose cursor the stream follows: the one furthest on. All renditions carry the
+    same cursor once merged together; they can differ only in states stored by older versions."""
+    known = [s for s in states if s is not None]
+    if not known:
+        return None
+    return max(known, key=lambda s: (s.ended, s.next_msn, -1 if s.next_number is None else s.next_number, s.version))
+
+
+def _joining(reference: PublishedState) -> PublishedState:
+    """An empty state for a rendition that has none yet, lined up with the others: its first
+    segment takes the next MSN and continues their discontinuity numbering."""
+    marks = reference.discontinuity_sequence + sum(1 for s in reference.segments if s.discontinuity)
+    return replace(reference, media_sequence=reference.next_msn, discontinuity_sequence=marks, segments=(),
+                   counts=replace(reference.counts, substituted=0), version=0)
+
+
+def _substitute_order(rendition: str, renditions: tuple[str, ...], substitutes: Mapping[str, Sequence[str]] | None) -> tuple[str, ...]:
+    preferred = [r for r in (substitutes or {}).get(rendition, ()) if r != rendition and r in renditions]
+    return tuple(preferred) + tuple(r for r in renditions if r != rendition and r not in preferred)
 
 
 @dataclass(slots=True)
@@ -247,6 +313,7 @@ class _Offers:
 
     best: dict[int, tuple[tuple[int, str, str], UpstreamSegment, str]]
     too_long: set[int]
+    provisional: set[int] = field(default_factory=set)  # numbers whose best copy is provisional
     _sorted: list[int] | None = None
 
     def first_after(self, number: int) -> int | None:
@@ -264,19 +331,22 @@ def _collect(
     fetched: Sequence[FetchedPlaylist],
     target_duration: int,
     lowest: int,
-    below: int | None,
     stale: tuple[int, int] | None,
+    below: int | None = None,
 ) -> _Offers:
     """Offers for numbers in [lowest, below), skipping the `stale` range. Upstream segments are
     sorted by number, so the cost is the offers in range, not the length of upstream playlists."""
     best: dict[int, tuple[tuple[int, str, str], UpstreamSegment, str]] = {}
     too_long: set[int] = set()
+    # Provisional copies wait only where a trusted carrier answered: alone, a claimer is all there is.
+    trusted = any(not item.broadcaster.provisional and item.playlist is not None for item in fetched)
+    untrusted = {item.broadcaster.name for item in fetched if item.broadcaster.provisional} if trusted else set()
     for item in fetched:
         playlist = item.playlist
         if playlist is None:
             continue  # a failed fetch contributes nothing
         source = item.broadcaster
-        key = (source.rank, source.origin, source.name)
+        key = (source.rank, source.tiebreak or source.origin, source.name)
         segments = playlist.segments
         for i in range(bisect_left(segments, lowest, key=_number_of), len(segments)):
             segment = segments[i]
@@ -299,7 +369,8 @@ def _collect(
             ):
                 best[number] = (key, segment, source.name)
     too_long.difference_update(best)
-    return _Offers(best, too_long)
+    provisional = {n for n, (_, _, name) in best.items() if name in untrusted}
+    return _Offers(best, too_long, provisional)
 
 
 _NO_DATE = datetime.min.replace(tzinfo=timezone.utc)
@@ -329,44 +400,52 @@ def _bounded_start(numbers: list[int], count: int) -> int:
 
 
 class _Draft:
-    """The mutable working copy of one merge step; `finish` freezes it into the next state."""
+    """The mutable working copy of one merge step over every rendition; `finish` freezes it."""
 
     __slots__ = (
-        "state", "next_number", "waiting_since", "restart_watch", "stale_numbers", "ended",
+        "reference", "base", "next_number", "waiting_since", "restart_watch", "stale_numbers", "ended",
         "pending_discontinuity", "new", "holes_passed", "numbers_skipped", "too_long_skipped",
         "restarts",
     )  # fmt: skip
 
-    def __init__(self, state: PublishedState) -> None:
-        self.state = state
-        self.next_number = state.next_number
-        self.waiting_since = state.waiting_since
-        self.restart_watch = state.restart_watch
-        self.stale_numbers = state.stale_numbers
-        self.ended = state.ended
+    def __init__(self, reference: PublishedState, base: dict[str, PublishedState]) -> None:
+        self.reference = reference
+        self.base = base
+        self.next_number = reference.next_number
+        self.waiting_since = reference.waiting_since
+        self.restart_watch = reference.restart_watch
+        self.stale_numbers = reference.stale_numbers
+        self.ended = reference.ended
         self.pending_discontinuity = False
-        self.new: list[PublishedSegment] = []
-        counts = state.counts
+        self.new: dict[str, list[PublishedSegment]] = {r: [] for r in base}
+        counts = reference.counts
         self.holes_passed = counts.holes_passed
         self.numbers_skipped = counts.numbers_skipped
         self.too_long_skipped = counts.too_long_skipped
         self.restarts = counts.restarts
 
-    def last_segment(self) -> PublishedSegment | None:
-        if self.new:
-            return self.new[-1]
-        return self.state.segments[-1] if self.state.segments else None
+    def last_segment(self, rendition: str) -> PublishedSegment | None:
+        new = self.new[rendition]
+        if new:
+            return new[-1]
+        segments = self.base[rendition].segments
+        return segments[-1] if segments else None
 
-    def finish(self, policy: Policy) -> PublishedState:
-        state = self.state
+    def finish(self, policy: Policy) -> dict[str, PublishedState]:
+        return {r: self._finish_one(r, policy) for r in self.base}
+
+    def _finish_one(self, rendition: str, policy: Policy) -> PublishedState:
+        state = self.base[rendition]
+        new = self.new[rendition]
         counts = MergeCounts(
             holes_passed=self.holes_passed,
             numbers_skipped=self.numbers_skipped,
             too_long_skipped=self.too_long_skipped,
             restarts=self.restarts,
+            substituted=state.counts.substituted + sum(1 for s in new if s.substitute is not None),
         )
         if (
-            not self.new
+            not new
             and self.next_number == state.next_number
             and self.waiting_since == state.waiting_since
             and self.restart_watch == state.restart_watch
@@ -378,8 +457,8 @@ class _Draft:
         segments = state.segments
         media_sequence = state.media_sequence
         discontinuity_sequence = state.discontinuity_sequence
-        if self.new:
-            segments = segments + tuple(self.new)
+        if new:
+            segments = segments + tuple(new)
             removed = _trim_count(segments, policy, state.target_duration)
             if removed:
                 discontinuity_sequence += sum(1 for s in segments[:removed] if s.discontinuity)
@@ -405,7 +484,7 @@ def _restart_due(draft: _Draft, fetched: Sequence[FetchedPlaylist], now: float, 
     numbers far below it has grown while watched for hole_wait_seconds; until then keep (or
     start) watching. See RestartWatch."""
     assert draft.next_number is not None
-    td = draft.state.target_duration
+    td = draft.reference.target_duration
     ceiling = draft.next_number - policy.restart_margin
     runs: dict[str, tuple[int, int]] = {}  # per broadcaster that answered: its low run
     for item in fetched:
@@ -440,7 +519,7 @@ def _restart_due(draft: _Draft, fetched: Sequence[FetchedPlaylist], now: float, 
         return False
 
     # A new epoch: from the watched run's start, over what any broadcaster offers.
-    low = sorted(_collect(fetched, td, lowest=watch.start, below=ceiling, stale=None).best)
+    low = sorted(_collect(fetched, td, lowest=watch.start, stale=None, below=ceiling).best)
     top = watch.start
     for number in low[1:]:
         if number != top + 1:
@@ -480,60 +559,111 @@ def _low_run(
     return run
 
 
-def _publish(draft: _Draft, offers: _Offers, now: float, hole_wait: float) -> None:
-    """Append every number that is next and offered; wait for a missing one while later ones are
-    offered, and pass it with a DISCONTINUITY once it has been waited for `hole_wait`."""
+def _publish(
+    draft: _Draft,
+    offers: Mapping[str, _Offers],
+    order: Mapping[str, tuple[str, ...]],
+    now: float,
+    hole_wait: float,
+) -> None:
+    """Decide numbers from `next_number` on, for every rendition at once.
+
+    A number offered in every rendition that still produces is published at once. One that some
+    of them lack is waited for up to `hole_wait`, then published with substitutes there. One that
+    no rendition offers, while later ones exist, is waited for likewise, then passed with a
+    DISCONTINUITY."""
     assert draft.next_number is not None
     number = draft.next_number
-    best = offers.best
-    state = draft.state
-    msn = state.next_msn + len(draft.new)
+    renditions = tuple(draft.base)
+    msn = {r: draft.base[r].next_msn for r in renditions}
     while True:
-        offer = best.get(number)
-        if offer is not None:
-            _, segment, broadcaster = offer
-            previous = draft.last_segment()
-            # Upstream's own DISCONTINUITY is honoured, but never on the very first segment,
-            # where it would only shift this rendition's discontinuity numbers.
-            discontinuity = draft.pending_discontinuity or (
-                segment.discontinuity and previous is not None
-            )
-            date = segment.program_date_time
-            if date is None and not discontinuity and previous is not None:
-                if previous.program_date_time is not None:
-                    # Keep dates on every segment once known: with windows cut anywhere and copies
-                    # from several broadcasters, no segment can rely on another's date.
-                    date = previous.program_date_time + timedelta(seconds=previous.duration)
-            draft.new.append(
-                PublishedSegment(
-                    msn=msn,
-                    number=number,
-                    uri=segment.uri,
-                    duration=round(segment.duration, 3),
-                    discontinuity=discontinuity,
-                    program_date_time=date,
-                    broadcaster=broadcaster,
-                )
-            )
-            msn += 1
+        present = {r: offers[r].best[number] for r in renditions if number in offers[r].best}
+        if present:
+            # Only renditions that showed their own copy last are waited for: one already showing
+            # stand-ins has failed before, and waiting for it again would delay every rendition.
+            awaited = [
+                r for r in renditions
+                if r not in present and ((last := draft.last_segment(r)) is None or last.substitute is None)
+            ]
+            provisional = all(number in offers[r].provisional for r in present)
+            if (awaited or provisional) and not _waited(draft, now, hole_wait):
+                break
+            _append(draft, number, present, order, msn)
             number += 1
-            draft.pending_discontinuity = False
-            draft.waiting_since = None
             continue
-        later = offers.first_after(number)
+        later = min((n for o in offers.values() if (n := o.first_after(number)) is not None), default=None)
         if later is None:
             break  # nothing newer: the stream is simply not further yet
-        if draft.waiting_since is None:
-            draft.waiting_since = now
-        if now - draft.waiting_since < hole_wait:
+        if not _waited(draft, now, hole_wait):
             break
         draft.holes_passed += 1
         draft.numbers_skipped += later - number
-        draft.too_long_skipped += sum(1 for n in offers.too_long if number <= n < later)
+        draft.too_long_skipped += len({n for o in offers.values() for n in o.too_long if number <= n < later})
         number = later
         draft.pending_discontinuity = True
         draft.waiting_since = None
     draft.next_number = number
+
+
+def _waited(draft: _Draft, now: float, hole_wait: float) -> bool:
+    """Whether next_number has now been waited for long enough (starting the wait if not begun)."""
+    if draft.waiting_since is None:
+        draft.waiting_since = now
+    return now - draft.waiting_since >= hole_wait
+
+
+def _append(
+    draft: _Draft,
+    number: int,
+    present: Mapping[str, tuple[tuple[int, str, str], UpstreamSegment, str]],
+    order: Mapping[str, tuple[str, ...]],
+    msn: dict[str, int],
+) -> None:
+    """Publish `number` in every rendition: its own copy where offered, else a stand-in."""
+    chosen: dict[str, tuple[str | None, UpstreamSegment, str]] = {}
+    for r in draft.base:
+        if r in present:
+            _, segment, broadcaster = present[r]
+            chosen[r] = (None, segment, broadcaster)
+        else:
+            source = next(o for o in order[r] if o in present)
+            _, segment, broadcaster = present[source]
+            chosen[r] = (source, segment, broadcaster)
+    previous = {r: draft.last_segment(r) for r in draft.base}
+    started = any(p is not None for p in previous.values())
+    # One decision for every rendition, so that discontinuity numbers agree: a DISCONTINUITY goes
+    # before this number everywhere if any rendition needs one. Upstream's own marks are honoured,
+    # but never on the very first segment, where one would only shift the numbering.
+    discontinuity = started and (
+        draft.pending_discontinuity
+        or any(segment.discontinuity for _, segment, _ in chosen.values())
+        or any(
+            previous[r] is not None and previous[r].substitute != source  # type: ignore[union-attr]
+            for r, (source, _, _) in chosen.items()
+        )
+    )
+    for r, (source, segment, broadcaster) in chosen.items():
+        last = previous[r]
+        date = segment.program_date_time
+        if date is None and not discontinuity and last is not None and last.program_date_time is not None:
+            # Keep dates on every segment once known: with windows cut anywhere and copies from
+            # several broadcasters, no segment can rely on another's date.
+            date = last.program_date_time + timedelta(seconds=last.duration)
+        draft.new[r].append(
+            PublishedSegment(
+                msn=msn[r],
+                number=number,
+                uri=segment.uri,
+                duration=round(segment.duration, 3),
+                discontinuity=discontinuity,
+                program_date_time=date,
+                broadcaster=broadcaster,
+                substitute=source,
+            )
+        )
+        msn[r] += 1
+    draft.pending_discontinuity = False
+    draft.waiting_since = None
 
 
 def _trim_count(segments: tuple[PublishedSegment, ...], policy: Policy, target_duration: int) -> int:

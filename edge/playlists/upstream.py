@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from edge.playlists.layout import SegmentPlace
 from edge.playlists.uri import resolve_uri
 
 # A hand parser rather than the `m3u8` library: we need a handful of tags, and the library builds
@@ -37,7 +38,7 @@ class Reject(StrEnum):
     BAD_URI = "bad_uri"
     BAD_SCHEME = "bad_scheme"
     OTHER_ORIGIN = "other_origin"
-    BAD_NAME = "bad_name"
+    OUTSIDE_LAYOUT = "outside_layout"  # on the origin, but not at the rendition's segment path
     ABSURD_NUMBER = "absurd_number"
     DUPLICATE = "duplicate"
     TOO_MANY_SEGMENTS = "too_many_segments"
@@ -85,9 +86,7 @@ _EMPTY_MAPPING: Mapping[str, int] = MappingProxyType({})
 # with WHATWG rules, which treat "\" as "/" and could read a different host than we checked.
 _URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~/]+")
-_SEGMENT_NAME = re.compile(r"(-?)([0-9]+)\.ts")
 _DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
-_MAX_NUMBER_DIGITS = 20  # int() of longer digit strings is slow (and capped at 4,300 digits)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MASTER_TAGS = ("#EXT-X-STREAM-INF", "#EXT-X-MEDIA:", "#EXT-X-I-FRAME-STREAM-INF")
 
@@ -96,12 +95,17 @@ def parse_upstream(
     text: bytes | str,
     playlist_url: str,
     broadcaster_origin: str,
+    place: SegmentPlace,
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> UpstreamPlaylist:
     """Parse a broadcaster's media playlist fetched from `playlist_url`.
 
     Segment URIs are resolved against `playlist_url` (RFC 3986) and kept only when they are
-    http(s) URLs on `broadcaster_origin` (scheme, host and port) named `<n>.ts`.
+    http(s) URLs on `broadcaster_origin` (scheme, host and port) whose path is exactly the
+    rendition's segment path of the broadcaster layout (`place`: go-livepeer's
+    `/stream/<id>/<rendition>/<n>.ts`), with no query. Anything else (another directory, another
+    stream, dot segments that resolve elsewhere, escapes) is refused and counted: a segment is only
+    ever taken from where the layout says the broadcaster keeps it.
     The upstream EXT-X-MEDIA-SEQUENCE is ignored on purpose: only `<n>` is comparable across
     broadcasters.
     """
@@ -167,7 +171,7 @@ def parse_upstream(
             program_date_time = _date(date_text)
             if program_date_time is None:
                 rejected[Reject.BAD_PROGRAM_DATE_TIME.value] += 1  # the segment stays, undated
-        result = _segment(line, duration_text, program_date_time, discontinuity, base, limits)
+        result = _segment(line, duration_text, program_date_time, discontinuity, base, place, limits)
         duration_text, date_text = None, None
         if not isinstance(result, Reject):
             if unsupported or encrypted or has_map:
@@ -222,6 +226,7 @@ def _segment(
     program_date_time: datetime | None,
     discontinuity: bool,
     base: _Base,
+    place: SegmentPlace,
     limits: ParseLimits,
 ) -> UpstreamSegment | Reject:
     """Validate one URI line with the duration given by its EXTINF."""
@@ -232,7 +237,8 @@ def _segment(
         return Reject.BAD_DURATION
     uri = _resolve_fast(line, base)
     if uri is not None:
-        name = line.rpartition("/")[2]
+        assert base.root is not None
+        path = uri[len(base.root) :]
     else:
         if _URI_CHARS.fullmatch(line) is None:
             return Reject.BAD_URI
@@ -248,16 +254,14 @@ def _segment(
             return Reject.OTHER_ORIGIN
         if (parts.scheme, parts.hostname or "", port or _DEFAULT_PORTS[parts.scheme]) != base.origin:
             return Reject.OTHER_ORIGIN
+        if parts.query or "?" in uri:
+            return Reject.OUTSIDE_LAYOUT  # the layout has no query; one could steer the broadcaster
         if parts.fragment or uri.endswith("#"):
             uri = uri.partition("#")[0]  # never sent to the server; keeps URIs comparable
-        name = parts.path.rpartition("/")[2]
-    match = _SEGMENT_NAME.fullmatch(name)
-    if match is None:
-        return Reject.BAD_NAME
-    sign, digits = match.groups()
-    if sign or len(digits) > _MAX_NUMBER_DIGITS:
-        return Reject.ABSURD_NUMBER
-    number = int(digits)
+        path = parts.path
+    number = place.number_of(path)
+    if number is None:
+        return Reject.OUTSIDE_LAYOUT
     if number > limits.max_number:
         return Reject.ABSURD_NUMBER
     return UpstreamSegment(

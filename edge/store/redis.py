@@ -414,6 +414,12 @@ end
 return out
 """
 
+# Names with a live hand-out of the stream.
+_HANDED_OUT = _REGISTRY_LIB + """
+local p, sid = ARGV[1], ARGV[2]
+return redis.call('ZRANGEBYSCORE', p .. 'handouts:' .. sid, '(' .. now_ms(), '+inf')
+"""
+
 # ARGV: prefix, stream id, name, ttl in ms. A hand-out lives ttl ms on Redis's clock; both sides
 # (stream -> names, name -> streams) are sorted by deadline so each entry lapses on its own.
 _NOTE_HANDOUT = _REGISTRY_LIB + """
@@ -497,6 +503,7 @@ class RedisRegistry:
         self._delete = db.script(_DELETE)
         self._sync = db.script(_SYNC)
         self._carrying = db.script(_CARRYING)
+        self._handed_out = db.script(_HANDED_OUT)
         self._note_handout = db.script(_NOTE_HANDOUT)
         self._forget_stream = db.script(_FORGET_STREAM)
         self._locks = _KeyedLocks()
@@ -619,6 +626,11 @@ class RedisRegistry:
             if stream_id in b.streams or handed == b"1":
                 found.append(b)
         return sorted(found, key=lambda b: b.name)
+
+    @_unavailable_as_store_error
+    async def handed_out(self, stream_id: str) -> frozenset[str]:
+        names = await self._handed_out(args=[self.db.prefix, stream_id])
+        return frozenset(n.decode() if isinstance(n, bytes) else str(n) for n in names)
 
     @_unavailable_as_store_error
     async def forget_stream(self, stream_id: str) -> None:

@@ -274,6 +274,9 @@ class SqliteRegistry:
             b for b in await self.list_all() if stream_id in b.streams or b.name in handed
         ]
 
+    async def handed_out(self, stream_id: str) -> frozenset[str]:
+        return frozenset(self._handouts.get(stream_id, {}))
+
     async def forget_stream(self, stream_id: str) -> None:
         if self._handouts.pop(stream_id, None) is not None:
             await self.db.run(

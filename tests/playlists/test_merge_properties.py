@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from edge.playlists.codec import dump_state, load_state
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState, merge
 from edge.playlists.render import render_media
+from edge.playlists.layout import SegmentPlace
 from edge.playlists.upstream import parse_upstream
 from tests.playlists.builders import T0
 
 UPSTREAM_WINDOW = 6  # go-livepeer lists its last 6 segments
+PLACE = SegmentPlace("/stream/s/r/", ".ts")
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def fetch_round(scenario: Scenario, now: float, failing: frozenset[int]) -> list
             fetched.append(FetchedPlaylist(broadcaster=ref, playlist=None, error="timeout"))
         else:
             text = playlist_text(scenario, b, now)
-            playlist = parse_upstream(text, f"{ref.origin}/stream/s/r.m3u8", ref.origin)
+            playlist = parse_upstream(text, f"{ref.origin}/stream/s/r.m3u8", ref.origin, PLACE)
             fetched.append(FetchedPlaylist(broadcaster=ref, playlist=playlist))
     return fetched
 

@@ -8,7 +8,9 @@ from typing import AsyncIterator
 
 import pytest
 
+from broadcaster_registry.model import Registration
 from tests.conftest import auth
+from tests.fakes import FakeBroadcaster
 from tests.playlists_http.harness import Edge, open_edge, parse
 from tests.playlists_http.rules import Seen, check_one, check_reload
 
@@ -87,14 +89,14 @@ async def test_segment_urls_are_absolute_on_the_broadcaster_resolved_per_rfc3986
     fake.raw[(sid, "source")] = (
         "#EXTM3U\n#EXT-X-TARGETDURATION:2\n"
         f"#EXTINF:2.0,\nsource/0.ts\n"  # relative to /stream/<id>/source.m3u8
-        f"#EXTINF:2.0,\n../{sid}/source/1.ts?token=x\n"
+        f"#EXTINF:2.0,\n../{sid}/source/1.ts\n"
         f"#EXTINF:2.0,\n{fake.url}/stream/{sid}/source/2.ts\n"
     ).encode()
     response = await edge.playlist(sid)
     uris = [s.uri for s in parse(response).segments]
     assert uris == [
         f"{fake.url}/stream/{sid}/source/0.ts",
-        f"{fake.url}/stream/{sid}/source/1.ts?token=x",
+        f"{fake.url}/stream/{sid}/source/1.ts",
         f"{fake.url}/stream/{sid}/source/2.ts",
     ]
 
@@ -332,25 +334,78 @@ async def test_dvr_window_keeps_more_than_the_default(edge: Edge) -> None:
     assert len(long_seen.segments) > len(short_seen.segments)
 
 
-async def test_a_number_missing_in_one_rendition_only_is_reported_as_misalignment(edge: Edge) -> None:
-    """Renditions are merged independently (a known limit): the disagreement is at least visible."""
+async def test_a_number_missing_in_one_rendition_only_keeps_the_renditions_aligned(edge: Edge) -> None:
+    """RFC 8216 §6.2.4: the same MSN is the same media in every rendition. The rendition whose
+    transcode of 3 failed shows the source's 3 there, set off by discontinuities in both."""
     fake = await edge.add_broadcaster("a")
     sid = (await edge.create_stream(presets=["P144p30fps16x9"]))["id"]
     await carried(edge, sid, "a")
     fake.add(sid, "source", 0, 1, 2, 3, 4, 5)
     fake.add(sid, "P144p30fps16x9", 0, 1, 2, 4, 5)  # its transcode of 3 failed
 
-    async def counted() -> bool:
-        metrics = (await edge.client.get("/metrics")).text
-        await edge.playlist(sid, "P144p30fps16x9")
-        return "edge_playlist_renditions_misaligned_total 1.0" in metrics
+    async def both_at_5() -> bool:
+        texts = [(await edge.playlist(sid, r)).text for r in ("source", "P144p30fps16x9")]
+        return all(t.rstrip().endswith("/5.ts") for t in texts)
 
     await edge.playlist(sid)
-    await edge.wait_for(counted)
-    low = {s.uri.rsplit("/", 1)[1]: s for s in parse(await edge.playlist(sid, "P144p30fps16x9")).segments}
-    source = [s.uri.rsplit("/", 1)[1] for s in parse(await edge.playlist(sid)).segments]
-    assert "3.ts" in source and "3.ts" not in low
-    assert low["4.ts"].discontinuity
+    await edge.wait_for(both_at_5)
+    low = Seen.of((await edge.playlist(sid, "P144p30fps16x9")).text)
+    source = Seen.of((await edge.playlist(sid, "source")).text)
+    assert low.msn == source.msn and len(low.segments) == len(source.segments)
+    assert [u.rsplit("/", 1)[1] for u, _, _ in low.segments] == [u.rsplit("/", 1)[1] for u, _, _ in source.segments]
+    assert low.discontinuity_numbers() == source.discontinuity_numbers()
+    stand_in = next(u for u, _, _ in low.segments if u.endswith("/3.ts"))
+    assert stand_in == f"{fake.url}/stream/{sid}/source/3.ts"
+    marks = {u.rsplit("/", 1)[1] for u, _, d in source.segments if d}
+    assert marks == {"3.ts", "4.ts"}
+
+
+async def test_hostile_entries_never_reach_a_playlist_nor_displace_a_real_copy(edge: Edge) -> None:
+    """A broadcaster listing, beside real numbers, paths outside the stream's rendition directory:
+    none of them is published, and the real copy of each number is what players get."""
+    real, hostile = await edge.add_broadcaster("a"), await edge.add_broadcaster("0-first")
+    sid = (await edge.create_stream())["id"]
+    await carried(edge, sid, "a", "0-first")
+    real.add(sid, "source", 14, 15, 16, 17)
+    hostile.raw[(sid, "source")] = "\n".join([
+        "#EXTM3U", "#EXT-X-TARGETDURATION:2",
+        "#EXTINF:2,", "../../../../etc/14.ts",
+        "#EXTINF:2,", "/admin/15.ts",
+        "#EXTINF:2,", f"/stream/{sid}/source/%2e%2e/16.ts",
+        "#EXTINF:2,", f"/stream/{sid}/source/17.ts?x=../",
+        "#EXTINF:2,", f"/stream/other/source/18.ts",
+        "#EXTINF:2,", f"/stream/{sid}/P720p30fps16x9/18.ts",
+        "#EXTINF:2,", "http://169.254.169.254/stream/" + sid + "/source/18.ts",
+    ]).encode() + b"\n"
+    await edge.playlist(sid)
+    await asyncio.sleep(1.0)  # past a hole wait: nothing hostile turns up later either
+    uris = [s.uri for s in parse(await edge.playlist(sid)).segments]
+    assert uris == [f"{real.url}/stream/{sid}/source/{n}.ts" for n in (14, 15, 16, 17)]
+    metrics = (await edge.client.get("/metrics")).text
+    assert 'edge_upstream_segments_rejected_total{reason="outside_layout"}' in metrics
+
+
+async def test_a_broadcaster_that_merely_claims_a_stream_never_displaces_its_carrier(edge: Edge) -> None:
+    """Issue: a second broadcaster heartbeating the stream and listing the same numbers at its own
+    paths replaced every new segment. A claim is trusted less than a hand-out, whatever the name."""
+    real = await edge.add_broadcaster("zz-real")
+    claimer = FakeBroadcaster("0-claimer")
+    await claimer.start()
+    edge.fakes[claimer.name] = claimer
+    sid = (await edge.create_stream())["id"]
+    await edge.svc.store.registry.upsert(
+        claimer.name, Registration(address=claimer.url, streams=frozenset({sid})), edge.svc.clock()
+    )
+    await carried(edge, sid, "zz-real")
+    real.add(sid, "source", 0, 1, 2)
+    claimer.add(sid, "source", 0, 1, 2, 3)  # its own copies, even one number ahead
+    await edge.playlist(sid)
+    for n in range(3, 12):
+        real.add(sid, "source", n)
+        claimer.add(sid, "source", n + 1)
+        await asyncio.sleep(0.1)
+    segments = parse(await edge.playlist(sid)).segments
+    assert segments and all(s.uri.startswith(real.url) for s in segments[:-1]), [s.uri for s in segments]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,145 @@
+"""One round of a watched stream as a pure decision: from the stored state of every rendition, what
+was fetched this round, the time and the policy, to the new state of every rendition, what to
+persist, what players will see change, the health verdicts of the broadcasters asked and the metric
+deltas. `Feed` (feed.py) only schedules, fetches, stores and serves around it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Mapping, Sequence
+
+from broadcaster_registry.liveness import answered
+from edge.playlists.merge import (
+    FetchedPlaylist,
+    MergeCounts,
+    Policy,
+    PublishedState,
+    choose_target_duration,
+    merge_stream,
+)
+
+# The target duration can never change once published, so it leaves room for encoders whose
+# keyframes (and so segment ends) drift: 2.0 s segments get a target of 3, not 2.
+TARGET_HEADROOM = 1.25
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamPolicy:
+    """How one stream is merged: the deployment's policy with the stream's own choices applied."""
+
+    merge: Policy
+    fixed_target_duration: int = 0  # 0: chosen from the first segments seen
+    # Per rendition, the renditions whose copies stand in for a missing one, best first.
+    substitutes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Round:
+    states: Mapping[str, PublishedState]  # every rendition's state after the round
+    changed: Mapping[str, PublishedState]  # the states to persist (a subset of `states`)
+    visible: frozenset[str]  # renditions whose served playlist changes
+    health: Mapping[str, bool]  # broadcaster name -> it answered this round
+    events: Mapping[str, int]  # merge events to count (holes passed, substitutes shown, ...)
+    final: bool  # nothing will ever change again: ended and closed, or ended before any publish
+
+
+def decide(
+    states: Mapping[str, PublishedState],
+    fetched: Mapping[str, Sequence[FetchedPlaylist]],
+    now: float,
+    policy: StreamPolicy,
+    *,
+    ended_at: float | None = None,
+) -> Round:
+    """The round's outcome. `fetched` has one entry per rendition of the stream (what each carrier
+    answered for it); `ended_at` is when the stream was ended (seconds), None while it is live."""
+    health = _health(fetched)
+    target = next((s.target_duration for s in states.values()), None)
+    if target is None:
+        target = _choose_target(fetched, policy)
+    closing = ended_at is not None and now - ended_at >= policy.merge.hole_wait_seconds
+    if target is None:  # nothing published anywhere yet, and nothing offered to start with
+        return Round(states=states, changed={}, visible=frozenset(), health=health, events={}, final=closing)
+    after = merge_stream(
+        {r: states.get(r) for r in fetched}, fetched, now, policy.merge, target,
+        substitutes=policy.substitutes, ended=closing,
+    )
+    changed = {r: s for r, s in after.items() if s is not states.get(r)}
+    visible = frozenset(r for r, s in changed.items() if r not in states or _visible(states[r]) != _visible(s))
+    return Round(
+        states={**states, **after},
+        changed=changed,
+        visible=visible,
+        health=health,
+        events=_events(states, after),
+        final=all(s.ended for s in after.values()),
+    )
+
+
+def _visible(state: PublishedState) -> tuple[object, ...]:
+    return (state.media_sequence, state.discontinuity_sequence, state.segments, state.ended)
+
+
+def _health(fetched: Mapping[str, Sequence[FetchedPlaylist]]) -> dict[str, bool]:
+    """One verdict per broadcaster per round: alive if any of its fetches was answered."""
+    verdicts: dict[str, bool] = {}
+    for items in fetched.values():
+        for item in items:
+            name = item.broadcaster.name
+            verdicts[name] = verdicts.get(name, False) or answered(item.status)
+    return verdicts
+
+
+def _choose_target(fetched: Mapping[str, Sequence[FetchedPlaylist]], policy: StreamPolicy) -> int | None:
+    """Decided once per stream, from the first segments seen in any rendition."""
+    if policy.fixed_target_duration:
+        return policy.fixed_target_duration
+    durations = [
+        segment.duration * TARGET_HEADROOM
+        for items in fetched.values()
+        for item in items
+        if item.playlist is not None
+        for segment in item.playlist.segments
+    ]
+    if not durations:
+        return None
+    return choose_target_duration(durations, minimum=1, maximum=policy.merge.max_target_duration)
+
+
+def _events(before: Mapping[str, PublishedState], after: Mapping[str, PublishedState]) -> dict[str, int]:
+    """What the merge counted this round. Stream-wide events are the same in every rendition and
+    counted once; substitutes are counted per rendition."""
+    events: dict[str, int] = {}
+    for rendition, state in after.items():
+        earlier = before.get(rendition)
+        delta = state.counts.since(earlier.counts if earlier is not None else MergeCounts())
+        for f in fields(MergeCounts):
+            value = getattr(delta, f.name)
+            if value <= 0:
+                continue
+            if f.name == "substituted":
+                events[f.name] = events.get(f.name, 0) + value
+            else:
+                events[f.name] = max(events.get(f.name, 0), value)
+    return events
+
+
+def substitutes_by_bitrate(bitrates: Mapping[str, int]) -> dict[str, tuple[str, ...]]:
+    """For each rendition, the others by closeness of bitrate (as a ratio), nearer first and, at
+    equal distance, the lower first: the stand-in a player on that variant can best afford."""
+    order: dict[str, tuple[str, ...]] = {}
+    for name, rate in bitrates.items():
+        others = [o for o in bitrates if o != name]
+        order[name] = tuple(
+            sorted(others, key=lambda o: (abs(math.log(max(bitrates[o], 1) / max(rate, 1))), bitrates[o], o))
+        )
+    return order
+
+
+def with_dvr_window(policy: Policy, asked: float | None) -> Policy:
+    """The deployment's policy, with a stream's own DVR window when it asked for a longer one."""
+    if asked is None or asked <= policy.window_seconds:
+        return policy
+    return replace(policy, window_seconds=float(asked))
