@@ -58,7 +58,9 @@ def decide(
     health = _health(fetched)
     target = next((s.target_duration for s in states.values()), None)
     if target is None:
-        target = _choose_target(fetched, policy)
+        target = _choose_target(fetched, policy.merge.max_target_duration)
+        if target is not None and policy.fixed_target_duration:
+            target = policy.fixed_target_duration
     closing = ended_at is not None and now - ended_at >= policy.merge.hole_wait_seconds
     if target is None:  # nothing published anywhere yet, and nothing offered to start with
         return Round(states=states, changed={}, visible=frozenset(), health=health, events={}, final=closing)
@@ -92,10 +94,8 @@ def _health(fetched: Mapping[str, Sequence[FetchedPlaylist]]) -> dict[str, bool]
     return verdicts
 
 
-def _choose_target(fetched: Mapping[str, Sequence[FetchedPlaylist]], policy: StreamPolicy) -> int | None:
-    """Decided once per stream, from the first segments seen in any rendition."""
-    if policy.fixed_target_duration:
-        return policy.fixed_target_duration
+def _choose_target(fetched: Mapping[str, Sequence[FetchedPlaylist]], maximum: int) -> int | None:
+    """Decided once per stream, from the first segments seen in any rendition; None before any."""
     durations = [
         segment.duration * TARGET_HEADROOM
         for items in fetched.values()
@@ -105,7 +105,7 @@ def _choose_target(fetched: Mapping[str, Sequence[FetchedPlaylist]], policy: Str
     ]
     if not durations:
         return None
-    return choose_target_duration(durations, minimum=1, maximum=policy.merge.max_target_duration)
+    return choose_target_duration(durations, minimum=1, maximum=maximum)
 
 
 def _events(before: Mapping[str, PublishedState], after: Mapping[str, PublishedState]) -> dict[str, int]:

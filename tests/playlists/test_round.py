@@ -1,0 +1,121 @@
+"""The round as a pure decision over every rendition of a stream: renditions failing alone, a
+rendition that dies, health verdicts, the target duration and the events counted."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState, renditions_agree
+from edge.playlists.round import StreamPolicy, decide, substitutes_by_bitrate
+from tests.playlists.builders import B1, B2, offer, upstream
+
+POLICY = StreamPolicy(
+    merge=Policy(window_seconds=30.0, hole_wait_seconds=2.0),
+    fixed_target_duration=2,
+    substitutes={"hi": ("lo",), "lo": ("hi",)},
+)
+
+
+def rounds(steps: list[tuple[float, dict[str, list[int]]]], policy: StreamPolicy = POLICY) -> list[dict[str, PublishedState]]:
+    """Every round's states, B1 offering these numbers per rendition."""
+    states: dict[str, PublishedState] = {}
+    out = []
+    for now, offered in steps:
+        fetched = {r: [offer(B1, numbers)] for r, numbers in offered.items()}
+        states = dict(decide(states, fetched, now, policy).states)
+        out.append(states)
+    return out
+
+
+def shown(state: PublishedState) -> list[tuple[int, str | None, bool]]:
+    return [(s.number, s.substitute, s.discontinuity) for s in state.segments]
+
+
+def test_a_number_missing_in_one_rendition_is_waited_for_then_shown_from_the_other() -> None:
+    *_, last = rounds([
+        (0.0, {"hi": [1, 2], "lo": [1]}),  # lo's 2 may still be transcoding: wait
+        (1.0, {"hi": [1, 2, 3], "lo": [1, 3]}),
+        (2.0, {"hi": [1, 2, 3], "lo": [1, 3]}),  # waited 2 s: lo shows hi's 2
+    ])  # fmt: skip
+    assert shown(last["hi"]) == [(1, None, False), (2, None, True), (3, None, True)]
+    assert shown(last["lo"]) == [(1, None, False), (2, "hi", True), (3, None, True)]
+    assert last["lo"].segments[1].uri == last["hi"].segments[1].uri
+    assert renditions_agree(last.values())
+
+
+def test_a_late_transcode_within_the_wait_shows_no_seam() -> None:
+    *_, last = rounds([(0.0, {"hi": [1, 2], "lo": [1]}), (1.5, {"hi": [1, 2, 3], "lo": [1, 2, 3]})])
+    assert shown(last["lo"]) == [(1, None, False), (2, None, False), (3, None, False)]
+
+
+def test_a_rendition_that_dies_holds_the_others_back_once_then_never() -> None:
+    states = rounds([
+        (0.0, {"hi": [1], "lo": [1]}),
+        (1.0, {"hi": [1, 2], "lo": [1]}),  # lo stops producing
+        (3.0, {"hi": [1, 2], "lo": [1]}),  # after one wait: stand-ins
+        (4.0, {"hi": [1, 2, 3], "lo": [1]}),  # published at once, no second wait
+        (5.0, {"hi": [1, 2, 3, 4], "lo": [1]}),
+        (6.0, {"hi": [1, 2, 3, 4, 5], "lo": [1, 5]}),  # lo is back
+    ])  # fmt: skip
+    assert [s.number for s in states[3]["hi"].segments] == [1, 2, 3]
+    assert [s.number for s in states[4]["hi"].segments] == [1, 2, 3, 4]
+    assert shown(states[-1]["lo"]) == [(1, None, False), (2, "hi", True), (3, "hi", False), (4, "hi", False), (5, None, True)]
+    assert [d for _, _, d in shown(states[-1]["hi"])] == [False, True, False, False, True]
+    assert all(renditions_agree(s.values()) for s in states)
+
+
+def test_a_number_nobody_has_is_a_hole_in_every_rendition() -> None:
+    *_, last = rounds([(0.0, {"hi": [1, 3], "lo": [1, 3]}), (2.0, {"hi": [1, 3], "lo": [1, 3]})])
+    assert shown(last["hi"]) == shown(last["lo"]) == [(1, None, False), (3, None, True)]
+
+
+def test_health_one_answer_below_500_is_alive() -> None:
+    def fetch(ref: BroadcasterRef, status: int | None) -> FetchedPlaylist:
+        return FetchedPlaylist(broadcaster=ref, playlist=upstream(ref, [1]) if status == 200 else None, status=status)
+
+    b3 = BroadcasterRef("b3", "http://b3.test")
+    fetched = {"hi": [fetch(B1, 404), fetch(B2, 503), fetch(b3, None)], "lo": [fetch(B1, 503), fetch(B2, 500), fetch(b3, 200)]}
+    assert dict(decide({}, fetched, 0.0, POLICY).health) == {"b1": True, "b2": False, "b3": True}
+
+
+def test_target_duration_is_chosen_once_from_any_rendition() -> None:
+    policy = StreamPolicy(merge=Policy(hole_wait_seconds=2.0), substitutes={})
+    first = decide({}, {"hi": [], "lo": [offer(B1, [1], duration=3.9)]}, 0.0, policy)
+    assert {s.target_duration for s in first.states.values()} == {5}  # 3.9 s with 25% headroom
+    later = decide(first.states, {"hi": [offer(B1, [1, 2], duration=2.0)], "lo": [offer(B1, [1, 2], duration=2.0)]}, 1.0, policy)
+    assert {s.target_duration for s in later.states.values()} == {5}
+
+
+def test_nothing_offered_and_the_stream_ended_is_final() -> None:
+    outcome = decide({}, {"hi": [], "lo": []}, 10.0, POLICY, ended_at=5.0)
+    assert outcome.final and not outcome.changed
+
+
+def test_events_count_stream_events_once_and_stand_ins_per_rendition() -> None:
+    states: dict[str, PublishedState] = {}
+    events: dict[str, int] = {}
+    for now, hi, lo in [(0.0, [1, 3, 4], [1, 3]), (2.0, [1, 3, 4], [1, 3]), (4.0, [1, 3, 4], [1, 3])]:
+        outcome = decide(states, {"hi": [offer(B1, hi)], "lo": [offer(B1, lo)]}, now, POLICY)
+        states = dict(outcome.states)
+        for k, v in outcome.events.items():
+            events[k] = events.get(k, 0) + v
+    assert events == {"holes_passed": 1, "numbers_skipped": 1, "substituted": 1}
+
+
+def test_only_visible_changes_are_rerendered() -> None:
+    first = decide({}, {"hi": [offer(B1, [1])], "lo": [offer(B1, [1])]}, 0.0, POLICY)
+    waiting = decide(first.states, {"hi": [offer(B1, [1, 3])], "lo": [offer(B1, [1, 3])]}, 1.0, POLICY)
+    assert set(waiting.changed) == {"hi", "lo"}  # the wait began: stored, so a new holder knows it
+    assert waiting.visible == frozenset()
+
+
+@pytest.mark.parametrize(
+    "bitrates, expected",
+    [
+        ({"source": 6_000_000, "720p": 3_000_000, "360p": 1_000_000}, {"source": ("720p", "360p"), "720p": ("source", "360p"), "360p": ("720p", "source")}),
+        ({"a": 1_000_000, "b": 2_000_000, "c": 500_000}, {"a": ("c", "b"), "b": ("a", "c"), "c": ("a", "b")}),
+        ({"only": 1}, {"only": ()}),
+    ],
+)
+def test_stand_ins_come_from_the_nearest_bitrate_lower_first(bitrates: dict[str, int], expected: dict[str, tuple[str, ...]]) -> None:
+    assert substitutes_by_bitrate(bitrates) == expected
