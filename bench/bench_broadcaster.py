@@ -191,6 +191,8 @@ async def main_async(args: argparse.Namespace) -> list[LoadResult]:
                 EDGE_DATA_DIR=tmp,
                 EDGE_API_KEYS=API_KEY,
                 EDGE_BROADCASTER_TOKENS=BROADCASTER_TOKEN,
+                EDGE_SHARED_BROADCASTER_TOKEN="true",  # the fakes share one token
+                EDGE_BROADCASTER_NETWORKS="127.0.0.0/8",  # and run on this machine
                 EDGE_ADMIN_TOKENS="bench-admin-token",
                 EDGE_TRUSTED_PROXIES="127.0.0.1/32",
                 EDGE_HEARTBEAT_TTL="3600",  # so that --heartbeat-interval 0 keeps the fleet in

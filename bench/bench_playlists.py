@@ -137,6 +137,8 @@ async def start_live(tmp: Path, access_log: bool) -> tuple[LiveSetup, asyncio.Ta
         EDGE_DATA_DIR=str(tmp / "edge-data"),
         EDGE_API_KEYS=API_KEY,
         EDGE_BROADCASTER_TOKENS=BROADCASTER_TOKEN,
+        EDGE_SHARED_BROADCASTER_TOKEN="true",  # the fakes share one token
+        EDGE_BROADCASTER_NETWORKS="127.0.0.0/8",  # and run on this machine
         EDGE_ADMIN_TOKENS=ADMIN_TOKEN,
         EDGE_POLL_INTERVAL="1.0",
         EDGE_UPSTREAM_TIMEOUT="2.0",

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
+from broadcaster_registry.credentials import Credential
 from broadcaster_registry.liveness import LivenessPolicy, record_fetch, record_probe
 from broadcaster_registry.model import (
     Broadcaster,
@@ -80,6 +81,24 @@ class RegistryStore(Protocol):
 
     async def forget_stream(self, stream_id: str) -> None:
         """Drop the hand-outs of a stream that ended or was deleted."""
+        ...
+
+
+@runtime_checkable
+class CredentialStore(Protocol):
+    """Broadcaster credentials (credentials.py), kept apart from the registry: they are issued
+    before a broadcaster first registers and outlive its registration expiring or being forgotten."""
+
+    async def add(self, credential: Credential) -> None: ...
+
+    async def get(self, credential_id: str) -> Credential | None: ...
+
+    async def list_for(self, name: str) -> list[Credential]:
+        """The credentials bound to `name`, oldest first."""
+        ...
+
+    async def revoke(self, name: str, credential_id: str) -> bool:
+        """Delete the credential if it is bound to `name`; False if there is no such credential."""
         ...
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+from broadcaster_registry.destinations import DEFAULT_DESTINATIONS, DestinationPolicy
 from broadcaster_registry.model import STATES, Load, Registration, State
 
 T = TypeVar("T")
@@ -74,29 +75,32 @@ def parse_state(value: Any) -> State:
     return cast(State, value)
 
 
-def parse_registration(body: Any) -> Registration:
+def parse_registration(body: Any, destinations: DestinationPolicy = DEFAULT_DESTINATIONS) -> Registration:
     """A registration or heartbeat body, e.g.
     `{"address": "https://fra-1.example.net", "region": "eu", "latitude": 50.11, "longitude": 8.68,
-    "capacity": 40, "load": {"activeStreams": 3, "cpu": 0.2}, "streams": ["abc"]}`.
+    "capacity": 40, "load": {"activeStreams": 3, "cpu": 0.2}, "streams": ["abc"]}`, whose address
+    `destinations` allows.
     """
     if not isinstance(body, dict):
         raise ValidationError(["body: must be a JSON object"])
     errors = [f"{key}: unknown field" for key in body if key not in _REGISTRATION_FIELDS]
-    registration = _registration(body, errors)
+    registration = _registration(body, errors, destinations)
     if errors:
         raise ValidationError(errors)
     assert registration is not None
     return registration
 
 
-def parse_static_entry(entry: Any) -> tuple[str, Registration]:
+def parse_static_entry(
+    entry: Any, destinations: DestinationPolicy = DEFAULT_DESTINATIONS
+) -> tuple[str, Registration]:
     """One broadcaster of the config file's static list: a registration body plus its "name"."""
     if not isinstance(entry, dict):
         raise ValidationError(["body: must be a JSON object"])
     allowed = _REGISTRATION_FIELDS | {"name"}
     errors = [f"{key}: unknown field" for key in entry if key not in allowed]
     name = _collect(errors, _name, entry.get("name"), "name")
-    registration = _registration(entry, errors)
+    registration = _registration(entry, errors, destinations)
     if errors:
         raise ValidationError(errors)
     assert name is not None and registration is not None
@@ -180,7 +184,9 @@ def _hostname(host: str) -> str | None:
     return host
 
 
-def _registration(body: Mapping[str, Any], errors: list[str]) -> Registration | None:
+def _registration(
+    body: Mapping[str, Any], errors: list[str], destinations: DestinationPolicy
+) -> Registration | None:
     """The registration fields of `body`, adding each problem to `errors`."""
     before = len(errors)
     if body.get("address") is None:
@@ -188,6 +194,9 @@ def _registration(body: Mapping[str, Any], errors: list[str]) -> Registration | 
         address = None
     else:
         address = _collect(errors, _address, body["address"], "address")
+        refused = destinations.refuse_address(address) if address is not None else None
+        if refused is not None:
+            errors.append(f"address: {refused}")
     region = _optional(errors, body, "region", _region)
     latitude = _optional(errors, body, "latitude", _number_between(-90, 90))
     longitude = _optional(errors, body, "longitude", _number_between(-180, 180))

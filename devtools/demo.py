@@ -23,6 +23,7 @@ from devtools.broadcaster import ReferenceBroadcaster
 from devtools.ingest import Ingest
 from devtools.media import TestPattern
 from edge.app import create_app
+from edge.connections import server_config
 from edge.settings import Settings
 
 log = logging.getLogger("devtools.demo")
@@ -71,19 +72,19 @@ class Demo:
             "host": "127.0.0.1", "port": self.port, "data_dir": self.data_dir,
             "heartbeat_ttl": self.heartbeat_ttl, "default_region": PLACES[0].region,
             "poll_interval": 0.5, "lease_ttl": 2.0, "access_log": False,
+            # The demo's broadcasters are on this machine: an allowance a real edge never needs.
+            "broadcaster_networks": ["127.0.0.0/8", "::1/128"],
         }, environ={}).with_credentials()
         app = create_app(self.settings)
-        self._server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on",
-        ))
+        self._server = uvicorn.Server(server_config(app, self.settings))
         self._server_task = asyncio.create_task(self._server.serve(), name="demo-edge")
         while not self._server.started:
             if self._server_task.done():
                 self._server_task.result()  # raises why the edge could not start
                 raise RuntimeError("the edge stopped during start-up")
             await asyncio.sleep(0.05)
-        token = self.settings.broadcaster_tokens[0]
         for place in PLACES:
+            token = await self.issue_credential(place.name)
             broadcaster = ReferenceBroadcaster(
                 place.name, self.url, token, region=place.region, latitude=place.latitude,
                 longitude=place.longitude, heartbeat_interval=2.0,
@@ -96,6 +97,16 @@ class Demo:
         )
         self.stream_id = await self.ingest.start()
         await self._until_playable(ready_timeout)
+
+    async def issue_credential(self, name: str) -> str:
+        """A credential of broadcaster `name`'s own, issued as an operator would (admin API)."""
+        assert self.settings is not None
+        headers = {"Authorization": f"Bearer {self.settings.admin_tokens[0]}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{self.url}/api/broadcasters/{name}/credentials", headers=headers) as response:
+                if response.status != 201:
+                    raise RuntimeError(f"cannot issue a credential for {name}: HTTP {response.status}")
+                return str((await response.json())["token"])
 
     async def _until_playable(self, timeout: float) -> None:
         assert self.stream_id is not None

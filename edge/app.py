@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from broadcaster_registry.destinations import DestinationPolicy
 from broadcaster_registry.liveness import LivenessPolicy
 from broadcaster_registry.ranking import RankingPolicy
 from edge import ops
@@ -29,7 +30,7 @@ from edge.playlists.feed import FeedContext, FeedMetrics
 from edge.playlists.merge import Policy
 from edge.playlists.service import PlaylistService
 from edge.playlists.upstream import ParseLimits
-from edge.upstream import UpstreamFetcher, UpstreamMetrics
+from edge.upstream import AddressGuard, UpstreamFetcher, UpstreamMetrics
 from edge.services import Services
 from edge.settings import Settings
 from edge.store import StoreUnavailable, open_store
@@ -57,10 +58,15 @@ def build_services(settings: Settings) -> Services:
     store = open_store(settings, liveness)
     ranking = RankingPolicy(liveness=liveness, default_region=settings.default_region or None)
     metrics = Metrics()
+    destinations = DestinationPolicy.build(settings.broadcaster_networks, settings.broadcaster_hosts)
+    guard = AddressGuard(destinations)
     svc = Services(
         settings=settings,
         store=store,
-        credentials=Credentials.build(settings.api_keys, settings.broadcaster_tokens, settings.admin_tokens),
+        credentials=Credentials.build(
+            settings.api_keys, settings.broadcaster_tokens, settings.admin_tokens,
+            shared_broadcaster_token=settings.shared_broadcaster_token, metrics=settings.metrics_tokens,
+        ),
         metrics=metrics,
         liveness=liveness,
         ranking=ranking,
@@ -70,12 +76,16 @@ def build_services(settings: Settings) -> Services:
             custom_lon_header=settings.geo_longitude_header.lower() or None,
             custom_latlon_header=settings.geo_latlon_header.lower() or None,
         ),
-        selector=Selector(store.registry, ranking, random.Random()),
+        selector=Selector(store.registry, ranking, random.Random(), admits=guard.admits),
+        destinations=destinations,
+        guard=guard,
         node_id=uuid.uuid4().hex[:12],
     )
     feeds = FeedContext(
         store=store,
-        fetcher=UpstreamFetcher(settings.upstream_timeout, settings.upstream_max_bytes, UpstreamMetrics(metrics.registry)),
+        fetcher=UpstreamFetcher(
+            settings.upstream_timeout, settings.upstream_max_bytes, UpstreamMetrics(metrics.registry), guard,
+        ),
         clock=lambda: svc.clock(),  # follows Services.clock, which tests may replace
         policy=Policy(window_seconds=settings.playlist_window, hole_wait_seconds=settings.hole_wait),
         liveness=liveness,
@@ -112,13 +122,21 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await svc.store.open()
+        fetcher = svc.playlists.ctx.fetcher
+        await fetcher.start()
         try:
             # A bad broadcasters file stops the start-up here, naming the entry and the field.
-            prober = await start_static_fleet(settings, svc.store.registry, svc.liveness, lambda: svc.clock())
+            prober = await start_static_fleet(
+                settings, svc.store.registry, svc.liveness, lambda: svc.clock(), fetcher, svc.destinations,
+            )
         except Exception:
+            await fetcher.close()
             await svc.store.close()
             raise
-        await svc.playlists.ctx.fetcher.start()
+        if settings.broadcaster_tokens and not settings.shared_broadcaster_token:
+            log.warning("broadcaster_tokens are set but the shared broadcaster token is turned off: "
+                        "they are refused; set shared_broadcaster_token or issue each broadcaster its own "
+                        "credential (POST /api/broadcasters/{name}/credentials)")
         await svc.playlists.start()
         if svc.city_db is None:
             svc.city_db = open_city_database(settings)
@@ -131,7 +149,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         finally:
             await prober.stop()
             await svc.playlists.stop()
-            await svc.playlists.ctx.fetcher.close()
+            await fetcher.close()
             if svc.city_db is not None:
                 svc.city_db.close()
             await svc.store.close()

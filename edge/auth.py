@@ -1,4 +1,11 @@
-"""Bearer-token checks by role. Tokens are compared by digest and never logged or echoed."""
+"""Bearer-token checks by role, and who a broadcaster is. Tokens are compared by digest and never
+logged or echoed.
+
+Configured tokens (API keys, admin tokens, the shared broadcaster token when it is turned on) are
+checked against a table built at start-up. A broadcaster's own credential
+(broadcaster_registry.credentials) is looked up in the store, so issuing or revoking one takes effect
+at once on every node; it makes the caller that one broadcaster and no other.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from broadcaster_registry.credentials import parse_token
+from broadcaster_registry.storage import CredentialStore
 from edge.errors import ApiError
 
 
@@ -16,41 +25,97 @@ class Role(enum.Enum):
     API = "api"  # ingest plugins and API users: streams
     BROADCASTER = "broadcaster"  # transcoding nodes: register, heartbeat, stream hook
     ADMIN = "admin"  # operators: everything
+    METRICS = "metrics"  # Prometheus scrapers: /metrics only
 
 
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: a role and, for a broadcaster's own credential, the one name it acts for."""
+
+    role: Role
+    broadcaster: str | None = None  # None: not bound to a name (admin, the shared broadcaster token)
+
+    def may_act_for(self, name: str) -> bool:
+        return self.broadcaster is None or self.broadcaster == name
+
+
+_NOT_ALLOWED = "authorization: this key is not allowed here"
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """Digest -> roles. A lookup by digest takes the same time whatever the token's prefix."""
+    """Digest -> roles. A lookup by digest takes the same time whatever the token's prefix.
+
+    `disabled_digests` are the shared broadcaster tokens while they are turned off: refused, with a
+    message saying why, so that an operator upgrading sees what to change.
+    """
 
     roles_by_digest: dict[bytes, frozenset[Role]]
+    disabled_digests: frozenset[bytes] = frozenset()
 
     @classmethod
-    def build(cls, api: tuple[str, ...], broadcaster: tuple[str, ...], admin: tuple[str, ...]) -> "Credentials":
+    def build(
+        cls,
+        api: tuple[str, ...],
+        broadcaster: tuple[str, ...],
+        admin: tuple[str, ...],
+        shared_broadcaster_token: bool = False,
+        metrics: tuple[str, ...] = (),
+    ) -> "Credentials":
         table: dict[bytes, set[Role]] = {}
-        for role, tokens in ((Role.API, api), (Role.BROADCASTER, broadcaster), (Role.ADMIN, admin)):
+        enabled = broadcaster if shared_broadcaster_token else ()
+        for role, tokens in ((Role.API, api), (Role.BROADCASTER, enabled), (Role.ADMIN, admin), (Role.METRICS, metrics)):
             for token in tokens:
                 table.setdefault(_digest(token), set()).add(role)
-        return cls({digest: frozenset(roles) for digest, roles in table.items()})
+        disabled = frozenset(_digest(t) for t in broadcaster) - set(table) if not shared_broadcaster_token else frozenset()
+        return cls({digest: frozenset(roles) for digest, roles in table.items()}, disabled)
 
     def require(self, request: Request, *allowed: Role) -> Role:
-        """The caller's role, or 401 (no credentials) / 403 (credentials that do not fit)."""
-        token = bearer_token(request.headers.get("authorization"))
-        if token is None:
-            raise ApiError(
-                401, "authorization: missing; send 'Authorization: Bearer <key>'",
-                headers={"WWW-Authenticate": 'Bearer realm="edge"'},
-            )
-        roles = self.roles_by_digest.get(_digest(token), frozenset())
+        """The caller's role from a configured token, or 401 (no credentials) / 403 (credentials
+        that do not fit)."""
+        return self._configured(_token(request), allowed)
+
+    async def require_caller(self, request: Request, store: CredentialStore, *allowed: Role) -> Caller:
+        """Like `require`, also accepting a broadcaster's own credential where Role.BROADCASTER is
+        allowed; the Caller then names that broadcaster."""
+        token = _token(request)
+        presented = parse_token(token)
+        if presented is None:
+            return Caller(self._configured(token, allowed))
+        credential = await store.get(presented.id)
+        # One answer for unknown, revoked and wrong secrets: nothing to learn from trying.
+        if credential is None or not credential.matches(presented.secret) or Role.BROADCASTER not in allowed:
+            raise ApiError(403, _NOT_ALLOWED)
+        return Caller(Role.BROADCASTER, credential.name)
+
+    def _configured(self, token: str, allowed: tuple[Role, ...]) -> Role:
+        digest = _digest(token)
+        roles = self.roles_by_digest.get(digest, frozenset())
         if Role.ADMIN in roles:
             return Role.ADMIN
         for role in allowed:
             if role in roles:
                 return role
-        raise ApiError(403, "authorization: this key is not allowed here")
+        if digest in self.disabled_digests and Role.BROADCASTER in allowed:
+            raise ApiError(
+                403, "authorization: the shared broadcaster token is turned off on this edge "
+                "(shared_broadcaster_token); use this broadcaster's own credential",
+            )
+        raise ApiError(403, _NOT_ALLOWED)
+
+
+def _token(request: Request) -> str:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise ApiError(
+            401, "authorization: missing; send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": 'Bearer realm="edge"'},
+        )
+    return token
 
 
 def bearer_token(header: str | None) -> str | None:

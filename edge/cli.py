@@ -77,22 +77,13 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from edge.app import create_app
+    from edge.connections import server_config
     from edge.observability import configure_logging
 
     configure_logging(settings.log_level)
-    app = create_app(settings)
-    # Forwarding headers are judged by geo's trusted-proxy rules, not by uvicorn, so they are off here.
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        lifespan="on",
-    )
-    return 0
+    server = uvicorn.Server(server_config(create_app(settings), settings))
+    server.run()
+    return 0 if server.started else 3  # uvicorn's exit status for a failed start-up
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Callable
 
 from starlette.requests import Request
 
+from broadcaster_registry.destinations import DestinationPolicy
 from broadcaster_registry.liveness import LivenessPolicy
 from broadcaster_registry.ranking import RankingPolicy
 from edge.auth import Credentials
@@ -16,6 +17,7 @@ from edge.observability import Metrics
 from edge.playlists.service import PlaylistService
 from edge.settings import Settings
 from edge.store import Store
+from edge.upstream import AddressGuard
 from geo.database import CityDatabase
 from geo.locate import GeoPolicy
 
@@ -30,6 +32,8 @@ class Services:
     ranking: RankingPolicy
     geo: GeoPolicy
     selector: Selector
+    destinations: DestinationPolicy  # where broadcasters may be
+    guard: AddressGuard  # that policy at connection time, shared by every fetch
     node_id: str = ""  # this process among the edge nodes sharing a store
     city_db: CityDatabase | None = None  # opened in the lifespan
     clock: Callable[[], float] = field(default=time.time)

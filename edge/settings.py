@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from broadcaster_registry.destinations import parse_networks
 from edge.playlists.layout import Layout
 from geo.proxies import TrustedProxies
 
@@ -52,11 +53,30 @@ class Settings:
     )
     broadcaster_tokens: tuple[str, ...] = _opt(
         (),
-        "Comma-separated tokens broadcasters use to register, heartbeat and call the stream hook. "
-        "Empty: one is generated into DATA_DIR/broadcaster-token.",
+        "Comma-separated shared tokens any broadcaster may use to register, heartbeat and call the stream "
+        "hook, accepted only with --shared-broadcaster-token. Empty and turned on: one is generated into "
+        "DATA_DIR/broadcaster-token.",
         secret=True,
     )
+    shared_broadcaster_token: bool = _opt(
+        False, "Accept the shared broadcaster tokens, with which any broadcaster may act for any other. "
+        "Off: each broadcaster uses its own credential (POST /api/broadcasters/{name}/credentials).",
+    )
+    broadcaster_networks: tuple[str, ...] = _opt(
+        (), "Comma-separated CIDRs broadcasters may be in besides public addresses (10.0.0.0/8 for a "
+        "private fleet; 127.0.0.0/8,::1/128 on one machine). Loopback, link-local, private and other "
+        "non-public addresses are refused otherwise, at registration and before every fetch.",
+    )
+    broadcaster_hosts: tuple[str, ...] = _opt(
+        (), "Comma-separated host patterns (*.fleet.example.net) a broadcaster's address must match; "
+        "empty: any host. A cloud metadata name is allowed only when listed literally.",
+    )
     max_body_bytes: int = _opt(262_144, "Largest request body accepted, in bytes (larger: 413).")
+    header_timeout: float = _opt(10.0, "Seconds a client has to send a request's headers before its connection is closed.")
+    max_connections_per_client: int = _opt(
+        256, "Open connections one client address may hold (peers in trusted_proxies are exempt); "
+        "further ones are closed at once. 0: no cap.",
+    )
     page_size: int = _opt(20, "Default page size of GET /api/stream (at most 100 per page).")
     heartbeat_ttl: float = _opt(30.0, "Seconds without a heartbeat after which a broadcaster is no longer handed out.")
     broadcasters_file: str = _opt(
@@ -109,6 +129,14 @@ class Settings:
     idle_timeout: float = _opt(120.0, "Seconds without players or carriers after which a stream is no longer polled.")
     log_level: str = _opt("info", "Log level: debug, info, warning or error.")
     access_log: bool = _opt(True, "Write one JSON line per request to standard error.")
+    metrics_networks: tuple[str, ...] = _opt(
+        ("127.0.0.0/8", "::1/128"), "Comma-separated CIDRs of peers that may read /metrics without a token "
+        "(not through a proxy: a request with forwarding headers needs a token).",
+    )
+    metrics_tokens: tuple[str, ...] = _opt(
+        (), "Comma-separated bearer tokens that may read /metrics from anywhere (admin tokens may too).",
+        secret=True,
+    )
 
     @classmethod
     def options(cls) -> tuple[dataclasses.Field[Any], ...]:
@@ -149,7 +177,7 @@ class Settings:
             raise SettingsError("page_size: must be between 1 and 100")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
-        for name in ("heartbeat_ttl", "probe_interval", "probe_timeout", "upstream_timeout", "poll_interval",
+        for name in ("header_timeout", "heartbeat_ttl", "probe_interval", "probe_timeout", "upstream_timeout", "poll_interval",
                      "discovery_interval", "playlist_window", "hole_wait", "idle_timeout", "ejection_base", "lease_ttl"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name}: must be a positive number of seconds")
@@ -161,10 +189,17 @@ class Settings:
             raise SettingsError("target_duration: must be 0 (automatic) or 1-60 seconds")
         if not self.probe_path.startswith("/"):
             raise SettingsError(f"probe_path: {self.probe_path!r} must start with '/'")
+        if self.max_connections_per_client < 0:
+            raise SettingsError("max_connections_per_client: must be 0 (no cap) or more")
         try:
             TrustedProxies(self.trusted_proxies)
         except ValueError as exc:
             raise SettingsError(f"trusted_proxies: {exc}") from None
+        for name in ("broadcaster_networks", "metrics_networks"):
+            try:
+                parse_networks(getattr(self, name))
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {exc}") from None
         if self.store and not self.store.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
             raise SettingsError("store: not a supported URL (sqlite:///path, redis://host:port/db)")
         try:
@@ -196,15 +231,19 @@ class Settings:
         """Fill empty credential lists from files in the data directory, generating them once.
 
         Generated secrets are written with mode 0600 and never printed: the operator reads the file.
+        The shared broadcaster token is generated only when it is turned on.
         """
         generated = {}
-        missing = [env_name(name) for name in CREDENTIAL_FILES if not getattr(self, name)]
+        wanted = [name for name in CREDENTIAL_FILES
+                  if name != "broadcaster_tokens" or self.shared_broadcaster_token]
+        missing = [env_name(name) for name in wanted if not getattr(self, name)]
         if self.shared_store and missing:
             raise SettingsError(
                 f"{', '.join(missing)}: must be set when several nodes share the store, "
                 "so that every node accepts the same keys"
             )
-        for name, filename in CREDENTIAL_FILES.items():
+        for name in wanted:
+            filename = CREDENTIAL_FILES[name]
             if not getattr(self, name):
                 generated[name] = (_read_or_create_secret(self.data_path / filename),)
         return dataclasses.replace(self, **generated)

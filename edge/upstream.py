@@ -1,26 +1,38 @@
-"""Fetching broadcasters' playlists: one shared aiohttp session, a timeout and a size cap on every fetch.
+"""Every request the edge makes to a broadcaster (playlist fetches, discovery, probes of the
+static fleet): one shared aiohttp session, a timeout and a size cap on every fetch, and the address
+check right before each connection.
 
 This module only moves bytes. Which URL may be fetched is decided before it is called (a registered
-broadcaster's origin + a validated stream id and rendition, see `playlist_url`); redirects are never
-followed, so no answer can send the edge anywhere else. Every result is counted per broadcaster.
+broadcaster's origin + a validated stream id and rendition, see `edge.playlists.layout`); redirects are never
+followed, so no answer can send the edge anywhere else. Where the edge may connect is
+broadcaster_registry.destinations' decision, applied here to the addresses a name resolves to now
+(`AddressGuard`): a name registered while it pointed to a public address may point to 127.0.0.1 or a
+metadata service later. Every result is counted per broadcaster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from edge.streams.model import is_rendition_name, is_stream_id
+from broadcaster_registry.destinations import DestinationPolicy
+from broadcaster_registry.liveness import answered
+from broadcaster_registry.model import Broadcaster
 
 log = logging.getLogger("edge.upstream")
 
-Outcome = Literal["ok", "http_error", "timeout", "connect_error", "too_large"]
+Outcome = Literal["ok", "http_error", "timeout", "connect_error", "too_large", "refused"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +48,99 @@ class FetchResult:
     def ok(self) -> bool:
         return self.outcome == "ok"
 
+    @property
+    def answered(self) -> bool:
+        """The broadcaster is up, even if it has nothing for this URL (liveness.answered)."""
+        return answered(self.status)
 
-def playlist_url(origin: str, stream_id: str, rendition: str) -> str:
-    """`<origin>/stream/<id>/<rendition>.m3u8`, refusing anything that is not a checked id and name."""
-    if not is_stream_id(stream_id) or not is_rendition_name(rendition):
-        raise ValueError(f"refusing to build an upstream URL for {stream_id!r}/{rendition!r}")
-    return f"{origin}/stream/{stream_id}/{rendition}.m3u8"
+
+class AddressRefused(OSError):
+    """The edge may not connect to this address (broadcaster_registry.destinations said why)."""
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.partition("%")[0])  # an IPv6 zone says where, not what
+    except ValueError:
+        return None
+
+
+class GuardedResolver(AbstractResolver):
+    """A resolver that drops the addresses the policy refuses, and fails when none is left."""
+
+    def __init__(self, policy: DestinationPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self.inner = inner
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        if self.inner is None:  # created lazily: aiohttp's resolvers want a running loop
+            self.inner = DefaultResolver()
+        results = await self.inner.resolve(host, port, family)
+        allowed, reasons = [], []
+        for result in results:
+            ip = _ip(result["host"])
+            reason = self.policy.refuse_ip(ip) if ip is not None else f"{result['host']} is not an address"
+            if reason is None:
+                allowed.append(result)
+            else:
+                reasons.append(reason)
+        if not allowed:
+            raise AddressRefused(f"{host} resolves to {'; '.join(reasons) or 'nothing'}")
+        return allowed
+
+    async def close(self) -> None:
+        if self.inner is not None:
+            await self.inner.close()
+
+
+class AddressGuard:
+    """The destination policy at connection time, and what this node learnt from applying it.
+
+    Three layers, so that no path reaches a refused address: IP literals are judged before any
+    request; names are judged on what they resolve to (GuardedResolver); and the socket factory
+    judges the exact address every connection is made to, whatever path led there.
+    """
+
+    def __init__(self, policy: DestinationPolicy, resolver: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self.resolver = GuardedResolver(policy, resolver)
+        self._verdicts: dict[str, bool] = {}  # registered address -> allowed (pure, so cached)
+        self.refused: dict[str, str] = {}  # broadcaster -> why its last fetch was refused
+
+    def refuse_url(self, url: str) -> str | None:
+        """Why `url` may not be fetched, judged on its literal host (names: see GuardedResolver)."""
+        host = urlsplit(url).hostname or ""
+        return self.policy.refuse_host(f"[{host}]" if ":" in host else host)
+
+    def socket_factory(self, addr_info: Any) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        ip = _ip(str(sockaddr[0]))
+        reason = self.policy.refuse_ip(ip) if ip is not None else "not an IP address"
+        if reason is not None:
+            raise AddressRefused(reason)
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    def admits(self, b: Broadcaster) -> bool:
+        """Whether `b` may be handed out or fetched from: its registered address passes the policy
+        (the settings may have changed since it registered) and its name did not resolve to a
+        refused address at this node's last fetch."""
+        allowed = self._verdicts.get(b.address)
+        if allowed is None:
+            allowed = self._verdicts[b.address] = self.policy.refuse_address(b.address) is None
+        return allowed and b.name not in self.refused
+
+
+def _refusal(exc: BaseException) -> AddressRefused | None:
+    """The AddressRefused behind an aiohttp error (it wraps what the resolver or socket raised)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, AddressRefused):
+            return current
+        seen.add(id(current))
+        os_error = getattr(current, "os_error", None)
+        current = os_error if isinstance(os_error, BaseException) else (current.__cause__ or current.__context__)
+    return None
 
 
 class UpstreamMetrics:
@@ -58,14 +157,19 @@ class UpstreamMetrics:
 
 
 class UpstreamFetcher:
-    def __init__(self, timeout_s: float, max_bytes: int, metrics: UpstreamMetrics) -> None:
+    def __init__(self, timeout_s: float, max_bytes: int, metrics: UpstreamMetrics, guard: AddressGuard) -> None:
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
         self.metrics = metrics
+        self.guard = guard
         self._session: aiohttp.ClientSession | None = None
+        self._reported: set[tuple[str, str]] = set()  # (broadcaster, reason) refusals already logged
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=16, ttl_dns_cache=60)
+        connector = aiohttp.TCPConnector(
+            limit=256, limit_per_host=16, ttl_dns_cache=60,
+            resolver=self.guard.resolver, socket_factory=self.guard.socket_factory,
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
@@ -78,20 +182,35 @@ class UpstreamFetcher:
             await self._session.close()
             self._session = None
 
-    async def fetch(self, broadcaster: str, url: str) -> FetchResult:
-        result = await self._fetch(broadcaster, url)
+    async def fetch(self, broadcaster: str, url: str, timeout_s: float | None = None) -> FetchResult:
+        """GET `url` from `broadcaster` within `timeout_s` (default: the upstream timeout)."""
+        refused = self.guard.refuse_url(url)
+        if refused is not None:
+            result = FetchResult(broadcaster, url, "refused", detail=refused)
+        else:
+            result = await self._fetch(broadcaster, url, timeout_s or self.timeout_s)
         self.metrics.fetches.labels(broadcaster, result.outcome).inc()
+        if result.outcome == "refused":
+            self.guard.refused[broadcaster] = result.detail
+            if (broadcaster, result.detail) not in self._reported:  # once, not every poll
+                self._reported.add((broadcaster, result.detail))
+                log.warning("refused to fetch from a broadcaster at a forbidden address", extra={"fields": {
+                    "broadcaster": broadcaster, "url": url, "reason": result.detail}})
+            return result
+        self.guard.refused.pop(broadcaster, None)
         if not result.ok:
             log.debug("upstream fetch failed", extra={"fields": {
                 "broadcaster": broadcaster, "url": url, "outcome": result.outcome, "detail": result.detail}})
         return result
 
-    async def _fetch(self, broadcaster: str, url: str) -> FetchResult:
+    async def _fetch(self, broadcaster: str, url: str, timeout_s: float) -> FetchResult:
         if self._session is None:
             raise RuntimeError("UpstreamFetcher.start() was not awaited")
         started = time.perf_counter()
         try:
-            async with self._session.get(url, allow_redirects=False) as response:
+            async with self._session.get(
+                url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as response:
                 if response.status != 200:
                     return FetchResult(broadcaster, url, "http_error", response.status, detail=f"HTTP {response.status}")
                 declared = response.content_length
@@ -104,8 +223,11 @@ class UpstreamFetcher:
                         return FetchResult(broadcaster, url, "too_large", 200, detail=f"over {self.max_bytes} bytes")
                 return FetchResult(broadcaster, url, "ok", 200, bytes(body))
         except asyncio.TimeoutError:
-            return FetchResult(broadcaster, url, "timeout", detail=f"no answer within {self.timeout_s} s")
+            return FetchResult(broadcaster, url, "timeout", detail=f"no answer within {timeout_s:g} s")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
+            refusal = _refusal(exc)
+            if refusal is not None:
+                return FetchResult(broadcaster, url, "refused", detail=str(refusal))
             return FetchResult(broadcaster, url, "connect_error", detail=type(exc).__name__)
         finally:
             self.metrics.latency.labels(broadcaster).observe(time.perf_counter() - started)

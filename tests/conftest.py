@@ -21,6 +21,11 @@ API_KEY = "test-api-key"
 ADMIN_TOKEN = "test-admin-token"
 BROADCASTER_TOKEN = "test-broadcaster-token"
 
+# The tests' broadcasters run on this machine, and most tests speak for them with the shared token:
+# both are opt-ins of the operator, made explicitly here (a fresh install allows neither).
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+LOOPBACK_FLEET_ENV = {"EDGE_BROADCASTER_NETWORKS": ",".join(LOOPBACK), "EDGE_SHARED_BROADCASTER_TOKEN": "true"}
+
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
     base = dict(
@@ -28,6 +33,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         api_keys=(API_KEY,),
         admin_tokens=(ADMIN_TOKEN,),
         broadcaster_tokens=(BROADCASTER_TOKEN,),
+        shared_broadcaster_token=True,
+        broadcaster_networks=LOOPBACK,
         access_log=False,
     )
     base.update(overrides)

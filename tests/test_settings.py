@@ -25,6 +25,10 @@ def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:
         ({"EDGE_PAGE_SIZE": "500"}, "page_size: must be between 1 and 100"),
         ({"EDGE_STORE": "mysql://x"}, "store: not a supported URL"),
         ({"EDGE_CONFIG": "/nonexistent/edge.toml"}, "config: cannot read /nonexistent/edge.toml"),
+        ({"EDGE_BROADCASTER_NETWORKS": "10.0.0.1/8"}, "broadcaster_networks: '10.0.0.1/8' is not a network"),
+        ({"EDGE_METRICS_NETWORKS": "loopback"}, "metrics_networks: 'loopback' is not a network"),
+        ({"EDGE_HEADER_TIMEOUT": "0"}, "header_timeout: must be a positive number of seconds"),
+        ({"EDGE_MAX_CONNECTIONS_PER_CLIENT": "-1"}, "max_connections_per_client: must be 0"),
     ],
 )
 def test_bad_values_name_the_option(env: dict, message: str) -> None:
@@ -46,16 +50,26 @@ def test_lists_from_environment_and_secrets_hidden_in_repr() -> None:
 
 
 def test_generated_credentials_are_stable(tmp_path: Path) -> None:
-    settings = Settings(data_dir=str(tmp_path)).with_credentials()
-    again = Settings(data_dir=str(tmp_path)).with_credentials()
+    settings = Settings(data_dir=str(tmp_path), shared_broadcaster_token=True).with_credentials()
+    again = Settings(data_dir=str(tmp_path), shared_broadcaster_token=True).with_credentials()
     assert settings.api_keys == again.api_keys and len(settings.api_keys[0]) >= 24
     assert len({settings.api_keys[0], settings.admin_tokens[0], settings.broadcaster_tokens[0]}) == 3
 
 
+def test_no_shared_broadcaster_token_is_generated_unless_turned_on(tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path)).with_credentials()
+    assert settings.broadcaster_tokens == () and not (tmp_path / "broadcaster-token").exists()
+    assert settings.api_keys and settings.admin_tokens
+
+
 def test_a_shared_store_needs_configured_keys(tmp_path: Path) -> None:
     settings = Settings(data_dir=str(tmp_path), store="redis://127.0.0.1:6379/0", api_keys=("k",))
-    with pytest.raises(SettingsError, match="EDGE_ADMIN_TOKENS, EDGE_BROADCASTER_TOKENS: must be set"):
+    with pytest.raises(SettingsError, match="EDGE_ADMIN_TOKENS: must be set"):
         settings.with_credentials()
+    shared = Settings(data_dir=str(tmp_path), store="redis://127.0.0.1:6379/0", api_keys=("k",),
+                      shared_broadcaster_token=True)
+    with pytest.raises(SettingsError, match="EDGE_ADMIN_TOKENS, EDGE_BROADCASTER_TOKENS: must be set"):
+        shared.with_credentials()
     assert not (tmp_path / "api-key").exists()
 
 

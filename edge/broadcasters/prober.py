@@ -1,25 +1,26 @@
-"""Active health probes of the static fleet: one background task, one aiohttp session.
+"""Active health probes of the static fleet: one background task, through the edge's one upstream
+fetcher (edge/upstream.py), so a probe is refused where a playlist fetch would be.
 
 Every `interval` seconds each static broadcaster gets GET <address><path>; any answer below 500 is
-"up" (a 404 still proves the node is there), a 5xx, a timeout or a refused connection is "down".
-What a result means (consecutive failures take a node out, successes bring it back) is decided by
-broadcaster_registry.liveness.record_probe, applied inside the store.
+"up" (a 404 still proves the node is there), a 5xx, a timeout, a refused connection or an address
+the edge may not reach is "down". What a result means (consecutive failures take a node out,
+successes bring it back) is decided by broadcaster_registry.liveness.record_probe, applied inside
+the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 
-import aiohttp
-
+from broadcaster_registry.destinations import DestinationPolicy
 from broadcaster_registry.liveness import LivenessPolicy
 from broadcaster_registry.storage import RegistryStore
 from edge.tasks import cancel
 from edge.broadcasters.static import StaticEntry, StaticFleetError, apply_static_fleet, read_static_fleet
 from edge.settings import Settings
+from edge.upstream import UpstreamFetcher
 
 log = logging.getLogger("edge.broadcasters.prober")
 
@@ -31,6 +32,7 @@ class Prober:
         self,
         registry: RegistryStore,
         entries: Sequence[StaticEntry],
+        fetcher: UpstreamFetcher,
         *,
         interval_s: float,
         timeout_s: float,
@@ -44,7 +46,7 @@ class Prober:
         self.timeout_s = timeout_s
         self.policy = policy
         self.clock = clock
-        self._session: aiohttp.ClientSession | None = None
+        self.fetcher = fetcher
         self._task: asyncio.Task[None] | None = None
         # Last outcome per broadcaster and the round errors already reported: a node that stays
         # down (or a store that stays broken) is logged once, not every interval.
@@ -54,18 +56,11 @@ class Prober:
     async def start(self) -> None:
         if not self.targets:
             return
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-            headers={"User-Agent": "hls-edge-probe"},
-        )
         self._task = asyncio.create_task(self._run(), name="static-fleet-prober")
 
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,28 +94,21 @@ class Prober:
                       exc_info=(type(exc), exc, exc.__traceback__))
 
     async def _probe_and_record(self, name: str, url: str) -> None:
-        outcome = await self._probe(url)
+        outcome = await self._probe(name, url)
         before = await self.registry.get(name)
         after = await self.registry.record_probe(name, outcome == OK, self.clock(), self.policy)
         self._report(name, url, outcome, before is not None and before.probe.down,
                      after is not None and after.probe.down)
 
-    async def _probe(self, url: str) -> str:
-        """"ok", or what went wrong ("HTTP 503", "timeout", "ClientConnectorError")."""
-        assert self._session is not None
-        started = time.perf_counter()
-        try:
-            # Redirects are not followed: a node answering 3xx is up, and it must not be able to
-            # send our prober anywhere else.
-            async with self._session.get(url, allow_redirects=False) as response:
-                status = response.status
-        except asyncio.TimeoutError:
-            return f"timeout after {self.timeout_s:g}s"
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return type(exc).__name__
-        log.debug("probe answered", extra={"fields": {
-            "url": url, "status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 3)}})
-        return OK if status < 500 else f"HTTP {status}"
+    async def _probe(self, name: str, url: str) -> str:
+        """"ok", or what went wrong ("HTTP 503", "no answer within 2 s", "ClientConnectorError",
+        "refused: 10.0.0.7 is a private address")."""
+        # The fetcher follows no redirect: a node answering 3xx is up, and it cannot send the
+        # prober anywhere else.
+        result = await self.fetcher.fetch(name, url, self.timeout_s)
+        if result.answered:
+            return OK
+        return f"refused: {result.detail}" if result.outcome == "refused" else result.detail or result.outcome
 
     def _report(self, name: str, url: str, outcome: str, was_down: bool, is_down: bool) -> None:
         fields = {"broadcaster": name, "url": url, "outcome": outcome}
@@ -137,7 +125,12 @@ class Prober:
 
 
 async def start_static_fleet(
-    settings: Settings, registry: RegistryStore, policy: LivenessPolicy, clock: Callable[[], float]
+    settings: Settings,
+    registry: RegistryStore,
+    policy: LivenessPolicy,
+    clock: Callable[[], float],
+    fetcher: UpstreamFetcher,
+    destinations: DestinationPolicy,
 ) -> Prober:
     """Load the broadcasters file (if one is configured) into the registry and start probing it.
 
@@ -146,7 +139,7 @@ async def start_static_fleet(
     the nodes that have the file, and a node without it must not remove them for the whole fleet.
     """
     try:
-        entries = read_static_fleet(settings.broadcasters_file) if settings.broadcasters_file else ()
+        entries = read_static_fleet(settings.broadcasters_file, destinations) if settings.broadcasters_file else ()
     except StaticFleetError as exc:
         log.error("cannot start: %s", exc)
         raise
@@ -156,7 +149,7 @@ async def start_static_fleet(
         log.info("static broadcasters loaded", extra={"fields": {
             "file": settings.broadcasters_file, "broadcasters": [entry.name for entry in entries]}})
     prober = Prober(
-        registry, entries, interval_s=settings.probe_interval, timeout_s=settings.probe_timeout,
+        registry, entries, fetcher, interval_s=settings.probe_interval, timeout_s=settings.probe_timeout,
         path=settings.probe_path, policy=policy, clock=clock,
     )
     await prober.start()

@@ -1,5 +1,6 @@
-"""The broadcaster API: self-registration and heartbeats, drain, the admin listing, and Livepeer's
-`GET /api/broadcaster` (where should this ingest send its segments?).
+"""The broadcaster API: self-registration and heartbeats, drain, the admin listing, each
+broadcaster's credentials, and Livepeer's `GET /api/broadcaster` (where should this ingest send its
+segments?).
 
 Validation, liveness and ranking are broadcaster_registry's pure functions; this module only reads
 requests, calls them with the time from `svc.clock()`, and writes answers.
@@ -16,10 +17,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from broadcaster_registry.codec import to_doc
+from broadcaster_registry.credentials import is_credential_id, issue
 from broadcaster_registry.liveness import LivenessPolicy, health
 from broadcaster_registry.model import Broadcaster
 from broadcaster_registry.validation import ValidationError, parse_name, parse_registration, parse_state
-from edge.auth import Role
+from edge.auth import Caller, Role
 from edge.errors import NO_STORE, ApiError, api_json
 from edge.jsonbody import read_json
 from edge.services import Services, services
@@ -64,6 +66,16 @@ async def _known(svc: Services, name: str) -> Broadcaster:
     return b
 
 
+async def _caller_for(svc: Services, request: Request, name: str) -> Caller:
+    """The caller, if it may act for broadcaster `name`: an admin, the shared broadcaster token
+    (when turned on), or `name`'s own credential; 403 for another broadcaster's credential."""
+    caller = await svc.credentials.require_caller(request, svc.store.credentials, Role.BROADCASTER)
+    if not caller.may_act_for(name):
+        raise ApiError(403, f"authorization: this credential is broadcaster {caller.broadcaster}'s; "
+                            f"it may act for {caller.broadcaster} only")
+    return caller
+
+
 def _may_change(role: Role, b: Broadcaster) -> None:
     # Static entries are the operator's (the broadcasters file): only an admin acts on them.
     if b.source == "static" and role is not Role.ADMIN:
@@ -75,7 +87,7 @@ def _may_change(role: Role, b: Broadcaster) -> None:
 async def put_broadcaster(request: Request) -> Response:
     """Register or heartbeat: one idempotent call, the body replacing what the node said before."""
     svc = services(request)
-    svc.credentials.require(request, Role.BROADCASTER)
+    await _caller_for(svc, request, request.path_params["name"])
     _refuse_unknown_query(request, ())
     try:
         name = parse_name(request.path_params["name"])
@@ -83,7 +95,7 @@ async def put_broadcaster(request: Request) -> Response:
         raise ApiError(400, *exc.errors) from None
     body = await read_json(request, svc.settings.max_body_bytes)
     try:
-        registration = parse_registration(body)
+        registration = parse_registration(body, svc.destinations)
     except ValidationError as exc:
         raise ApiError(422, *exc.errors) from None
     previous = await svc.store.registry.get(name)
@@ -102,7 +114,7 @@ async def put_broadcaster(request: Request) -> Response:
 async def delete_broadcaster(request: Request) -> Response:
     """Drain (never handed out again, still merged while it serves), or with ?forget=true remove it."""
     svc = services(request)
-    role = svc.credentials.require(request, Role.BROADCASTER)
+    role = (await _caller_for(svc, request, request.path_params["name"])).role
     _refuse_unknown_query(request, ("forget",))
     forget = _single_query(request, "forget") or "false"
     if forget not in ("true", "false"):
@@ -128,7 +140,7 @@ async def delete_broadcaster(request: Request) -> Response:
 async def put_state(request: Request) -> Response:
     """Set the state explicitly: {"state": "active"} undoes a drain, {"state": "draining"} drains."""
     svc = services(request)
-    role = svc.credentials.require(request, Role.BROADCASTER)
+    role = (await _caller_for(svc, request, request.path_params["name"])).role
     _refuse_unknown_query(request, ())
     b = await _known(svc, request.path_params["name"])
     body = await read_json(request, svc.settings.max_body_bytes)
@@ -166,7 +178,7 @@ async def choose_broadcaster(request: Request) -> Response:
     playlists are merged from there even before that broadcaster reports carrying it.
     """
     svc = services(request)
-    svc.credentials.require(request, Role.API, Role.BROADCASTER)
+    await svc.credentials.require_caller(request, svc.store.credentials, Role.API, Role.BROADCASTER)
     _refuse_unknown_query(request, ("streamId",))
     stream_id = _single_query(request, "streamId")
     if stream_id is not None:
@@ -205,10 +217,59 @@ async def _check_stream(svc: Services, stream_id: str) -> None:
         raise ApiError(410, f"streamId: stream {stream_id} has ended")
 
 
+def _credential_name(request: Request) -> str:
+    try:
+        return parse_name(request.path_params["name"])
+    except ValidationError as exc:
+        raise ApiError(400, *exc.errors) from None
+
+
+async def issue_credential(request: Request) -> Response:
+    """A new credential for the broadcaster (admin); its token is in this answer and nowhere else.
+
+    The broadcaster need not be registered yet: issue first, then start it with the token."""
+    svc = services(request)
+    svc.credentials.require(request, Role.ADMIN)
+    _refuse_unknown_query(request, ())
+    name = _credential_name(request)
+    credential, token = issue(name, svc.clock())
+    await svc.store.credentials.add(credential)
+    log.info("broadcaster credential issued", extra={"fields": {"broadcaster": name, "credential": credential.id}})
+    return api_json(
+        {**credential.to_json(), "token": token}, 201,
+        {"Location": f"/api/broadcasters/{name}/credentials/{credential.id}"},
+    )
+
+
+async def list_credentials(request: Request) -> Response:
+    """The broadcaster's credentials (admin): ids and creation times, never a secret."""
+    svc = services(request)
+    svc.credentials.require(request, Role.ADMIN)
+    _refuse_unknown_query(request, ())
+    name = _credential_name(request)
+    return api_json([c.to_json() for c in await svc.store.credentials.list_for(name)])
+
+
+async def revoke_credential(request: Request) -> Response:
+    """Revoke one credential (admin): from the next request on, on every node, it is refused."""
+    svc = services(request)
+    svc.credentials.require(request, Role.ADMIN)
+    _refuse_unknown_query(request, ())
+    name = _credential_name(request)
+    credential_id = request.path_params["id"]
+    if not (is_credential_id(credential_id) and await svc.store.credentials.revoke(name, credential_id)):
+        raise ApiError(404, f"credential {credential_id}: not found for broadcaster {name}")
+    log.info("broadcaster credential revoked", extra={"fields": {"broadcaster": name, "credential": credential_id}})
+    return Response(status_code=204, headers=NO_STORE)
+
+
 ROUTES = [
     Route("/api/broadcaster", choose_broadcaster, methods=["GET"]),
     Route("/api/broadcasters", list_broadcasters, methods=["GET"]),
     Route("/api/broadcasters/{name}", put_broadcaster, methods=["PUT"]),
     Route("/api/broadcasters/{name}", delete_broadcaster, methods=["DELETE"]),
     Route("/api/broadcasters/{name}/state", put_state, methods=["PUT"]),
+    Route("/api/broadcasters/{name}/credentials", issue_credential, methods=["POST"]),
+    Route("/api/broadcasters/{name}/credentials", list_credentials, methods=["GET"]),
+    Route("/api/broadcasters/{name}/credentials/{id}", revoke_credential, methods=["DELETE"]),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import operator
 import random
+from collections.abc import Callable
 
 from broadcaster_registry.model import Broadcaster
 from broadcaster_registry.ranking import RankingPolicy, rank
@@ -22,8 +23,15 @@ log = logging.getLogger("edge.selection")
 
 
 class Selector:
-    def __init__(self, registry: RegistryStore, policy: RankingPolicy, rng: random.Random) -> None:
+    def __init__(
+        self,
+        registry: RegistryStore,
+        policy: RankingPolicy,
+        rng: random.Random,
+        admits: Callable[[Broadcaster], bool] = lambda b: True,
+    ) -> None:
         self.registry = registry
+        self.admits = admits  # whether a broadcaster's address may be handed out at all
         self.policy = policy
         self.rng = rng
         self.reservations: Reservations = NO_RESERVATIONS
@@ -53,7 +61,8 @@ class Selector:
     async def choose(self, client: Location | None, now: float, limit: int | None = None) -> list[Broadcaster]:
         """Eligible broadcasters, best first (the first `limit` of them); the first one is reserved
         until its next heartbeat."""
-        candidates = await self.candidates()
+        # Never hand out an address the edge may not reach itself (edge.upstream.AddressGuard).
+        candidates = [b for b in await self.candidates() if self.admits(b)]
         self._refresh(candidates)
         # Only reserved names can keep a reservation, so only they need looking at.
         reserved = [self._by_name[name] for name in self.reservations.by_name if name in self._by_name]

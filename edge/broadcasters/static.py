@@ -19,6 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from broadcaster_registry.destinations import DEFAULT_DESTINATIONS, DestinationPolicy
 from broadcaster_registry.model import Registration
 from broadcaster_registry.storage import RegistryStore
 from broadcaster_registry.validation import ValidationError, parse_static_entry
@@ -36,8 +37,11 @@ class StaticEntry:
     registration: Registration
 
 
-def read_static_fleet(path: str | Path) -> tuple[StaticEntry, ...]:
-    """The validated entries of the broadcasters file, or StaticFleetError listing every problem."""
+def read_static_fleet(
+    path: str | Path, destinations: DestinationPolicy = DEFAULT_DESTINATIONS
+) -> tuple[StaticEntry, ...]:
+    """The validated entries of the broadcasters file, or StaticFleetError listing every problem
+    (an address `destinations` refuses among them)."""
     where = f"broadcasters_file {path}"
     try:
         with open(path, "rb") as fh:
@@ -46,10 +50,12 @@ def read_static_fleet(path: str | Path) -> tuple[StaticEntry, ...]:
         raise StaticFleetError(f"{where}: cannot read it: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise StaticFleetError(f"{where}: not valid TOML: {exc}") from None
-    return parse_static_fleet(data, where)
+    return parse_static_fleet(data, where, destinations)
 
 
-def parse_static_fleet(data: dict[str, object], where: str) -> tuple[StaticEntry, ...]:
+def parse_static_fleet(
+    data: dict[str, object], where: str, destinations: DestinationPolicy = DEFAULT_DESTINATIONS
+) -> tuple[StaticEntry, ...]:
     unknown = sorted(key for key in data if key != "broadcasters")
     if unknown:
         raise StaticFleetError(f"{where}: unknown key(s) {', '.join(unknown)}; expected [[broadcasters]] tables")
@@ -64,7 +70,7 @@ def parse_static_fleet(data: dict[str, object], where: str) -> tuple[StaticEntry
         if isinstance(table, dict) and isinstance(table.get("name"), str):
             label += f" ({table['name']})"
         try:
-            name, registration = parse_static_entry(table)
+            name, registration = parse_static_entry(table, destinations)
         except ValidationError as exc:
             problems.extend(f"{label}: {error}" for error in exc.errors)
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from broadcaster_registry.storage import RegistryStore
+from broadcaster_registry.storage import CredentialStore, RegistryStore
 from edge.store.leases import Leases
 from edge.streams.model import Stream
 
@@ -72,6 +72,7 @@ class Store(Protocol):
 
     streams: StreamStore
     registry: RegistryStore
+    credentials: CredentialStore
     playlists: PlaylistStateStore
     leases: Leases
     shared: bool  # several edge nodes may write it (players must then see the newest revision)

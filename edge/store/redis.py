@@ -30,6 +30,8 @@ Key layout, every key under the prefix (P, default "edge:"):
     P reported:<stream>    set     names reporting <stream>, so `carrying` reads a few docs, not all
     P handouts:<stream>    zset    name -> deadline (ms, Redis clock); PX handout_ttl
     P handed:<name>        zset    stream id -> deadline, the reverse, so `delete` finds them
+    P credential:<id>      hash    name, salt, digest, created of a broadcaster credential
+    P credentials:<name>   zset    credential id -> created, the ones bound to <name>
     P playlist:<stream>    hash    rendition -> published state (opaque bytes)
     P lease:<key>          string  owner; PX ttl
 
@@ -57,6 +59,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, WatchError
 
 from broadcaster_registry.codec import from_doc, to_doc
+from broadcaster_registry.credentials import Credential
 from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy, record_fetch, record_probe
 from broadcaster_registry.model import Broadcaster, Registration, Source, State, from_registration
 from edge.store.base import Page, StoredStates, StoreUnavailable
@@ -637,6 +640,63 @@ class RedisRegistry:
         await self._forget_stream(args=[self.db.prefix, stream_id])
 
 
+# --- credentials ---
+
+# ARGV: prefix, name, id. Only a credential bound to `name` is revoked.
+_CREDENTIAL_REVOKE = """
+local key = ARGV[1] .. 'credential:' .. ARGV[3]
+if redis.call('HGET', key, 'name') ~= ARGV[2] then return 0 end
+redis.call('DEL', key)
+redis.call('ZREM', ARGV[1] .. 'credentials:' .. ARGV[2], ARGV[3])
+return 1
+"""
+
+
+class RedisCredentials:
+    """Broadcaster credentials, read from Redis on every use: a revocation on one node holds on all."""
+
+    def __init__(self, db: RedisDatabase) -> None:
+        self.db = db
+        self._revoke = db.script(_CREDENTIAL_REVOKE)
+
+    @_unavailable_as_store_error
+    async def add(self, credential: Credential) -> None:
+        async with self.db.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.db.key("credential", credential.id), mapping={
+                "name": credential.name, "salt": credential.salt, "digest": credential.digest,
+                "created": repr(credential.created_at),
+            })
+            pipe.zadd(self.db.key("credentials", credential.name), {credential.id: credential.created_at})
+            await pipe.execute()
+
+    @_unavailable_as_store_error
+    async def get(self, credential_id: str) -> Credential | None:
+        return _credential(credential_id, await self.db.client.hgetall(self.db.key("credential", credential_id)))
+
+    @_unavailable_as_store_error
+    async def list_for(self, name: str) -> list[Credential]:
+        ids = [_text(i) for i in await self.db.client.zrange(self.db.key("credentials", name), 0, -1)]
+        async with self.db.client.pipeline(transaction=False) as pipe:
+            for credential_id in ids:
+                pipe.hgetall(self.db.key("credential", credential_id))
+            fields = await pipe.execute()
+        found = [_credential(i, f) for i, f in zip(ids, fields)]
+        return sorted((c for c in found if c is not None and c.name == name), key=lambda c: (c.created_at, c.id))
+
+    @_unavailable_as_store_error
+    async def revoke(self, name: str, credential_id: str) -> bool:
+        return bool(await self._revoke(args=[self.db.prefix, name, credential_id]))
+
+
+def _credential(credential_id: str, fields: dict[bytes, bytes]) -> Credential | None:
+    if not fields:
+        return None
+    return Credential(
+        id=credential_id, name=_text(fields[b"name"]), salt=fields[b"salt"], digest=fields[b"digest"],
+        created_at=float(fields[b"created"]),
+    )
+
+
 # --- playlists ---
 
 
@@ -751,6 +811,7 @@ class RedisStore:
         self.db = RedisDatabase(url, prefix, connect_timeout_s, operation_timeout_s)
         self.streams = RedisStreams(self.db)
         self.registry = RedisRegistry(self.db, liveness, handout_ttl_s)
+        self.credentials = RedisCredentials(self.db)
         self.playlists = RedisPlaylists(self.db)
         self.leases = RedisLeases(self.db)
         self.shared = True  # every edge node of the fleet reads and writes it

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from broadcaster_registry.codec import from_doc, to_doc
+from broadcaster_registry.credentials import Credential
 from broadcaster_registry.liveness import LivenessPolicy, record_fetch, record_probe
 from broadcaster_registry.model import Broadcaster, Registration, Source, State, from_registration
 from edge.store.base import Page, StoredStates, StoreUnavailable
@@ -56,11 +58,37 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE playlist_revisions (stream_id TEXT PRIMARY KEY, revision INTEGER NOT NULL);
     """,
+    """
+    CREATE TABLE broadcaster_credentials (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        salt BLOB NOT NULL,
+        digest BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX broadcaster_credentials_by_name ON broadcaster_credentials (name, created_at);
+    """,
 )
 
 
 def _dumps(doc: Any) -> str:
     return json.dumps(doc, separators=(",", ":"))
+
+
+def _owner_only(path: Path) -> None:
+    """Create the database file readable by its owner only, as the credential files are, and
+    tighten one an older version left readable by others. SQLite creates the -wal and -shm files
+    with the database file's mode, so they follow."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        sidecar = path.with_name(path.name + suffix)
+        if sidecar.exists() and sidecar.stat().st_mode & 0o077:
+            sidecar.chmod(0o600)
 
 
 class SqliteDatabase:
@@ -76,6 +104,7 @@ class SqliteDatabase:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _owner_only(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -284,6 +313,53 @@ class SqliteRegistry:
             )
 
 
+class SqliteCredentials:
+    """Broadcaster credentials, read from the file on every use: a revoked one stops working at once."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    async def add(self, credential: Credential) -> None:
+        await self.db.run(
+            lambda: self.db.conn.execute(
+                "INSERT INTO broadcaster_credentials (id, name, salt, digest, created_at) VALUES (?, ?, ?, ?, ?)",
+                (credential.id, credential.name, credential.salt, credential.digest, credential.created_at),
+            )
+        )
+
+    async def get(self, credential_id: str) -> Credential | None:
+        row = await self.db.run(
+            lambda: self.db.conn.execute(
+                "SELECT id, name, salt, digest, created_at FROM broadcaster_credentials WHERE id = ?",
+                (credential_id,),
+            ).fetchone()
+        )
+        return _credential(row) if row else None
+
+    async def list_for(self, name: str) -> list[Credential]:
+        rows = await self.db.run(
+            lambda: self.db.conn.execute(
+                "SELECT id, name, salt, digest, created_at FROM broadcaster_credentials WHERE name = ? "
+                "ORDER BY created_at, id",
+                (name,),
+            ).fetchall()
+        )
+        return [_credential(row) for row in rows]
+
+    async def revoke(self, name: str, credential_id: str) -> bool:
+        cursor = await self.db.run(
+            lambda: self.db.conn.execute(
+                "DELETE FROM broadcaster_credentials WHERE id = ? AND name = ?", (credential_id, name)
+            )
+        )
+        return cursor.rowcount > 0
+
+
+def _credential(row: tuple[str, str, bytes, bytes, float]) -> Credential:
+    credential_id, name, salt, digest, created_at = row
+    return Credential(id=credential_id, name=name, salt=bytes(salt), digest=bytes(digest), created_at=created_at)
+
+
 class SqlitePlaylists:
     """Published playlist states, one opaque blob per (stream, rendition), and a revision per stream."""
 
@@ -347,6 +423,7 @@ class SqliteStore:
         self.db = SqliteDatabase(path)
         self.streams = SqliteStreams(self.db)
         self.registry = SqliteRegistry(self.db)
+        self.credentials = SqliteCredentials(self.db)
         self.playlists = SqlitePlaylists(self.db)
         self.leases = LocalLeases()
         self.shared = False  # one node owns the file

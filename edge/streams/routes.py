@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from broadcaster_registry.validation import normalise_address
-from edge.auth import Role
+from edge.auth import Caller, Role
 from edge.errors import ApiError, api_json
 from edge.jsonbody import FieldErrors, read_json, refuse_unknown, require_object, string
 from edge.services import Services, services
@@ -100,7 +100,7 @@ async def delete_stream(request: Request) -> Response:
 async def stream_hook(request: Request) -> Response:
     """go-livepeer's -authWebhookUrl: may this ingest go on, and with which profiles?"""
     svc = services(request)
-    svc.credentials.require(request, Role.BROADCASTER, Role.API)
+    caller = await svc.credentials.require_caller(request, svc.store.credentials, Role.BROADCASTER, Role.API)
     body = await read_json(request, svc.settings.max_body_bytes)
     try:
         obj = require_object(body, "")
@@ -116,18 +116,19 @@ async def stream_hook(request: Request) -> Response:
     stream = await _load(svc, stream_id)
     if stream.ended:
         raise ApiError(410, f"stream {stream_id}: has ended")
-    await _note_carrier(svc, stream.id, url)
+    await _note_carrier(svc, stream.id, url, caller)
     return api_json({"manifestId": stream.id, "profiles": [p.to_json() for p in stream.profiles]})
 
 
-async def _note_carrier(svc: Services, stream_id: str, ingest_url: str) -> None:
+async def _note_carrier(svc: Services, stream_id: str, ingest_url: str, caller: Caller) -> None:
     """The ingest URL is addressed to the broadcaster asking: from then on it may carry the stream,
-    so the playlist merger asks it at once instead of waiting for its next heartbeat."""
+    so the playlist merger asks it at once instead of waiting for its next heartbeat. A broadcaster
+    with its own credential can name only itself as the carrier."""
     origin = normalise_address(_origin(ingest_url))
     if origin is None:
         return
     for b in await svc.store.registry.list_all():
-        if b.address == origin:
+        if b.address == origin and caller.may_act_for(b.name):
             await svc.store.registry.note_handout(stream_id, b.name, svc.clock())
             svc.playlists.poke(stream_id)  # refresh now with the new carrier
             return

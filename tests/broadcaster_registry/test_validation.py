@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from broadcaster_registry.destinations import DestinationPolicy
 from broadcaster_registry.model import Load, Registration
 from broadcaster_registry.validation import (
     ValidationError,
@@ -42,9 +43,24 @@ GOOD_ADDRESSES = [
 ]
 
 
+# Normalisation only: where broadcasters may be is tests/broadcaster_registry/test_destinations.py.
+ANYWHERE = DestinationPolicy.build(["0.0.0.0/0", "::/0"])
+
+
 @pytest.mark.parametrize("given, stored", GOOD_ADDRESSES)
 def test_good_addresses_are_normalised(given: str, stored: str) -> None:
-    assert parse_registration({"address": given}).address == stored
+    assert parse_registration({"address": given}, ANYWHERE).address == stored
+
+
+def test_an_address_the_destinations_refuse_is_refused_naming_the_field_and_why() -> None:
+    errors = _errors({"address": "http://127.0.0.1:6379", "region": "EU"})
+    assert errors == [
+        "address: 127.0.0.1 is a loopback address; broadcasters may not be there unless the operator "
+        "allows it (broadcaster_networks)",
+        REGION_RULE,
+    ]
+    with pytest.raises(ValidationError, match="address: 169.254.169.254 is a link-local"):
+        parse_static_entry({"name": "meta", "address": "http://169.254.169.254"})
 
 
 BAD_ADDRESSES = [

@@ -240,7 +240,7 @@ async def test_refused_calls_change_nothing(
 
 async def test_registration_survives_a_restart_of_a_real_server(tmp_path: Path) -> None:
     env = {"EDGE_BROADCASTER_TOKENS": "b-token", "EDGE_ADMIN_TOKENS": "a-token", "EDGE_API_KEYS": "k",
-           "EDGE_TRUSTED_PROXIES": "127.0.0.1/32"}
+           "EDGE_TRUSTED_PROXIES": "127.0.0.1/32", "EDGE_SHARED_BROADCASTER_TOKEN": "true"}
     edge = start_edge(tmp_path, env=env)
     try:
         put = httpx.put(f"{edge.url}/api/broadcasters/fra", json=FRANKFURT,

@@ -229,3 +229,10 @@ async def _true(value: bool) -> bool:
 
 
 
+
+
+def test_a_static_entry_at_a_refused_address_names_the_entry_and_why(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text('[[broadcasters]]\nname = "meta"\naddress = "http://169.254.169.254"\n')
+    with pytest.raises(StaticFleetError, match=r"broadcasters\[0\] \(meta\): address: 169.254.169.254 is a link-local"):
+        read_static_fleet(path)

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from devtools.broadcaster import ReferenceBroadcaster
-from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, EdgeProcess, auth, start_edge
+from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, LOOPBACK_FLEET_ENV, EdgeProcess, auth, start_edge
 
 CREDENTIALS = {
+    **LOOPBACK_FLEET_ENV,
     "EDGE_API_KEYS": API_KEY,
     "EDGE_BROADCASTER_TOKENS": BROADCASTER_TOKEN,
     "EDGE_ADMIN_TOKENS": ADMIN_TOKEN,

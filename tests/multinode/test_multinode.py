@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, EdgeProcess, start_edge
+from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, LOOPBACK_FLEET_ENV, EdgeProcess, start_edge
 from tests.fakes import FakeBroadcaster
 from tests.playlists_http.rules import Seen, check_one, check_reload
 from tests.store.conftest import REDIS_URL, delete_prefix, require_redis
@@ -23,6 +23,7 @@ POLL = 0.2
 
 def node_env(prefix: str) -> dict[str, str]:
     return {
+        **LOOPBACK_FLEET_ENV,
         "EDGE_STORE": REDIS_URL,
         "EDGE_REDIS_PREFIX": prefix,
         "EDGE_API_KEYS": API_KEY,

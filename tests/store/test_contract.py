@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from broadcaster_registry.credentials import issue
 from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy, is_serving
 from broadcaster_registry.model import Load, Registration
 from edge.store.base import StoredStates, Store
@@ -236,3 +237,31 @@ async def test_a_stale_writer_cannot_overwrite_newer_states(store: Store) -> Non
 async def test_it_answers_a_ping_and_says_where_it_lives(store: Store) -> None:
     await store.ping()
     assert store.describe().startswith(("sqlite:///", "redis://"))
+
+
+# --- broadcaster credentials ---
+
+
+async def test_credentials_are_kept_hashed_listed_per_name_and_revoked_under_their_name(store: Store) -> None:
+    old, old_token = issue("fra", NOW)
+    new, new_token = issue("fra", NOW + 1)
+    other, _ = issue("ash", NOW)
+    for credential in (new, old, other):
+        await store.credentials.add(credential)
+    stored = await store.credentials.get(old.id)
+    assert stored == old and old_token.rsplit(".", 1)[1].encode() not in stored.digest + stored.salt
+    assert stored.matches(old_token.rsplit(".", 1)[1]) and not stored.matches(new_token.rsplit(".", 1)[1])
+    assert [c.id for c in await store.credentials.list_for("fra")] == [old.id, new.id]  # oldest first
+    assert not await store.credentials.revoke("ash", old.id)  # not under another name
+    assert await store.credentials.revoke("fra", old.id)
+    assert await store.credentials.get(old.id) is None and not await store.credentials.revoke("fra", old.id)
+    assert [c.id for c in await store.credentials.list_for("fra")] == [new.id]
+    assert await store.credentials.list_for("nobody") == []
+
+
+async def test_credentials_outlive_their_broadcasters_registration(store: Store) -> None:
+    credential, _ = issue("fra", NOW)
+    await store.credentials.add(credential)
+    await store.registry.upsert("fra", registration("fra"), NOW)
+    await store.registry.delete("fra")
+    assert await store.credentials.get(credential.id) == credential
