@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import auth
 from tests.playlists_http.harness import Edge, open_edge, parse
-from tests.playlists_http.rules import Seen, check_one, check_reload
+from devtools.playlist_rules import Seen, check_one, check_reload
 
 
 @pytest.fixture
