@@ -30,7 +30,7 @@ class Rates:
     duplicate: float = 0.05
     rendition_gap: float = 0.02
     hostile: float = 0.03
-    playlist_fault: float = 0.02  # one of slow, http500, garbage, huge, frozen
+    playlist_fault: float = 0.025  # one of slow, http500, garbage, huge, frozen
     broadcaster_kill: float = 0.012
     node_kill: float = 0.03  # with two edge nodes
     redis_restart: float = 0.02  # with two edge nodes
@@ -138,7 +138,9 @@ class Script:
         rng, rates = self.rng, self.rates
         for broadcaster in self._alive():
             if broadcaster.fault() is None and rng.random() < rates.playlist_fault:
-                kind = rng.choice(PLAYLIST_FAULTS)
+                # the least used kind so far, so that even a short run sees every kind
+                fewest = min(self.counts[f"playlist_{k}"] for k in PLAYLIST_FAULTS)
+                kind = rng.choice([k for k in PLAYLIST_FAULTS if self.counts[f"playlist_{k}"] == fewest])
                 broadcaster.set_fault(kind, rng.uniform(1.0, 3.0) * self.segment_s)
                 self.counts[f"playlist_{kind}"] += 1
         alive = self._alive()
