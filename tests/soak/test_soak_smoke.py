@@ -4,7 +4,6 @@ outside the layout, a stall)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from urllib.parse import urljoin
 
