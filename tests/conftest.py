@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
+from devtools.processes import EdgeProcess, free_port, start_edge  # EdgeProcess, free_port: for the tests
 from edge.app import create_app
 from edge.settings import Settings
-from tests.processes import OwnRedis, free_port, stop_process
+from tests.processes import OwnRedis
 
 API_KEY = "test-api-key"
 ADMIN_TOKEN = "test-admin-token"
@@ -58,44 +54,6 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 def auth(token: str = API_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@dataclass
-class EdgeProcess:
-    """A real `edge serve` process, started the way the README starts it."""
-
-    url: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-def start_edge(workdir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> EdgeProcess:
-    port = free_port()
-    log_path = workdir / f"edge-{port}.log"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
-    full_env.update(env or {})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge", "serve", "--port", str(port), *(args or [])],
-        cwd=workdir, env=full_env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-    )
-    edge = EdgeProcess(f"http://127.0.0.1:{port}", proc, log_path)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"edge exited with {proc.returncode}:\n{edge.log()}")
-        try:
-            if httpx.get(f"{edge.url}/healthz", timeout=0.5).status_code == 200:
-                return edge
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    edge.stop()
-    raise RuntimeError(f"edge did not answer within 20 s:\n{edge.log()}")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, LOOPBACK_FLEET_ENV, EdgeProcess, start_edge
 from tests.fakes import FakeBroadcaster
-from tests.playlists_http.rules import Seen, check_one, check_reload
+from devtools.playlist_rules import Seen, check_one, check_reload
 from tests.store.conftest import REDIS_URL, delete_prefix, require_redis
 
 POLL = 0.2

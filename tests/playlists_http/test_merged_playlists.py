@@ -12,7 +12,7 @@ from broadcaster_registry.model import Registration
 from tests.conftest import auth
 from tests.fakes import FakeBroadcaster
 from tests.playlists_http.harness import Edge, open_edge, parse
-from tests.playlists_http.rules import Seen, check_one, check_reload
+from devtools.playlist_rules import Seen, check_one, check_reload
 
 
 @pytest.fixture
