@@ -65,6 +65,10 @@ class SoakConfig:
             "EDGE_API_KEYS": API_KEY,
             "EDGE_ADMIN_TOKENS": ADMIN_TOKEN,
             "EDGE_BROADCASTER_TOKENS": BROADCASTER_TOKEN,
+            # The soak's broadcasters are on loopback, which a production edge refuses, and share one
+            # token, which a production edge replaces with per-broadcaster credentials.
+            "EDGE_BROADCASTER_NETWORKS": "127.0.0.0/8,::1/128",
+            "EDGE_SHARED_BROADCASTER_TOKEN": "true",
             "EDGE_ACCESS_LOG": "false",
             "EDGE_LOG_LEVEL": "warning",
             "EDGE_POLL_INTERVAL": str(seg / 2),
