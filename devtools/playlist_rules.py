@@ -173,8 +173,12 @@ def alignment_problems(a: Seen, b: Seen) -> list[tuple[Problem, int]]:
     return found
 
 
-def layout_problem(uri: str, stream_id: str, rendition: str, origins: Iterable[str]) -> Problem | None:
-    """A URI must be `<origin>/stream/<id>/<rendition>/<n>.ts` for one of `origins`, and nothing more."""
+def layout_problem(
+    uri: str, stream_id: str, rendition: str, origins: Iterable[str], stand_ins: Iterable[str] = ()
+) -> Problem | None:
+    """A URI must be `<origin>/stream/<id>/<rendition>/<n>.ts` for one of `origins`, and nothing more;
+    or, where the edge shows another rendition's copy of a number this one lacks, the same in one of
+    the stream's other renditions (`stand_ins`; see `stand_in_problems` for how they must be framed)."""
     try:
         parts = urlsplit(uri)
         origin = f"{parts.scheme}://{parts.netloc}"
@@ -182,10 +186,25 @@ def layout_problem(uri: str, stream_id: str, rendition: str, origins: Iterable[s
         return Problem("uri_outside_layout", f"unparsable: {uri}")
     if origin not in set(origins):
         return Problem("uri_foreign_host", uri)
-    expected = re.compile(rf"/stream/{re.escape(stream_id)}/{re.escape(rendition)}/[0-9]+\.ts")
+    names = "|".join(re.escape(r) for r in (rendition, *stand_ins))
+    expected = re.compile(rf"/stream/{re.escape(stream_id)}/(?:{names})/[0-9]+\.ts")
     if parts.query or parts.fragment or not expected.fullmatch(parts.path):
         return Problem("uri_outside_layout", uri)
     return None
+
+
+def stand_in_problems(seen: Seen, rendition: str) -> list[Problem]:
+    """Another rendition's copy shown in this one is a change of encoding: a DISCONTINUITY must come
+    before it, and before the first own segment after it (RFC 8216 §4.4.4.3)."""
+    problems = []
+    previous: str | None = None  # the rendition of the previous segment's copy
+    for uri, _, discontinuity in seen.segments:
+        parts = urlsplit(uri).path.split("/")
+        source = parts[-2] if len(parts) >= 2 else rendition
+        if previous is not None and source != previous and not discontinuity:
+            problems.append(Problem("stand_in_unframed", f"{uri} follows a copy of {previous} without a DISCONTINUITY"))
+        previous = source
+    return problems
 
 
 class ReloadChecker:

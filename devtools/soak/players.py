@@ -18,7 +18,15 @@ from typing import Hashable, Protocol
 
 import aiohttp
 
-from devtools.playlist_rules import Problem, ReloadChecker, Seen, alignment_problems, ingest_number, layout_problem
+from devtools.playlist_rules import (
+    Problem,
+    ReloadChecker,
+    Seen,
+    alignment_problems,
+    ingest_number,
+    layout_problem,
+    stand_in_problems,
+)
 from devtools.soak.broadcaster import SoakBroadcaster
 
 
@@ -71,6 +79,7 @@ class World(Protocol):
 
     findings: Findings
     broadcasters: list[SoakBroadcaster]
+    streams: dict[str, tuple[str, ...]]  # stream id -> its renditions
     target_hint: float  # reload pace before a playlist said its target duration
 
     def elapsed(self) -> float: ...
@@ -181,11 +190,14 @@ class Player:
 
     def _check_uris(self, node: str, seen: Seen) -> None:
         origins = [b.url for b in self.world.broadcasters]
+        others = [r for r in self.world.streams[self.sid] if r != self.rendition]
+        for problem in stand_in_problems(seen, self.rendition):
+            self.report(node, problem, None, seen.text, key=(problem.kind, problem.detail))
         for segment in seen.segments:
             if segment.uri in self.seen_uris:
                 continue
             self.seen_uris.add(segment.uri)
-            problem = layout_problem(segment.uri, self.sid, self.rendition, origins)
+            problem = layout_problem(segment.uri, self.sid, self.rendition, origins, others)
             if problem is not None:
                 self.report(node, problem, None, seen.text, key=(problem.kind, segment.uri))
             else:  # only ever fetch from our own broadcasters

@@ -7,7 +7,14 @@ from __future__ import annotations
 import random
 from urllib.parse import urljoin
 
-from devtools.playlist_rules import ReloadChecker, Seen, alignment_problems, layout_problem, reload_problems
+from devtools.playlist_rules import (
+    ReloadChecker,
+    Seen,
+    alignment_problems,
+    layout_problem,
+    reload_problems,
+    stand_in_problems,
+)
 from devtools.soak.broadcaster import SoakBroadcaster
 from devtools.soak.players import Downloads, Findings, Player
 from devtools.soak.run import Soak, SoakConfig
@@ -89,6 +96,24 @@ def test_every_hostile_uri_of_the_script_is_outside_the_layout() -> None:
     assert layout_problem(f"{B}/stream/{SID}/source/16.ts", SID, "source", [B]) is None
 
 
+def test_a_stand_in_from_another_rendition_must_be_framed_by_discontinuities() -> None:
+    own, other = f"{B}/stream/{SID}/low/", f"{B}/stream/{SID}/source/"
+    assert layout_problem(other + "16.ts", SID, "low", [B], ["source"]) is None
+    assert layout_problem(other + "16.ts", SID, "low", [B]) is not None  # not a rendition of the stream
+
+    def seen(*entries: tuple[str, bool]) -> Seen:
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0"]
+        for uri, mark in entries:
+            lines += (["#EXT-X-DISCONTINUITY"] if mark else []) + ["#EXTINF:1.000,", uri]
+        return Seen.of("\n".join(lines) + "\n")
+
+    framed = seen((own + "1.ts", False), (other + "2.ts", True), (other + "3.ts", False), (own + "4.ts", True))
+    assert stand_in_problems(framed, "low") == []
+    unframed_in = seen((own + "1.ts", False), (other + "2.ts", False), (own + "3.ts", True))
+    unframed_out = seen((own + "1.ts", False), (other + "2.ts", True), (own + "3.ts", False))
+    assert kinds(stand_in_problems(unframed_in, "low")) == kinds(stand_in_problems(unframed_out, "low")) == {"stand_in_unframed"}
+
+
 # --- the soak's own player path ---
 
 
@@ -98,6 +123,7 @@ class FakeWorld:
         self.broadcasters = [SoakBroadcaster("b")]
         self.target_hint = 2.0
         self.clock = 0.0
+        self.streams = {SID: ("source", "low")}
 
     def elapsed(self) -> float:
         return self.clock
