@@ -26,9 +26,9 @@ from edge.playlists.layout import Layout
 from edge.playlists.master import UNKNOWN_SOURCE_BPS
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
 from edge.playlists.render import render_media
-from edge.playlists.round import StreamPolicy, decide, substitutes_by_bitrate, with_dvr_window
+from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate, with_dvr_window
 from edge.playlists.upstream import ParseLimits, UpstreamPlaylist, parse_upstream
-from edge.store.base import Store
+from edge.store.base import Store, StoreUnavailable
 from edge.streams.model import SOURCE, Stream
 from edge.upstream import FetchResult, UpstreamFetcher
 
@@ -133,6 +133,10 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self._errors_logged: set[str] = set()
         self._lease_until = float("-inf")  # on ctx.clock: until when our lease surely holds
+        self._last_progress = ctx.clock()  # when players last got a new segment
+        # Renditions whose state here is newer than the stored one (the store lost writes, say a
+        # Redis restarted from a slightly old file): saved again with the next publish.
+        self._ahead: set[str] = set()
         self._policy = self._stream_policy(stream)
 
     def _stream_policy(self, stream: Stream) -> StreamPolicy:
@@ -228,10 +232,12 @@ class Feed:
         """Take the stored states if they are newer than ours (another node published them).
 
         Concurrent callers (players at a follower, the feed itself) share one load."""
-        if known_revision is not None and known_revision <= self.revision:
+        # A revision other than ours, even a lower one (a store that lost writes), is looked at: what
+        # is adopted is decided per rendition below, and never goes back.
+        if known_revision is not None and known_revision == self.revision:
             return
         async with self._sync_lock:
-            if known_revision is not None and known_revision <= self.revision:
+            if known_revision is not None and known_revision == self.revision:
                 return  # loaded by whoever held the lock before us
             stored = await self.ctx.store.playlists.load(self.stream.id)
             if stored.revision == self.revision and self.states:
@@ -247,8 +253,14 @@ class Feed:
                     log.warning("feed %s: stored %s state unreadable (%s); ignored", self.stream.id, rendition, exc)
                     continue
                 current = self.states.get(rendition)
-                if current is None or current.version != state.version:
+                # Versions only grow, and every node continues from the stored ones: an older stored
+                # state means the store lost writes that players were already served. Never go back.
+                if current is None or state.version > current.version:
                     adopted[rendition] = state
+                    self._ahead.discard(rendition)
+                elif state.version < current.version:
+                    self._ahead.add(rendition)
+            self._ahead.update(r for r in self.states if r not in stored.states)
             self._adopt(adopted, now)
             self.revision = stored.revision
 
@@ -258,6 +270,8 @@ class Feed:
         shown = set(states) if visible is None else set(visible)
         changed = {r: states[r] for r in shown if r in states}
         self.states.update(states)
+        if any(s.segments for s in changed.values()):
+            self._last_progress = now
         if changed:
             self.rendered.update(self._renders(changed, now) if not _large(changed.values()) else {})
             if _large(changed.values()):
@@ -289,7 +303,7 @@ class Feed:
             return
         carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
         handed = await ctx.store.registry.handed_out(self.stream.id)
-        if now - self._last_discovery >= ctx.discovery_interval:
+        if discovery_due(now, self._last_discovery, self._last_progress, ctx.poll_interval, ctx.discovery_interval):
             self._last_discovery = now
             found = await self._discover(carriers, now)
             carriers += found
@@ -305,14 +319,15 @@ class Feed:
         if outcome.changed:
             # Stored before it is served: what a player saw is never lost by a crash. The save is
             # fenced by the revision: if another node published meanwhile, this round is dropped.
-            changed = dict(outcome.changed)
+            changed = {**{r: self.states[r] for r in self._ahead if r in self.states}, **outcome.changed}
             blobs = await _off_loop_if_large(changed.values(), lambda: {r: dump_state(st) for r, st in changed.items()})
             revision = await ctx.store.playlists.save(self.stream.id, blobs, self.revision)
             if revision is None:
                 log.info("feed %s: another node published first; following it", self.stream.id)
-                await self.sync(self.revision + 1)
+                await self.sync()
                 return
             self.revision = revision
+            self._ahead.clear()
             self._adopt(changed, now, outcome.visible)
             if outcome.visible:
                 ctx.metrics.published.inc(len(outcome.visible))
@@ -325,7 +340,13 @@ class Feed:
         stored states, so it continues from exactly where the previous holder left off."""
         ctx = self.ctx
         was_leader = self.publishes_alone
-        self.leader = await ctx.store.leases.acquire(self.lease_key, ctx.node_id, ctx.lease_ttl)
+        try:
+            self.leader = await ctx.store.leases.acquire(self.lease_key, ctx.node_id, ctx.lease_ttl)
+        except StoreUnavailable:
+            # The store may come back without our lease (a restarted Redis): until it is renewed,
+            # players here are answered only after checking what the store holds.
+            self._lease_until = float("-inf")
+            raise
         if not self.leader:
             self._lease_until = float("-inf")
             return False

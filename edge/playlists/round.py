@@ -138,6 +138,19 @@ def substitutes_by_bitrate(bitrates: Mapping[str, int]) -> dict[str, tuple[str, 
     return order
 
 
+def discovery_due(
+    now: float, last_discovery: float, last_progress: float, poll_interval: float, discovery_interval: float
+) -> bool:
+    """Whether to ask the broadcasters not known to carry the stream if they have it.
+
+    Every `discovery_interval`; and, while nothing new has been published for a while, sooner: the
+    gap is half the time since the last progress (at least one poll), so an ingest that moved to a
+    broadcaster nobody reported is found within about a poll, and a stream that is simply paused
+    costs fewer and fewer asks until the regular interval."""
+    gap = min(discovery_interval, max(poll_interval, (now - last_progress) / 2))
+    return now - last_discovery >= gap
+
+
 def with_dvr_window(policy: Policy, asked: float | None) -> Policy:
     """The deployment's policy, with a stream's own DVR window when it asked for a longer one."""
     if asked is None or asked <= policy.window_seconds:

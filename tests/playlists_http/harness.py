@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,10 @@ class Edge:
     async def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if await predicate() if asyncio.iscoroutinefunction(predicate) else predicate():
+            result = predicate()
+            if inspect.isawaitable(result):  # a coroutine function, or a lambda returning a coroutine
+                result = await result
+            if result:
                 return
             await asyncio.sleep(0.02)
         raise AssertionError(f"condition not met within {timeout} s")

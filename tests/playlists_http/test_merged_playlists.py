@@ -449,3 +449,57 @@ async def test_a_store_outage_while_a_feed_starts_is_survived(edge: Edge, monkey
     assert failures == 0
     reaper = edge.svc.playlists._reaper
     assert reaper is not None and not reaper.done()
+
+
+async def test_a_store_that_lost_writes_never_takes_players_back(tmp_path: Path) -> None:
+    """A shared Redis restarted from a file a second old holds an older playlist than players were
+    served: the node keeps what it served, writes it back, and goes on from there."""
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from tests.store.conftest import REDIS_URL, delete_prefix, require_redis
+
+    require_redis()
+    prefix = f"test-edge:{uuid.uuid4().hex}:"
+    try:
+        async for edge in open_edge(tmp_path, store=REDIS_URL, redis_prefix=prefix):
+            fake = await edge.add_broadcaster("a")
+            sid = (await edge.create_stream())["id"]
+            await carried(edge, sid, "a")
+            fake.add(sid, "source", 0, 1, 2)
+            await edge.playlist(sid)
+            await edge.wait_for(lambda: edge.svc.playlists.feeds[sid].states.get("source") is not None)
+            async with aioredis.Redis.from_url(REDIS_URL) as redis:
+                keys = [k async for k in redis.scan_iter(match=f"{prefix}playlist*")]
+                snapshot = {k: await redis.dump(k) for k in keys}  # what an older file would hold
+                fake.add(sid, "source", 3, 4, 5)
+
+                async def at_5() -> bool:
+                    return (await edge.playlist(sid)).text.rstrip().endswith("/5.ts")
+
+                async def at_6() -> bool:
+                    return (await edge.playlist(sid)).text.rstrip().endswith("/6.ts")
+
+                await edge.wait_for(at_5)
+                served = Seen.of((await edge.playlist(sid)).text)
+                # Meanwhile 3-5 are gone from "a" and only "b" has them: re-deciding them from the
+                # old stored state would give their MSNs other URIs.
+                other = await edge.add_broadcaster("b")
+                await carried(edge, sid, "b")
+                other.add(sid, "source", 3, 4, 5, 6)
+                fake.segments[(sid, "source")] = [0, 1, 2]
+                for key, value in snapshot.items():  # the store goes back
+                    await redis.restore(key, 0, value, replace=True)
+                last = served
+                for _ in range(30):  # every reload a player would make meanwhile keeps the rules
+                    current = Seen.of((await edge.playlist(sid)).text)
+                    check_reload(last, current)
+                    last = current
+                    await asyncio.sleep(0.05)
+                await edge.wait_for(at_6)
+                check_reload(last, Seen.of((await edge.playlist(sid)).text))
+                stored = await edge.svc.store.playlists.load(sid)
+                assert b"/6.ts" in stored.states["source"], "the node wrote its newer state back"
+    finally:
+        await delete_prefix(REDIS_URL, prefix)
