@@ -261,33 +261,20 @@ class Feed:
                 elif state.version < current.version:
                     self._ahead.add(rendition)
             self._ahead.update(r for r in self.states if r not in stored.states)
-            self._adopt(adopted, now)
+            await self._adopt(adopted, now)
             self.revision = stored.revision
 
-    def _adopt(self, states: dict[str, PublishedState], now: float, visible: Iterable[str] | None = None) -> None:
-        """Take these states as ours; re-render those whose served playlist changes (all of them
-        unless `visible` says which)."""
+    async def _adopt(self, states: dict[str, PublishedState], now: float, visible: Iterable[str] | None = None) -> None:
+        """Take these states as ours, and re-render those whose served playlist changes (all of them
+        unless `visible` says which). Long windows are rendered in a thread, and only then adopted,
+        so that this node never serves an older version than the states it holds."""
         shown = set(states) if visible is None else set(visible)
         changed = {r: states[r] for r in shown if r in states}
+        rendered = await _off_loop_if_large(changed.values(), lambda: self._renders(changed, now)) if changed else {}
         self.states.update(states)
+        self.rendered.update(rendered)
         if any(s.segments for s in changed.values()):
             self._last_progress = now
-        if changed:
-            self.rendered.update(self._renders(changed, now) if not _large(changed.values()) else {})
-            if _large(changed.values()):
-                # Rendering thousands of segments takes milliseconds: not on the players' loop.
-                # (Until it is done the previous version is served, which is still a valid reload.)
-                self._render_later(changed, now)
-
-    def _render_later(self, states: dict[str, PublishedState], now: float) -> None:
-        async def work() -> None:
-            rendered = await asyncio.to_thread(self._renders, states, now)
-            # Only if nothing newer was adopted meanwhile.
-            self.rendered.update({r: v for r, v in rendered.items() if self.states.get(r) is states[r]})
-
-        task = asyncio.create_task(work())
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
 
     # --- one round ---
 
@@ -328,7 +315,7 @@ class Feed:
                 return
             self.revision = revision
             self._ahead.clear()
-            self._adopt(changed, now, outcome.visible)
+            await self._adopt(changed, now, outcome.visible)
             if outcome.visible:
                 ctx.metrics.published.inc(len(outcome.visible))
         self.finished = self.finished or outcome.final or (
@@ -443,10 +430,3 @@ class Feed:
             if alive and b is not None and record_fetch(b, True, now, self.ctx.liveness, ()) == b:
                 continue  # a success that changes nothing: no store write (on Redis, a transaction)
             await self.ctx.store.registry.record_fetch(name, alive, now, self.ctx.liveness)
-
-
-_BACKGROUND: set[asyncio.Task[None]] = set()
-
-
-def _large(states: Iterable[PublishedState]) -> bool:
-    return any(len(state.segments) > LARGE_WINDOW for state in states)
