@@ -290,7 +290,8 @@ class Feed:
             return
         carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
         handed = await ctx.store.registry.handed_out(self.stream.id)
-        if discovery_due(now, self._last_discovery, self._last_progress, ctx.poll_interval, ctx.discovery_interval):
+        target = next((s.target_duration for s in self.states.values()), 0)
+        if discovery_due(now, self._last_discovery, self._last_progress, target, ctx.poll_interval, ctx.discovery_interval):
             self._last_discovery = now
             found = await self._discover(carriers, now)
             carriers += found
