@@ -76,7 +76,7 @@ class Metrics:
         self.http = RequestMetrics(self.registry)
 
 
-@functools.lru_cache(maxsize=4096)  # methods, routes and client addresses repeat request after request
+@functools.lru_cache(maxsize=4096)  # methods, routes, paths and client addresses repeat request after request
 def _quoted(value: str | None) -> str:
     return json.dumps(value)
 
@@ -98,7 +98,7 @@ class AccessLog:
     def write(self, method: str, route: str, path: str, status: int, seconds: float, client: str | None) -> None:
         self._lines.append(
             f'{{"ts": {time.time():.3f}, "level": "info", "logger": "edge.access", "msg": "request", '
-            f'"method": {_quoted(method)}, "route": {_quoted(route)}, "path": {json.dumps(path)}, '
+            f'"method": {_quoted(method)}, "route": {_quoted(route)}, "path": {_quoted(path)}, '
             f'"status": {status}, "duration_ms": {seconds * 1000:.3f}, "client": {_quoted(client)}}}\n'
         )
         if not self._scheduled:
