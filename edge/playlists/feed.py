@@ -10,7 +10,6 @@ load is one fetch per (carrier, rendition) per poll interval, however many playe
 from __future__ import annotations
 
 import asyncio
-import gzip
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -25,8 +24,9 @@ from edge.playlists.codec import dump_state, load_state
 from edge.playlists.layout import Layout
 from edge.playlists.master import UNKNOWN_SOURCE_BPS
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
-from edge.playlists.render import render_media
+from edge.playlists.render import encoded, render_media, skippable
 from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate, with_dvr_window
+from edge.playlists.served import Served
 from edge.playlists.upstream import ParseLimits, UpstreamPlaylist, parse_upstream
 from edge.store.base import Store, StoreUnavailable
 from edge.streams.model import SOURCE, Stream
@@ -53,18 +53,23 @@ class Rendered:
     ended: bool
     changed_at: float
     has_segments: bool
+    next_msn: int = 0  # one past the last segment's MSN: what a blocking reload waits for
+    delta: bytes | None = None  # the Playlist Delta Update, when the window is long enough to skip any
 
     @classmethod
     def of(cls, state: PublishedState, now: float) -> "Rendered":
         body = render_media(state)
+        gzipped, etag = encoded(body)
         return cls(
             body=body,
-            gzipped=gzip.compress(body, compresslevel=6, mtime=0),
-            etag='"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
+            gzipped=gzipped,
+            etag=etag,
             target_duration=state.target_duration,
             ended=state.ended,
             changed_at=now,
             has_segments=bool(state.segments),
+            next_msn=state.next_msn,
+            delta=render_media(state, delta=True) if skippable(state) else None,
         )
 
 
@@ -120,7 +125,7 @@ class Feed:
         self.stream = stream
         self.ctx = ctx
         self.states: dict[str, PublishedState] = {}
-        self.rendered: dict[str, Rendered] = {}
+        self.rendered: Served[Rendered] = Served()  # wakes blocking reloads on every new version
         self.revision = 0  # of the stored states these are
         self.leader = False  # holds the stream's lease: polls the broadcasters and publishes
         self._sync_lock = asyncio.Lock()
@@ -360,7 +365,7 @@ class Feed:
         stream = await self.ctx.store.streams.get(self.stream.id)
         if stream is None:
             self.finished = True  # deleted; the service drops this feed
-            self.rendered = {}
+            self.rendered.clear()
         elif stream != self.stream:
             self.stream = stream
             self._policy = self._stream_policy(stream)
