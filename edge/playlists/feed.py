@@ -27,7 +27,7 @@ from edge.playlists.master import UNKNOWN_SOURCE_BPS
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
 from edge.playlists.render import render_media
 from edge.playlists.round import StreamPolicy, decide, substitutes_by_bitrate, with_dvr_window
-from edge.playlists.upstream import ParseLimits, UpstreamPlaylist, parse_upstream
+from edge.playlists.upstream_parse import ParseLimits, UpstreamPlaylist, parse_upstream
 from edge.store.base import Store
 from edge.streams.model import SOURCE, Stream
 from edge.upstream import FetchResult, UpstreamFetcher

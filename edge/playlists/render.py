@@ -1,9 +1,11 @@
 """Rendering of playlists as served to players: a merged media playlist from its published state,
-and a stream's master playlist from its renditions. Pure; the shell caches by state version.
+a stream's master playlist from its renditions, and the ETag of a rendered body. Pure; the shell
+caches by state version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,6 +41,12 @@ def render_media(state: PublishedState) -> bytes:
         append("#EXT-X-ENDLIST")
     append("")
     return "\n".join(lines).encode()
+
+
+def etag_of(body: bytes) -> str:
+    """The strong ETag of a rendered playlist: a digest of its bytes, so every node that renders
+    the same playlist gives the same tag (a CDN or player may alternate between nodes)."""
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
 def format_date_time(value: datetime) -> str:

@@ -8,8 +8,6 @@ when accepted, HEAD, and CORS for browser players.
 from __future__ import annotations
 
 from dataclasses import dataclass
-import weakref
-from functools import lru_cache
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -133,19 +131,12 @@ async def media(request: Request) -> Response:
         response = _error(404, str(exc), 1)
         response.headers["Retry-After"] = "1"
         return response
-    return _variants(rendered).response(request, int(svc.clock() - rendered.changed_at))
-
-
-# Per playlist version, once, and freed with the version: Rendered values are immutable and replaced
-# on every change, so they key a weak dictionary by identity.
-_VARIANTS: weakref.WeakKeyDictionary[Rendered, Variants] = weakref.WeakKeyDictionary()
+    variants = svc.media_responses(rendered, _variants)  # once per playlist version
+    return variants.response(request, int(svc.clock() - rendered.changed_at))
 
 
 def _variants(rendered: Rendered) -> Variants:
-    variants = _VARIANTS.get(rendered)
-    if variants is None:
-        variants = _VARIANTS[rendered] = Variants.of(rendered.body, rendered.gzipped, rendered.etag, _max_age(rendered))
-    return variants
+    return Variants.of(rendered.body, rendered.gzipped, rendered.etag, _max_age(rendered))
 
 
 async def master(request: Request) -> Response:
@@ -158,10 +149,9 @@ async def master(request: Request) -> Response:
     except NotFound as exc:
         return _error(404, str(exc), 2)
     # The ladder never changes; a short lifetime still lets a deleted stream disappear soon.
-    return _master_variants(stream).response(request, 0)
+    return svc.master_responses(stream, _master_variants).response(request, 0)  # once per stream value
 
 
-@lru_cache(maxsize=4096)  # streams are immutable values; the ladder never changes
 def _master_variants(stream: Stream) -> Variants:
     body, etag = master_playlist(stream)
     return Variants.of(body, None, etag, 60)

@@ -77,7 +77,7 @@ async def run_in_lockstep(seed: int, size: int, requests: int) -> None:
     way); every answer must be the same."""
     rng = random.Random(seed)
     broadcasters = fleet(rng, size)
-    store = MemoryRegistryStore(broadcasters)
+    store = MemoryRegistryStore(broadcasters, clock=lambda: NOW)
     selector = Selector(store, POLICY, random.Random(seed))
     reference = Reference(random.Random(seed))
     now = NOW
@@ -118,7 +118,7 @@ async def test_a_located_client_scores_only_nearby_broadcasters() -> None:
     rng = random.Random(7)
     broadcasters = [replace(broadcaster(rng, i, None), state="active", probe=ProbeState(),
                             ejection=EjectionState(), last_heartbeat=NOW) for i in range(1000)]
-    selector = Selector(MemoryRegistryStore(broadcasters), POLICY, random.Random(1))
+    selector = Selector(MemoryRegistryStore(broadcasters, clock=lambda: NOW), POLICY, random.Random(1))
     await selector.choose(Location(50.0, 8.0), NOW, 10)
     by_name = {b.name: b for b in broadcasters}
     index = selector._index  # noqa: SLF001
