@@ -141,4 +141,5 @@ def test_no_load_penalty_is_below_its_floor(seed: int, reserved: int, later: flo
     if score is not None:  # not expired meanwhile
         floor = load_penalty_floor_km(b, now, POLICY)
         assert floor <= score.load_penalty_km
-        assert (floor == score.load_penalty_km) == (score.reserved == 0)
+        if score.reserved == 0:  # with reservations it may still be equal: a node at 0 cpu adds none
+            assert floor == score.load_penalty_km
