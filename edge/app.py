@@ -16,7 +16,6 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from broadcaster_registry.destinations import DestinationPolicy
-from broadcaster_registry.liveness import LivenessPolicy
 from broadcaster_registry.ranking import RankingPolicy
 from edge import ops
 from edge.auth import Credentials
@@ -28,10 +27,8 @@ from edge.observability import AccessLog, Metrics, ObservabilityMiddleware, Reco
 from edge.pages import routes as page_routes
 from edge.playlists import routes as playlist_routes
 from edge.playlists.feed import FeedContext, FeedMetrics
-from edge.playlists.merge import Policy
 from edge.playlists.player_path import PlayerPath
 from edge.playlists.service import PlaylistService
-from edge.playlists.upstream import ParseLimits
 from edge.upstream import AddressGuard, UpstreamFetcher, UpstreamMetrics
 from edge.services import Services
 from edge.settings import Settings
@@ -51,13 +48,8 @@ async def _store_unavailable(request: Request, exc: Exception) -> Response:
 
 def build_services(settings: Settings) -> Services:
     """Everything the handlers share, from the settings alone (nothing opened yet)."""
-    liveness = LivenessPolicy(
-        heartbeat_ttl_s=settings.heartbeat_ttl,
-        ejection_consecutive_failures=settings.ejection_failures,
-        base_ejection_s=settings.ejection_base,
-        max_ejection_percent=settings.ejection_max_percent,
-    )
-    store = open_store(settings, liveness)
+    liveness = settings.liveness_policy()
+    store = open_store(settings, liveness, lambda: svc.clock())  # follows Services.clock, as below
     ranking = RankingPolicy(liveness=liveness, default_region=settings.default_region or None)
     metrics = Metrics()
     destinations = DestinationPolicy.build(settings.broadcaster_networks, settings.broadcaster_hosts)
@@ -89,9 +81,9 @@ def build_services(settings: Settings) -> Services:
             settings.upstream_timeout, settings.upstream_max_bytes, UpstreamMetrics(metrics.registry), guard,
         ),
         clock=lambda: svc.clock(),  # follows Services.clock, which tests may replace
-        policy=Policy(window_seconds=settings.playlist_window, hole_wait_seconds=settings.hole_wait),
+        policy=settings.merge_policy(),
         liveness=liveness,
-        limits=ParseLimits(max_bytes=settings.upstream_max_bytes),
+        limits=settings.parse_limits(),
         metrics=FeedMetrics(metrics.registry),
         poll_interval=settings.poll_interval,
         discovery_interval=settings.discovery_interval,

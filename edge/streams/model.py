@@ -1,4 +1,4 @@
-"""Stream and rendition values, and their one JSON form (stored and served)."""
+"""Stream and rendition values, and their JSON in the API (the stored form is in codec.py)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ class Profile:
     encoder_profile: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The API's JSON of the profile (Livepeer's shape)."""
         out: dict[str, Any] = {
             "name": self.name,
             "width": self.width,
@@ -51,6 +52,7 @@ class Profile:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> "Profile":
+        """A profile from the API's JSON (as an ingest tool reads our answers)."""
         return cls(
             name=doc["name"],
             width=doc["width"],
@@ -108,8 +110,8 @@ class Stream:
     def renditions(self) -> dict[str, str]:
         return {name: rendition_path(self.id, name) for name in self.rendition_names}
 
-    def to_json(self) -> dict[str, Any]:
-        """The stored form; the API form adds derived fields (see `api_json`)."""
+    def api_json(self) -> dict[str, Any]:
+        """The API's JSON of the stream (Livepeer's shape); the stored form is edge/streams/codec.py's."""
         doc: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
@@ -122,24 +124,6 @@ class Stream:
             doc["sourceInfo"] = self.source_info.to_json()
         if self.dvr_window_seconds is not None:
             doc["dvrWindowSeconds"] = self.dvr_window_seconds
-        return doc
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> "Stream":
-        source = doc.get("sourceInfo")
-        return cls(
-            id=doc["id"],
-            name=doc["name"],
-            profiles=tuple(Profile.from_json(p) for p in doc["profiles"]),
-            presets=tuple(doc.get("presets", ())),
-            created_at=doc["createdAt"],
-            source_info=SourceInfo(**source) if source else None,
-            ended_at=doc.get("endedAt"),
-            dvr_window_seconds=doc.get("dvrWindowSeconds"),
-        )
-
-    def api_json(self) -> dict[str, Any]:
-        doc = self.to_json()
         doc["kind"] = "stream"
         doc["renditions"] = self.renditions()
         doc["playbackUrl"] = f"/stream/{self.id}.m3u8"

@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broadcaster_registry.validation import normalise_address
+from broadcaster_registry.origins import origin_of
 from edge.auth import Caller, Role
 from edge.errors import ApiError, api_json
 from edge.jsonbody import FieldErrors, read_json, refuse_unknown, require_object, string
+from edge.query import refuse_unknown_query
 from edge.services import Services, services
 from edge.streams.model import Stream, is_stream_id
 from edge.streams.parse import parse_create
@@ -57,10 +58,8 @@ async def get_stream(request: Request) -> Response:
 async def list_streams(request: Request) -> Response:
     svc = services(request)
     svc.credentials.require(request, Role.API)
+    refuse_unknown_query(request, ("limit", "cursor"))
     params = request.query_params
-    unknown = sorted(set(params) - {"limit", "cursor"})
-    if unknown:
-        raise ApiError(400, *(f"{name}: unknown query parameter" for name in unknown))
     limit_text = params.get("limit", str(svc.settings.page_size))
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
         raise ApiError(400, f"limit: must be an integer from 1 to {MAX_PAGE}")
@@ -124,22 +123,14 @@ async def _note_carrier(svc: Services, stream_id: str, ingest_url: str, caller: 
     """The ingest URL is addressed to the broadcaster asking: from then on it may carry the stream,
     so the playlist merger asks it at once instead of waiting for its next heartbeat. A broadcaster
     with its own credential can name only itself as the carrier."""
-    origin = normalise_address(_origin(ingest_url))
+    origin = origin_of(ingest_url)
     if origin is None:
         return
     for b in await svc.store.registry.list_all():
         if b.address == origin and caller.may_act_for(b.name):
-            await svc.store.registry.note_handout(stream_id, b.name, svc.clock())
+            await svc.store.registry.note_carrier(stream_id, b.name, svc.clock())
             svc.playlists.poke(stream_id)  # refresh now with the new carrier
             return
-
-
-def _origin(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc}"
-    except ValueError:
-        return ""
 
 
 def stream_id_from_ingest_url(url: str) -> str | None:
