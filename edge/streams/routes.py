@@ -12,10 +12,11 @@ from starlette.routing import Route
 from broadcaster_registry.validation import normalise_address
 from edge.auth import Role
 from edge.errors import ApiError, api_json
-from edge.jsonbody import FieldErrors, read_json, refuse_unknown, require_object, string
+from edge.jsonbody import read_json
 from edge.services import Services, services
 from edge.streams.model import Stream, is_stream_id
-from edge.streams.parse import parse_create
+from edge.streams.parse import parse_create, parse_hook
+from jsonfields.errors import FieldErrors
 
 MAX_PAGE = 100
 
@@ -100,14 +101,11 @@ async def delete_stream(request: Request) -> Response:
 async def stream_hook(request: Request) -> Response:
     """go-livepeer's -authWebhookUrl: may this ingest go on, and with which profiles?"""
     svc = services(request)
-    svc.credentials.require(request, Role.BROADCASTER, Role.API)
+    # Broadcasters (and admins) only: an API key creates streams, it does not accept ingests.
+    svc.credentials.require(request, Role.BROADCASTER)
     body = await read_json(request, svc.settings.max_body_bytes)
     try:
-        obj = require_object(body, "")
-        problems = refuse_unknown(obj, {"url"}, "")
-        if problems:
-            raise FieldErrors(problems)
-        url = string(obj.get("url"), "url", min_length=1, max_length=2048)
+        url = parse_hook(body)
     except FieldErrors as exc:
         raise ApiError(422, *exc.errors) from None
     stream_id = stream_id_from_ingest_url(url)
