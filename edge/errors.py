@@ -8,6 +8,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 
 from jsonfields.text import dumps_utf8
 
@@ -60,9 +61,20 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         message = f"path {request.url.path}: not found"
     elif exc.status_code == 405:
         message = f"method {request.method}: not allowed on {request.url.path}"
+        return error_response(405, [message], {"Allow": ", ".join(allowed_methods(request))})
     else:
         message = str(exc.detail)
     return error_response(exc.status_code, [message], dict(exc.headers or {}))
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path. Routes are declared one per method, and
+    Starlette's own 405 names only the first route whose path matched."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def handle_disconnect(request: Request, exc: Exception) -> Response:

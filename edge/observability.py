@@ -96,7 +96,8 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_and_note)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            # The template without convertors ("/api/stream/{id}"), the label dashboards know.
+            route = getattr(scope.get("route"), "path_format", None) or "unmatched"
             method = scope["method"]
             key = (route, method, status)
             children = self._by_route.get(key)

@@ -104,7 +104,8 @@ async def delete_broadcaster(request: Request) -> Response:
     svc = services(request)
     role = svc.credentials.require(request, Role.BROADCASTER)
     _refuse_unknown_query(request, ("forget",))
-    forget = _single_query(request, "forget") or "false"
+    forget = _single_query(request, "forget")
+    forget = "false" if forget is None else forget  # given empty is not "false"
     if forget not in ("true", "false"):
         raise ApiError(400, "forget: must be true or false")
     b = await _known(svc, request.path_params["name"])

@@ -15,6 +15,7 @@ from edge.errors import ApiError, api_json
 from edge.jsonbody import read_json
 from edge.services import Services, services
 from edge.streams.model import Stream, is_stream_id
+from edge.streams.paths import StreamIdConvertor  # noqa: F401  registers {id:stream_id}
 from edge.streams.parse import parse_create, parse_hook
 from jsonfields.errors import FieldErrors
 
@@ -156,7 +157,7 @@ ROUTES = [
     Route("/api/stream", create_stream, methods=["POST"]),
     Route("/api/stream", list_streams, methods=["GET"]),
     Route("/api/stream/hook", stream_hook, methods=["POST"]),
-    Route("/api/stream/{id}", get_stream, methods=["GET"]),
-    Route("/api/stream/{id}", delete_stream, methods=["DELETE"]),
-    Route("/api/stream/{id}/end", end_stream, methods=["POST"]),
+    Route("/api/stream/{id:stream_id}", get_stream, methods=["GET"]),
+    Route("/api/stream/{id:stream_id}", delete_stream, methods=["DELETE"]),
+    Route("/api/stream/{id:stream_id}/end", end_stream, methods=["POST"]),
 ]

@@ -5,6 +5,8 @@ record an older version stored with such text is still served."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -76,6 +78,20 @@ def test_the_reproductions_are_a_4xx_naming_the_field_and_store_nothing(
     admin = httpx.get(f"{edge.url}/api/broadcasters", headers=auth(ADMIN_TOKEN), timeout=5)
     assert admin.json() == []
     assert "Traceback" not in edge.log() and '"status": 500' not in edge.log()
+
+
+def test_a_client_gone_mid_body_is_logged_as_a_disconnect_not_an_error(edge: EdgeProcess) -> None:
+    host, port = edge.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"POST /api/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\": ".encode())
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while "client disconnected" not in edge.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [json.loads(line) for line in edge.log().splitlines() if line.startswith("{")]
+    assert any(line["msg"].startswith("client disconnected") for line in lines)
+    assert not [line for line in lines if line.get("status") == 500 or line["level"] == "error"]
 
 
 # --- arbitrary JSON in every field of every body ---------------------------------------------------
