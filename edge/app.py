@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from broadcaster_registry.destinations import DestinationPolicy
 from broadcaster_registry.ranking import RankingPolicy
-from edge import ops
+from edge import openapi, ops
 from edge.auth import Credentials
 from edge.broadcasters import routes as broadcaster_routes
 from edge.broadcasters.prober import start_static_fleet
@@ -168,10 +168,14 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
     app = EdgeApp(
         PlayerPath(svc, recorder),
         # Players' routes first: matched on every reload, and no other route overlaps them.
-        routes=[*playlist_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES, *page_routes.ROUTES],
+        routes=[*playlist_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES,
+                *openapi.ROUTES, *page_routes.ROUTES],
         middleware=[Middleware(ObservabilityMiddleware, recorder=recorder)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},
         lifespan=lifespan,
     )
+    # No trailing-slash redirects: Starlette builds their Location from the request's Host header,
+    # which a client chooses (a reflected, cacheable redirect to anywhere). `/api/stream/` is a 404.
+    app.router.redirect_slashes = False
     app.state.services = svc
     return app

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from broadcaster_registry.credentials import is_credential_id, issue
 from broadcaster_registry.liveness import LivenessPolicy, health
 from broadcaster_registry.model import Broadcaster
-from broadcaster_registry.validation import ValidationError, parse_name, parse_registration, parse_state
+from broadcaster_registry.validation import ValidationError, parse_name, parse_registration, parse_state_body
 from edge.auth import Caller, Role
 from edge.errors import NO_STORE, ApiError, api_json
 from edge.jsonbody import read_json
@@ -133,7 +133,8 @@ async def delete_broadcaster(request: Request) -> Response:
     svc = services(request)
     role = (await _caller_for(svc, request, request.path_params["name"])).role
     refuse_unknown_query(request, ("forget",))
-    forget = single_query(request, "forget") or "false"
+    forget = single_query(request, "forget")
+    forget = "false" if forget is None else forget  # given empty is not "false"
     if forget not in ("true", "false"):
         raise ApiError(400, "forget: must be true or false")
     b = await _known(svc, request.path_params["name"])
@@ -161,13 +162,8 @@ async def put_state(request: Request) -> Response:
     refuse_unknown_query(request, ())
     b = await _known(svc, request.path_params["name"])
     body = await read_json(request, svc.settings.max_body_bytes)
-    if not isinstance(body, dict):
-        raise ApiError(422, "body: must be a JSON object")
-    unknown = [f"{key}: unknown field" for key in body if key != "state"]
-    if unknown:
-        raise ApiError(422, *unknown)
     try:
-        state = parse_state(body.get("state"))
+        state = parse_state_body(body)
     except ValidationError as exc:
         raise ApiError(422, *exc.errors) from None
     _may_change(role, b)

@@ -7,8 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 SOURCE = "source"
-# One URL path segment, safe everywhere: starts with a letter or digit, no dots-only names, no slashes.
-RENDITION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# One URL path segment, safe everywhere: 1-100 characters, starting with a letter or digit, not
+# ending with a dot, no slashes. Written in the syntax Python and JSON Schema (ECMA-262) share: the
+# API description publishes it as it is.
+RENDITION_PATTERN = "^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9_-])?$"
+RENDITION_RULE = (
+    "must be safe as one URL path segment: 1-100 letters, digits, '_', '-' and '.', starting with a "
+    "letter or digit, not ending with '.'; 'source' is reserved for the untranscoded input"
+)
+RENDITION_NAME = re.compile(RENDITION_PATTERN)
 STREAM_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
@@ -17,7 +24,7 @@ def is_stream_id(value: str) -> bool:
 
 
 def is_rendition_name(value: str) -> bool:
-    return RENDITION_NAME.match(value) is not None and not value.endswith(".")
+    return RENDITION_NAME.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,13 @@ from starlette.routing import Route
 from broadcaster_registry.origins import origin_of
 from edge.auth import Caller, Role
 from edge.errors import ApiError, api_json
-from edge.jsonbody import FieldErrors, read_json, refuse_unknown, require_object, string
+from edge.jsonbody import read_json
 from edge.query import refuse_unknown_query
 from edge.services import Services, services
 from edge.streams.model import Stream, is_stream_id
-from edge.streams.parse import parse_create
+from edge.streams.paths import StreamIdConvertor  # noqa: F401  registers {id:stream_id}
+from edge.streams.parse import parse_create, parse_hook
+from jsonfields.errors import FieldErrors
 
 MAX_PAGE = 100
 
@@ -99,14 +101,11 @@ async def delete_stream(request: Request) -> Response:
 async def stream_hook(request: Request) -> Response:
     """go-livepeer's -authWebhookUrl: may this ingest go on, and with which profiles?"""
     svc = services(request)
-    caller = await svc.credentials.require_caller(request, svc.store.credentials, Role.BROADCASTER, Role.API)
+    # Broadcasters (and admins) only: an API key creates streams, it does not accept ingests.
+    caller = await svc.credentials.require_caller(request, svc.store.credentials, Role.BROADCASTER)
     body = await read_json(request, svc.settings.max_body_bytes)
     try:
-        obj = require_object(body, "")
-        problems = refuse_unknown(obj, {"url"}, "")
-        if problems:
-            raise FieldErrors(problems)
-        url = string(obj.get("url"), "url", min_length=1, max_length=2048)
+        url = parse_hook(body)
     except FieldErrors as exc:
         raise ApiError(422, *exc.errors) from None
     stream_id = stream_id_from_ingest_url(url)
@@ -150,7 +149,7 @@ ROUTES = [
     Route("/api/stream", create_stream, methods=["POST"]),
     Route("/api/stream", list_streams, methods=["GET"]),
     Route("/api/stream/hook", stream_hook, methods=["POST"]),
-    Route("/api/stream/{id}", get_stream, methods=["GET"]),
-    Route("/api/stream/{id}", delete_stream, methods=["DELETE"]),
-    Route("/api/stream/{id}/end", end_stream, methods=["POST"]),
+    Route("/api/stream/{id:stream_id}", get_stream, methods=["GET"]),
+    Route("/api/stream/{id:stream_id}", delete_stream, methods=["DELETE"]),
+    Route("/api/stream/{id:stream_id}/end", end_stream, methods=["POST"]),
 ]
