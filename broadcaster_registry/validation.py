@@ -120,10 +120,11 @@ def _registration(rule: Object, body: Any, destinations: DestinationPolicy) -> R
         fields = rule.read(body, "")
     except FieldErrors as exc:
         errors, fields = exc.errors, {}
-    if "address" in fields:
-        refused = destinations.refuse_address(fields["address"])
-        if refused is not None:
-            errors.append(f"address: {refused}")
+    address = body.get("address") if isinstance(body, dict) else None
+    address = normalise_address(address) if isinstance(address, str) else None
+    refused = destinations.refuse_address(address) if address is not None else None
+    if refused is not None:
+        errors.insert(0, f"address: {refused}")  # the first field: its problem comes first
     if isinstance(body, dict) and (body.get("latitude") is None) != (body.get("longitude") is None):
         missing = "longitude" if body.get("longitude") is None else "latitude"
         given = "latitude" if missing == "longitude" else "longitude"

@@ -179,6 +179,16 @@ BROADCASTER_LINKS = {
 }
 
 
+_CREDENTIAL: dict[str, Any] = {
+    "type": "object", "required": ["id", "broadcaster", "createdAt"],
+    "properties": {"id": {"type": "string"}, "broadcaster": {"type": "string"}, "createdAt": {"type": "integer"}},
+}
+_CREDENTIAL_ISSUED: dict[str, Any] = {
+    **_CREDENTIAL, "required": [*_CREDENTIAL["required"], "token"],
+    "properties": {**_CREDENTIAL["properties"], "token": {"type": "string"}},
+}
+
+
 def _paths() -> dict[str, Any]:
     stream = _ref("Stream")
     location = {"Location": {"required": True, "schema": {"type": "string"}}}
@@ -243,6 +253,21 @@ def _paths() -> dict[str, Any]:
             "put": _op("setBroadcasterState", "Drain or reactivate", BROADCASTER_ROLES, _responses(
                 {200: _json(_ref("Broadcaster"))}, {400, 401, 403, 404, 409, 413, 422, 503}),
                 requestBody=_body(_ref("StateChange"))),
+        },
+        "/api/broadcasters/{name}/credentials": {
+            "parameters": [BROADCASTER_NAME],
+            "post": _op("issueCredential", "Issue a credential bound to this broadcaster; its token is in this answer only",
+                        ["adminToken"], _responses(
+                            {201: _json(_CREDENTIAL_ISSUED, "The credential with its token", headers=location)},
+                            {400, 401, 403, 503})),
+            "get": _op("listCredentials", "The broadcaster's credentials, never a secret", ["adminToken"],
+                       _responses({200: _json({"type": "array", "items": _CREDENTIAL})}, {400, 401, 403, 503})),
+        },
+        "/api/broadcasters/{name}/credentials/{id}": {
+            "parameters": [BROADCASTER_NAME, _param("id", "path", {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+                                                    "The credential's public id")],
+            "delete": _op("revokeCredential", "Revoke a credential: refused from the next request on, on every node",
+                          ["adminToken"], _responses({204: {"description": STATUS[204]}}, {400, 401, 403, 404, 503})),
         },
         "/stream/{id}.m3u8": {
             "parameters": [STREAM_ID],

@@ -18,11 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, auth, start_edge
+from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, LOOPBACK_FLEET_ENV, auth, start_edge
 
 EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "600"))  # per operation and phase: ~6,000 requests in ~2 min
 MIN_REQUESTS = 5000
-KEYS = {"EDGE_API_KEYS": API_KEY, "EDGE_BROADCASTER_TOKENS": BROADCASTER_TOKEN, "EDGE_ADMIN_TOKENS": ADMIN_TOKEN}
+# The shared broadcaster token on, so that generated registrations reach the validation.
+KEYS = {"EDGE_API_KEYS": API_KEY, "EDGE_BROADCASTER_TOKENS": BROADCASTER_TOKEN, "EDGE_ADMIN_TOKENS": ADMIN_TOKEN,
+        **LOOPBACK_FLEET_ENV}
 # Every check but one: the description accepts some values the handlers refuse with a documented
 # 422 for rules a schema cannot say (unique rendition names, a normalisable address).
 CONFIG = Path(__file__).with_name("schemathesis.toml")

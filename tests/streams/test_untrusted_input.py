@@ -21,14 +21,24 @@ from edge.app import create_app
 from edge.store.redis import RedisStore
 from edge.store.sqlite import SqliteStore
 from edge.streams.model import Profile, Stream
-from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, EdgeProcess, auth, make_settings, start_edge
+from tests.conftest import (
+    ADMIN_TOKEN,
+    API_KEY,
+    BROADCASTER_TOKEN,
+    LOOPBACK_FLEET_ENV,
+    EdgeProcess,
+    auth,
+    make_settings,
+    start_edge,
+)
 from tests.jsonfields.strategies import added, hostile_text, json_values, paths_of, replaced
 from tests.jsonfields.test_rules import VALID_CREATE, VALID_REGISTRATION, VALID_WOWZA
 from tests.store.conftest import REDIS_URL, delete_prefix, require_redis
 
 # --- the reproductions of the issue, on a real server ----------------------------------------------
 
-KEYS = {"EDGE_API_KEYS": API_KEY, "EDGE_BROADCASTER_TOKENS": BROADCASTER_TOKEN, "EDGE_ADMIN_TOKENS": ADMIN_TOKEN}
+KEYS = {"EDGE_API_KEYS": API_KEY, "EDGE_BROADCASTER_TOKENS": BROADCASTER_TOKEN, "EDGE_ADMIN_TOKENS": ADMIN_TOKEN,
+        **LOOPBACK_FLEET_ENV}
 
 
 @pytest.fixture(scope="module")
