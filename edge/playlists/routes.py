@@ -22,7 +22,7 @@ from edge.playlists.blocking import Answer, BadDirectives, Directives, Refuse, c
 from edge.playlists.feed import Rendered
 from edge.playlists.master import master_playlist
 from edge.playlists.render import encoded
-from edge.playlists.service import NotFound, NotYet
+from edge.playlists.service import CannotTell, NotFound, NotYet
 from edge.services import Services, services
 from edge.streams.model import Stream, is_rendition_name, is_stream_id
 
@@ -171,6 +171,9 @@ async def media(request: Request) -> ASGIApp:
         response = _error(404, str(exc), 1)
         response.headers["Retry-After"] = "1"
         return response
+    except CannotTell as exc:
+        return Response(f"{exc}\n", status_code=503, media_type="text/plain",
+                        headers={"Cache-Control": "no-store", "Retry-After": "1", **CORS})
     return media_answer(request.scope, rendered, directives, svc.clock())
 
 
