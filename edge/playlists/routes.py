@@ -9,7 +9,6 @@ before routing by edge.playlists.player_path, with the same answers built here.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -140,9 +139,9 @@ class Variants:
         return Prepared(200, [*headers, age_header], b"" if scope["method"] == "HEAD" else body)
 
 
-def media_answer(scope: Scope, rendered: Rendered, directives: Directives, now: float) -> Prepared:
+def media_answer(scope: Scope, rendered: Rendered, directives: Directives, svc: Services) -> Prepared:
     """The answer to a media playlist request that may be answered with `rendered`."""
-    return _variants(rendered, directives).answer(scope, int(now - rendered.changed_at))
+    return _variants(rendered, directives, svc).answer(scope, int(svc.clock() - rendered.changed_at))
 
 
 async def media(request: Request) -> ASGIApp:
@@ -174,19 +173,14 @@ async def media(request: Request) -> ASGIApp:
     except CannotTell as exc:
         return Response(f"{exc}\n", status_code=503, media_type="text/plain",
                         headers={"Cache-Control": "no-store", "Retry-After": "1", **CORS})
-    return media_answer(request.scope, rendered, directives, svc.clock())
+    return media_answer(request.scope, rendered, directives, svc)
 
 
 # Per playlist version and kind of answer, once, and freed with the version: Rendered values are
 # immutable and replaced on every change, so they key a weak dictionary by identity.
-_VARIANTS: weakref.WeakKeyDictionary[Rendered, dict[tuple[bool, bool], Variants]] = weakref.WeakKeyDictionary()
-
-
-def _variants(rendered: Rendered, directives: Directives) -> Variants:
+def _variants(rendered: Rendered, directives: Directives, svc: Services) -> Variants:
     delta = directives.skip and rendered.delta is not None
-    kinds = _VARIANTS.get(rendered)
-    if kinds is None:
-        kinds = _VARIANTS[rendered] = {}
+    kinds: dict[tuple[bool, bool], Variants] = svc.media_responses(rendered, lambda _: {})
     variants = kinds.get((delta, directives.blocking))
     if variants is None:
         max_age = cache_seconds(directives, rendered.target_duration, rendered.ended, ENDED_MAX_AGE)
