@@ -28,7 +28,10 @@ KEYS = {"EDGE_API_KEYS": API_KEY, "EDGE_BROADCASTER_TOKENS": BROADCASTER_TOKEN, 
 # Every check but one: the description accepts some values the handlers refuse with a documented
 # 422 for rules a schema cannot say (unique rendition names, a normalisable address).
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-CHECKS = ["--checks", "all", "--exclude-checks", "positive_data_acceptance"]
+# And use_after_free: `DELETE /api/broadcasters/{name}` drains (the broadcaster stays, draining), and a
+# broadcaster's credentials outlive its registration by design, so "still there after a DELETE" is
+# the documented answer there; deleted streams answering 404 is tested in tests/streams.
+CHECKS = ["--checks", "all", "--exclude-checks", "positive_data_acceptance,use_after_free"]
 
 
 def _schemathesis() -> str:
