@@ -13,8 +13,9 @@ from urllib.parse import quote
 from edge.playlists.merge import PublishedState
 
 
-def render_media(state: PublishedState) -> bytes:
-    """The media playlist for `state`: UTF-8 without BOM, absolute segment URIs.
+def render_media(state: PublishedState, vod: bool = False) -> bytes:
+    """The media playlist for `state`: UTF-8 without BOM, absolute segment URIs. `vod`: an ended
+    recording, announced as EXT-X-PLAYLIST-TYPE:VOD (it will never change).
 
     EXT-X-VERSION 3 is the lowest that allows decimal EXTINF, and nothing else here needs more.
     EXT-X-DISCONTINUITY-SEQUENCE is always written, 0 included: it costs one line and spares a
@@ -27,6 +28,8 @@ def render_media(state: PublishedState) -> bytes:
         f"#EXT-X-MEDIA-SEQUENCE:{state.media_sequence}",
         f"#EXT-X-DISCONTINUITY-SEQUENCE:{state.discontinuity_sequence}",
     ]
+    if vod and state.ended:
+        lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
     append = lines.append
     for segment in state.segments:
         if segment.discontinuity:

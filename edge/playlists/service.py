@@ -74,6 +74,26 @@ class PlaylistService:
             raise NotYet(f"stream {stream_id}: no {rendition} segments published yet")
         return rendered
 
+    async def watch(self, stream_id: str) -> Feed:
+        """The stream's feed, polling and past its first round (a segment request counts as a
+        player's interest, like a playlist request)."""
+        feed = self.feeds.get(stream_id) or await self._feed(stream_id)
+        feed.last_request = self.ctx.clock()
+        feed.ensure_running()
+        if not feed.first_round.is_set():
+            try:
+                await asyncio.wait_for(asyncio.shield(feed.first_round.wait()), self.first_round_timeout)
+            except asyncio.TimeoutError:
+                pass
+        if self.ctx.store.shared and not feed.publishes_alone:
+            try:
+                await feed.sync(await self.ctx.store.playlists.revision(stream_id))
+            except StoreUnavailable:
+                pass
+        if feed.gone:
+            raise NotFound(f"stream {stream_id}: not found")
+        return feed
+
     async def stream(self, stream_id: str) -> Stream:
         feed = self.feeds.get(stream_id)
         if feed is not None:
@@ -118,6 +138,10 @@ class PlaylistService:
             await feed.stop()
         await self.ctx.store.playlists.delete(stream_id)
         await self.ctx.store.registry.forget_stream(stream_id)
+        copier = self.ctx.copier
+        if copier is not None:  # its copies (recording included) go with it
+            copier.forget(stream_id + "/")
+            await copier.store.delete_prefix(stream_id + "/")
 
     async def _reap(self) -> None:
         """Drop feeds that stopped (idle, deleted); ended ones stay while players still ask."""

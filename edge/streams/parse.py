@@ -21,7 +21,7 @@ from edge.jsonbody import (
     require_object,
     string,
 )
-from edge.streams.model import SOURCE, Profile, SourceInfo, StreamSpec, is_rendition_name
+from edge.streams.model import SEGMENT_MODES, SOURCE, Profile, SourceInfo, StreamSpec, is_rendition_name
 from edge.streams.presets import PRESETS
 
 MAX_PROFILES = 20
@@ -30,7 +30,7 @@ MIN_BITRATE, MAX_BITRATE = 400, 200_000_000
 MIN_FPS, MAX_FPS = 1, 240
 ENCODER_PROFILES = frozenset({"H264Baseline", "H264Main", "H264High", "H264ConstrainedHigh"})
 
-CREATE_FIELDS = frozenset({"name", "profiles", "presets", "wowza", "dvrWindowSeconds"})
+CREATE_FIELDS = frozenset({"name", "profiles", "presets", "wowza", "dvrWindowSeconds", "segmentMode", "record"})
 MAX_DVR_WINDOW = 86_400  # the edge's own max_dvr_window setting may be lower
 PROFILE_FIELDS = frozenset({"name", "width", "height", "bitrate", "fps", "fpsDen", "gop", "profile"})
 SOURCE_STREAM_NAME = "${SourceStreamName}"
@@ -66,10 +66,22 @@ def parse_create(body: Any, max_dvr_window: int = MAX_DVR_WINDOW) -> StreamSpec:
     if "dvrWindowSeconds" in obj:
         dvr_window = collect(errors, integer, obj["dvrWindowSeconds"], "dvrWindowSeconds", minimum=1,
                              maximum=max_dvr_window)
+    segment_mode = None
+    if "segmentMode" in obj:
+        segment_mode = obj["segmentMode"]
+        if segment_mode not in SEGMENT_MODES:
+            errors.append(f"segmentMode: must be one of {', '.join(SEGMENT_MODES)}")
+            segment_mode = None
+    record = bool(collect(errors, boolean, obj["record"], "record")) if "record" in obj else False
+    if record and segment_mode == "direct":
+        # A recording must outlive the broadcasters: its URIs point at the store or at the edge.
+        errors.append("record: needs segmentMode mirror or redirect, not direct")
+    if record and segment_mode is None:
+        segment_mode = "mirror"
     if errors or name is None:
         raise FieldErrors(errors)
     return StreamSpec(name=name, profiles=tuple(profiles), presets=presets, source_info=source_info,
-                      dvr_window_seconds=dvr_window)
+                      dvr_window_seconds=dvr_window, segment_mode=segment_mode, record=record)
 
 
 def _presets(value: Any, errors: list[str]) -> tuple[str, ...]:
