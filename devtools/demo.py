@@ -53,6 +53,7 @@ class Demo:
     pattern: TestPattern = field(default_factory=lambda: TestPattern(width=960, height=540, fps=30))
     presets: tuple[str, ...] = ("P360p30fps16x9",)
     heartbeat_ttl: float = 6.0  # short, so a dead broadcaster shows as down within seconds
+    playlist_window: float | None = None  # seconds; None: the edge's default
     out: TextIO = sys.stdout
 
     settings: Settings | None = None
@@ -74,6 +75,7 @@ class Demo:
             "poll_interval": 0.5, "lease_ttl": 2.0, "access_log": False,
             # The demo's broadcasters are on this machine: an allowance a real edge never needs.
             "broadcaster_networks": ["127.0.0.0/8", "::1/128"],
+            **({"playlist_window": self.playlist_window} if self.playlist_window is not None else {}),
         }, environ={}).with_credentials()
         app = create_app(self.settings)
         self._server = uvicorn.Server(server_config(app, self.settings))

@@ -8,12 +8,13 @@ import hashlib
 import logging
 import random
 import uuid
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from broadcaster_registry.destinations import DestinationPolicy
 from broadcaster_registry.liveness import LivenessPolicy
@@ -24,11 +25,12 @@ from edge.broadcasters import routes as broadcaster_routes
 from edge.broadcasters.prober import start_static_fleet
 from edge.broadcasters.selection import Selector
 from edge.errors import EXCEPTION_HANDLERS, error_response
-from edge.observability import AccessLog, Metrics, ObservabilityMiddleware
+from edge.observability import AccessLog, Metrics, ObservabilityMiddleware, Recorder
 from edge.pages import routes as page_routes
 from edge.playlists import routes as playlist_routes
 from edge.playlists.feed import FeedContext, FeedMetrics
 from edge.playlists.merge import Policy
+from edge.playlists.player_path import PlayerPath
 from edge.playlists.service import PlaylistService
 from edge.playlists.upstream import ParseLimits
 from edge.segments import routes as segment_routes
@@ -156,11 +158,26 @@ def open_city_database(settings: Settings) -> CityDatabase | None:
     return CityDatabase(path)
 
 
-def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+class EdgeApp(Starlette):
+    """Starlette with the player path in front: a plain reload of a watched stream's playlist (most
+    of the traffic) is answered before the middleware stack and the router, anything else goes on
+    through them as usual."""
+
+    def __init__(self, player_path: PlayerPath, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.player_path = player_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await self.player_path.answered(scope, receive, send):
+            await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
     """Build the ASGI app. `settings` must already hold its credentials (Settings.with_credentials);
     tests may pass prepared `services` (for example with another clock)."""
     svc = services or build_services(settings)
     access = AccessLog() if settings.access_log else None
+    recorder = Recorder(svc.metrics, access)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -207,10 +224,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             if access is not None:
                 access.flush()
 
-    app = Starlette(
+    app = EdgeApp(
+        PlayerPath(svc, recorder),
         # Players' routes first: matched on every reload, and no other route overlaps them.
         routes=[*playlist_routes.ROUTES, *segment_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES, *page_routes.ROUTES],
-        middleware=[Middleware(ObservabilityMiddleware, metrics=svc.metrics, access=access)],
+        middleware=[Middleware(ObservabilityMiddleware, recorder=recorder)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},
         lifespan=lifespan,
     )

@@ -1,23 +1,71 @@
 """Request metrics (Prometheus) and one structured JSON access-log line per request.
 
-A plain ASGI middleware: it sees every response, including errors and 404s, and costs one dict
-lookup and two metric updates a request. It logs method, route, path, status and timing, never
+A plain ASGI middleware sees every response the app gives, including errors and 404s, and costs one
+dict lookup and two metric updates a request; the player path, which answers before the app,
+reports to the same `Recorder`. It logs method, route, path, status and timing, never
 headers or query strings (they can carry credentials).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import json
 import logging
 import sys
 import time
-from typing import Any, TextIO
+from bisect import bisect_left
+from typing import Any, Iterator, TextIO
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 disable_created_metrics()  # the *_created series only double the exposition size
+
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class RequestMetrics:
+    """`edge_http_requests_total{route,method,status}` and `edge_http_request_duration_seconds{route}`
+    kept as plain numbers and turned into Prometheus families when scraped (a custom collector).
+
+    Counted on every request, player reloads included: prometheus_client's own Counter and Histogram
+    take a lock and several calls per update, a sixth of a bare ASGI request; one event loop
+    updates these, so a dict increment and a bisect do."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._counts: dict[tuple[str, str, str], int] = {}
+        self._latency: dict[str, list[float]] = {}  # route -> per-bucket counts (+Inf last), then the sum
+        registry.register(self)
+
+    def observe(self, route: str, method: str, status: str, seconds: float) -> None:
+        key = (route, method, status)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        cells = self._latency.get(route)
+        if cells is None:
+            cells = self._latency[route] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        cells[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # buckets are "less than or equal"
+        cells[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("edge_http_requests", "HTTP requests by route, method and status.",
+                                       labels=["route", "method", "status"])
+        for labels, count in list(self._counts.items()):
+            requests.add_metric(labels, count)
+        yield requests
+        latency = HistogramMetricFamily("edge_http_request_duration_seconds", "Time to answer, by route.",
+                                        labels=["route"])
+        for route, cells in list(self._latency.items()):
+            cumulative = list(itertools.accumulate(cells[:-1]))
+            bounds = [str(float(b)) for b in LATENCY_BUCKETS] + ["+Inf"]
+            latency.add_metric([route], buckets=list(zip(bounds, cumulative)), sum_value=cells[-1])
+        yield latency
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # families are built at collection; names cannot clash with the registry's others
 
 
 class Metrics:
@@ -25,15 +73,12 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "edge_http_requests", "HTTP requests by route, method and status.",
-            ["route", "method", "status"], registry=self.registry,
-        )
-        self.latency = Histogram(
-            "edge_http_request_duration_seconds", "Time to answer, by route.", ["route"],
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=self.registry,
-        )
+        self.http = RequestMetrics(self.registry)
+
+
+@functools.lru_cache(maxsize=4096)  # methods, routes, paths and client addresses repeat request after request
+def _quoted(value: str | None) -> str:
+    return json.dumps(value)
 
 
 class AccessLog:
@@ -53,8 +98,8 @@ class AccessLog:
     def write(self, method: str, route: str, path: str, status: int, seconds: float, client: str | None) -> None:
         self._lines.append(
             f'{{"ts": {time.time():.3f}, "level": "info", "logger": "edge.access", "msg": "request", '
-            f'"method": {json.dumps(method)}, "route": {json.dumps(route)}, "path": {json.dumps(path)}, '
-            f'"status": {status}, "duration_ms": {seconds * 1000:.3f}, "client": {json.dumps(client)}}}\n'
+            f'"method": {_quoted(method)}, "route": {_quoted(route)}, "path": {_quoted(path)}, '
+            f'"status": {status}, "duration_ms": {seconds * 1000:.3f}, "client": {_quoted(client)}}}\n'
         )
         if not self._scheduled:
             self._scheduled = True
@@ -72,12 +117,29 @@ class AccessLog:
             self._lines.clear()
 
 
-class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, access: AccessLog | None) -> None:
-        self.app = app
-        self.metrics = metrics
+class Recorder:
+    """Counts and logs one answered request: the one place both the middleware and the player path
+    (edge.playlists.player_path, which answers before the middleware) report to."""
+
+    def __init__(self, metrics: Metrics, access: AccessLog | None) -> None:
+        self.http = metrics.http
         self.access = access
-        self._by_route: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def record(self, scope: Scope, route: str, status: int, elapsed: float) -> None:
+        method = scope["method"]
+        self.http.observe(route, method, _STATUS.get(status) or str(status), elapsed)
+        if self.access is not None:
+            client = scope.get("client")
+            self.access.write(method, route, scope["path"], status, elapsed, client[0] if client else None)
+
+
+_STATUS = {status: str(status) for status in range(100, 600)}
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, recorder: Recorder) -> None:
+        self.app = app
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,21 +157,8 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            key = (route, method, status)
-            children = self._by_route.get(key)
-            if children is None:  # labels() costs a lock and a dict walk: once per (route, method, status)
-                children = self._by_route[key] = (
-                    self.metrics.requests.labels(route, method, str(status)),
-                    self.metrics.latency.labels(route),
-                )
-            children[0].inc()
-            children[1].observe(elapsed)
-            if self.access is not None:
-                client = scope.get("client")
-                self.access.write(method, route, scope["path"], status, elapsed, client[0] if client else None)
+            self.recorder.record(scope, route, status, time.perf_counter() - started)
 
 
 class JsonFormatter(logging.Formatter):

@@ -259,8 +259,12 @@ class Soak:
                 "streams": b.streams()}
 
     async def _register(self, http: aiohttp.ClientSession, b: SoakBroadcaster) -> None:
-        status, doc = await self._call(http, "PUT", f"/api/broadcasters/{b.name}", BROADCASTER_TOKEN,
-                                       self._registration(b))
+        for attempt in range(40):  # a store restarting (503) or a node restarting is waited out
+            status, doc = await self._call(http, "PUT", f"/api/broadcasters/{b.name}", BROADCASTER_TOKEN,
+                                           self._registration(b))
+            if status in (200, 201) or 0 < status < 500:
+                break
+            await asyncio.sleep(0.25)
         if status not in (200, 201):
             raise SetupError(
                 f"the edge refused to register broadcaster {b.name} at {b.url} (HTTP {status}: {doc}); "

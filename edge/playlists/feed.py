@@ -10,7 +10,6 @@ load is one fetch per (carrier, rendition) per poll interval, however many playe
 from __future__ import annotations
 
 import asyncio
-import gzip
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -25,8 +24,9 @@ from edge.playlists.codec import dump_state, load_state
 from edge.playlists.layout import Layout
 from edge.playlists.master import UNKNOWN_SOURCE_BPS
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
-from edge.playlists.render import render_media
+from edge.playlists.render import encoded, render_media, skippable
 from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate, with_dvr_window
+from edge.playlists.served import Served
 from edge.playlists.upstream import ParseLimits, UpstreamPlaylist, parse_upstream
 from edge.segments.copier import Copier
 from edge.segments.policy import Copies, SegmentMode, SegmentPolicy, wanted
@@ -55,18 +55,23 @@ class Rendered:
     ended: bool
     changed_at: float
     has_segments: bool
+    next_msn: int = 0  # one past the last segment's MSN: what a blocking reload waits for
+    delta: bytes | None = None  # the Playlist Delta Update, when the window is long enough to skip any
 
     @classmethod
     def of(cls, state: PublishedState, now: float, vod: bool = False) -> "Rendered":
         body = render_media(state, vod=vod)
+        gzipped, etag = encoded(body)
         return cls(
             body=body,
-            gzipped=gzip.compress(body, compresslevel=6, mtime=0),
-            etag='"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
+            gzipped=gzipped,
+            etag=etag,
             target_duration=state.target_duration,
             ended=state.ended,
             changed_at=now,
             has_segments=bool(state.segments),
+            next_msn=state.next_msn,
+            delta=render_media(state, delta=True) if skippable(state) else None,
         )
 
 
@@ -131,7 +136,7 @@ class Feed:
         self.stream = stream
         self.ctx = ctx
         self.states: dict[str, PublishedState] = {}
-        self.rendered: dict[str, Rendered] = {}
+        self.rendered: Served[Rendered] = Served()  # wakes blocking reloads on every new version
         self.revision = 0  # of the stored states these are
         self.leader = False  # holds the stream's lease: polls the broadcasters and publishes
         self._sync_lock = asyncio.Lock()
@@ -291,33 +296,20 @@ class Feed:
                 elif state.version < current.version:
                     self._ahead.add(rendition)
             self._ahead.update(r for r in self.states if r not in stored.states)
-            self._adopt(adopted, now)
+            await self._adopt(adopted, now)
             self.revision = stored.revision
 
-    def _adopt(self, states: dict[str, PublishedState], now: float, visible: Iterable[str] | None = None) -> None:
-        """Take these states as ours; re-render those whose served playlist changes (all of them
-        unless `visible` says which)."""
+    async def _adopt(self, states: dict[str, PublishedState], now: float, visible: Iterable[str] | None = None) -> None:
+        """Take these states as ours, and re-render those whose served playlist changes (all of them
+        unless `visible` says which). Long windows are rendered in a thread, and only then adopted,
+        so that this node never serves an older version than the states it holds."""
         shown = set(states) if visible is None else set(visible)
         changed = {r: states[r] for r in shown if r in states}
+        rendered = await _off_loop_if_large(changed.values(), lambda: self._renders(changed, now)) if changed else {}
         self.states.update(states)
+        self.rendered.update(rendered)
         if any(s.segments for s in changed.values()):
             self._last_progress = now
-        if changed:
-            self.rendered.update(self._renders(changed, now) if not _large(changed.values()) else {})
-            if _large(changed.values()):
-                # Rendering thousands of segments takes milliseconds: not on the players' loop.
-                # (Until it is done the previous version is served, which is still a valid reload.)
-                self._render_later(changed, now)
-
-    def _render_later(self, states: dict[str, PublishedState], now: float) -> None:
-        async def work() -> None:
-            rendered = await asyncio.to_thread(self._renders, states, now)
-            # Only if nothing newer was adopted meanwhile.
-            self.rendered.update({r: v for r, v in rendered.items() if self.states.get(r) is states[r]})
-
-        task = asyncio.create_task(work())
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
 
     # --- one round ---
 
@@ -333,7 +325,8 @@ class Feed:
             return
         carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
         handed = await ctx.store.registry.handed_out(self.stream.id)
-        if discovery_due(now, self._last_discovery, self._last_progress, ctx.poll_interval, ctx.discovery_interval):
+        target = next((s.target_duration for s in self.states.values()), 0)
+        if discovery_due(now, self._last_discovery, self._last_progress, target, ctx.poll_interval, ctx.discovery_interval):
             self._last_discovery = now
             found = await self._discover(carriers, now)
             carriers += found
@@ -365,7 +358,7 @@ class Feed:
                 return
             self.revision = revision
             self._ahead.clear()
-            self._adopt(changed, now, outcome.visible)
+            await self._adopt(changed, now, outcome.visible)
             if outcome.visible:
                 ctx.metrics.published.inc(len(outcome.visible))
         self.finished = self.finished or outcome.final or (
@@ -420,7 +413,7 @@ class Feed:
         stream = await self.ctx.store.streams.get(self.stream.id)
         if stream is None:
             self.finished = True  # deleted; the service drops this feed
-            self.rendered = {}
+            self.rendered.clear()
         elif stream != self.stream:
             self.stream = stream
             self._policy = self._stream_policy(stream)
@@ -493,9 +486,6 @@ class Feed:
             await self.ctx.store.registry.record_fetch(name, alive, now, self.ctx.liveness)
 
 
-_BACKGROUND: set[asyncio.Task[None]] = set()
-
-
 def _offers(fetched: Mapping[str, Sequence[FetchedPlaylist]]) -> dict[tuple[str, int], list[tuple[str, str]]]:
     out: dict[tuple[str, int], list[tuple[str, str]]] = {}
     for rendition, items in fetched.items():
@@ -504,7 +494,3 @@ def _offers(fetched: Mapping[str, Sequence[FetchedPlaylist]]) -> dict[tuple[str,
                 for segment in item.playlist.segments:
                     out.setdefault((rendition, segment.number), []).append((item.broadcaster.name, segment.uri))
     return out
-
-
-def _large(states: Iterable[PublishedState]) -> bool:
-    return any(len(state.segments) > LARGE_WINDOW for state in states)

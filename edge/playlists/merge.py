@@ -182,12 +182,10 @@ def choose_target_duration(
 
 
 def renditions_agree(states: Iterable[PublishedState]) -> bool:
-    """Whether a stream's renditions still line up (RFC 8216 §6.2.4, and hls.js, which aligns live
+    """Whether a stream's renditions line up (RFC 8216 §6.2.4, and hls.js, which aligns live
     variants by MSN): one target duration, and for every MSN present in two renditions the same
-    ingest number and the same discontinuity number.
-
-    Each rendition is merged on its own, so they drift apart when a number is missing in one
-    rendition only, or turns up there just as the others pass it. For a metric, not a decision.
+    ingest number and the same discontinuity number. `merge_stream` keeps this true by
+    construction; this is the check the tests and the soak hold it to.
     """
     reference: dict[int, tuple[int, int]] | None = None
     target_duration = None

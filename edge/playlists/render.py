@@ -4,6 +4,8 @@ and a stream's master playlist from its renditions. Pure; the shell caches by st
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -13,25 +15,63 @@ from urllib.parse import quote
 from edge.playlists.merge import PublishedState
 
 
-def render_media(state: PublishedState, vod: bool = False) -> bytes:
-    """The media playlist for `state`: UTF-8 without BOM, absolute segment URIs. `vod`: an ended
-    recording, announced as EXT-X-PLAYLIST-TYPE:VOD (it will never change).
+# LL-HLS for whole segments (draft-pantos-hls-rfc8216bis §4.4.3.8, §6.2.5): every media playlist
+# announces blocking reloads and delta updates. HOLD-BACK and CAN-SKIP-UNTIL are the smallest the
+# draft allows (3 and 6 target durations): a player holds back no more than it must, and a delta
+# update leaves out as much as it may.
+HOLD_BACK_TARGETS = 3
+SKIP_UNTIL_TARGETS = 6
+# EXT-X-SKIP needs compatibility version 9 (§8); a full playlist needs no more than 3.
+VERSION = 3
+DELTA_VERSION = 9
 
-    EXT-X-VERSION 3 is the lowest that allows decimal EXTINF, and nothing else here needs more.
-    EXT-X-DISCONTINUITY-SEQUENCE is always written, 0 included: it costs one line and spares a
-    reader the rule that its absence means 0.
+
+def server_control(target_duration: int) -> str:
+    return (f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={SKIP_UNTIL_TARGETS * target_duration:.1f},"
+            f"HOLD-BACK={HOLD_BACK_TARGETS * target_duration:.1f}")
+
+
+def skippable(state: PublishedState) -> int:
+    """How many segments at the front a Playlist Delta Update leaves out (§6.2.5.1): all those that
+    end more than CAN-SKIP-UNTIL seconds before the end of the playlist."""
+    boundary = SKIP_UNTIL_TARGETS * state.target_duration
+    remaining = sum(segment.duration for segment in state.segments)
+    skipped = 0
+    for segment in state.segments:
+        remaining -= segment.duration
+        if remaining < boundary:
+            break
+        skipped += 1
+    return skipped
+
+
+def render_media(state: PublishedState, delta: bool = False, vod: bool = False) -> bytes:
+    """The media playlist for `state`: UTF-8 without BOM, absolute segment URIs. `vod`: an ended
+    recording, announced as EXT-X-PLAYLIST-TYPE:VOD (it never changes again). With `delta`, the
+    Playlist Delta Update (`_HLS_skip=YES`): the same playlist with the segments before the skip
+    boundary replaced by one EXT-X-SKIP tag (MEDIA-SEQUENCE and DISCONTINUITY-SEQUENCE unchanged).
+
+    EXT-X-VERSION 3 is the lowest that allows decimal EXTINF, and nothing else in a full playlist
+    needs more. EXT-X-DISCONTINUITY-SEQUENCE is always written, 0 included: it costs one line and
+    spares a reader the rule that its absence means 0.
     """
+    skipped = skippable(state) if delta else 0
     lines = [
         "#EXTM3U",
-        "#EXT-X-VERSION:3",
+        f"#EXT-X-VERSION:{DELTA_VERSION if skipped else VERSION}",
         f"#EXT-X-TARGETDURATION:{state.target_duration}",
         f"#EXT-X-MEDIA-SEQUENCE:{state.media_sequence}",
         f"#EXT-X-DISCONTINUITY-SEQUENCE:{state.discontinuity_sequence}",
+        server_control(state.target_duration),
     ]
     if vod and state.ended:
         lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
+    if vod and state.ended:
+        lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
     append = lines.append
-    for segment in state.segments:
+    if skipped:
+        append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+    for segment in state.segments[skipped:]:
         if segment.discontinuity:
             append("#EXT-X-DISCONTINUITY")
         if segment.program_date_time is not None:
@@ -42,6 +82,11 @@ def render_media(state: PublishedState, vod: bool = False) -> bytes:
         append("#EXT-X-ENDLIST")
     append("")
     return "\n".join(lines).encode()
+
+
+def encoded(body: bytes) -> tuple[bytes, str]:
+    """What a served body also needs, computed once per version: its gzip form and its ETag."""
+    return gzip.compress(body, compresslevel=6, mtime=0), '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
 def format_date_time(value: datetime) -> str:

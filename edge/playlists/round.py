@@ -148,15 +148,24 @@ def substitutes_by_bitrate(bitrates: Mapping[str, int]) -> dict[str, tuple[str, 
 
 
 def discovery_due(
-    now: float, last_discovery: float, last_progress: float, poll_interval: float, discovery_interval: float
+    now: float,
+    last_discovery: float,
+    last_progress: float,
+    target_duration: float,
+    poll_interval: float,
+    discovery_interval: float,
 ) -> bool:
     """Whether to ask the broadcasters not known to carry the stream if they have it.
 
-    Every `discovery_interval`; and, while nothing new has been published for a while, sooner: the
-    gap is half the time since the last progress (at least one poll), so an ingest that moved to a
-    broadcaster nobody reported is found within about a poll, and a stream that is simply paused
-    costs fewer and fewer asks until the regular interval."""
-    gap = min(discovery_interval, max(poll_interval, (now - last_progress) / 2))
+    Every `discovery_interval`; and sooner once the stream is late, with no new segment for more
+    than 1.5 target durations (a new one is due within that, RFC 8216 §6.2.1's freshness): then at
+    least every poll, slowing down as the stall grows, so an ingest that moved to a broadcaster
+    nobody reported is found within about a poll of being late, and a paused stream costs fewer
+    and fewer asks."""
+    late = now - last_progress - 1.5 * target_duration
+    if late < 0:
+        return now - last_discovery >= discovery_interval
+    gap = min(discovery_interval, max(poll_interval, late / 2))
     return now - last_discovery >= gap
 
 

@@ -2,7 +2,9 @@
 
 Served from memory with the headers players and CDNs rely on: the HLS content type, a cache
 lifetime of half a target duration while live (long once ended), ETag and conditional GET, gzip
-when accepted, HEAD, and CORS for browser players.
+when accepted, HEAD, and CORS for browser players. LL-HLS blocking reloads and delta updates
+(edge.playlists.blocking) are answered here; plain reloads of a watched stream are usually answered
+before routing by edge.playlists.player_path, with the same answers built here.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from functools import lru_cache
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from edge.playlists.blocking import Answer, BadDirectives, Directives, Refuse, cache_seconds, decide, parse_directives
 from edge.playlists.feed import Rendered
 from edge.playlists.master import master_playlist
+from edge.playlists.render import encoded
 from edge.playlists.service import NotFound, NotYet
 from edge.services import services
 from edge.streams.model import Stream, is_rendition_name, is_stream_id
@@ -37,9 +42,10 @@ def _error(status: int, message: str, max_age: int) -> Response:
     )
 
 
-def _accepts_gzip(request: Request) -> bool:
+@lru_cache(maxsize=256)  # players send a handful of distinct Accept-Encoding values
+def _accepts_gzip(accept_encoding: str) -> bool:
     """gzip (or *) listed in Accept-Encoding with a quality above 0 (RFC 9110 §12.5.3)."""
-    for coding in request.headers.get("accept-encoding", "").split(","):
+    for coding in accept_encoding.split(","):
         name, _, params = coding.partition(";")
         if name.strip().lower() in ("gzip", "*"):
             return _quality(params) > 0
@@ -57,21 +63,40 @@ def _quality(params: str) -> float:
     return 1.0
 
 
-def _not_modified(request: Request, etag: str) -> bool:
-    header = request.headers.get("if-none-match")
-    if not header:
+def _not_modified(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
         return False
-    return header.strip() == "*" or etag in (tag.strip().removeprefix("W/") for tag in header.split(","))
+    return if_none_match.strip() == "*" or etag in (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
 
 
-class Prepared(Response):
-    """A response whose headers were encoded once per playlist version; only `Age` is per request."""
+def _negotiation(scope: Scope) -> tuple[str, str | None]:
+    """(Accept-Encoding, If-None-Match) of a request, read from the raw headers (first of each)."""
+    accept_encoding, if_none_match = None, None
+    for key, value in scope["headers"]:
+        if key == b"accept-encoding" and accept_encoding is None:
+            accept_encoding = value.decode("latin-1")
+        elif key == b"if-none-match" and if_none_match is None:
+            if_none_match = value.decode("latin-1")
+    return accept_encoding or "", if_none_match
 
-    def __init__(self, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
-        self.status_code = status
+
+_AGES = [(b"age", str(age).encode()) for age in range(ENDED_MAX_AGE + 1)]  # encoded once, not per request
+
+
+class Prepared:
+    """A response whose headers were encoded once per playlist version (only `Age` is per request):
+    a plain ASGI callable, so Starlette's handlers and the player path send it alike."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+        self.status = status
+        self.headers = headers
         self.body = body
-        self.background = None
-        self.raw_headers = raw_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,52 +128,75 @@ class Variants:
             not_modified=common,
         )
 
-    def response(self, request: Request, age: int) -> Response:
-        age_header = (b"age", str(max(0, age)).encode())
-        if _not_modified(request, self.etag):
+    def answer(self, scope: Scope, age: int) -> Prepared:
+        accept_encoding, if_none_match = _negotiation(scope)
+        age_header = _AGES[age] if 0 <= age < len(_AGES) else (b"age", str(max(0, age)).encode())
+        if _not_modified(if_none_match, self.etag):
             return Prepared(304, [*self.not_modified, age_header])
         body, headers = self.identity
-        if self.gzipped is not None and _accepts_gzip(request):
+        if self.gzipped is not None and _accepts_gzip(accept_encoding):
             body, headers = self.gzipped
         # HEAD: the same headers (Content-Length of the full body), no body.
-        return Prepared(200, [*headers, age_header], b"" if request.method == "HEAD" else body)
+        return Prepared(200, [*headers, age_header], b"" if scope["method"] == "HEAD" else body)
 
 
-def _max_age(rendered: Rendered) -> int:
-    if rendered.ended:
-        return ENDED_MAX_AGE
-    return max(1, rendered.target_duration // 2)
+def media_answer(scope: Scope, rendered: Rendered, directives: Directives, now: float) -> Prepared:
+    """The answer to a media playlist request that may be answered with `rendered`."""
+    return _variants(rendered, directives).answer(scope, int(now - rendered.changed_at))
 
 
-async def media(request: Request) -> Response:
+async def media(request: Request) -> ASGIApp:
     stream_id, rendition = request.path_params["id"], request.path_params["rendition"]
     if not is_stream_id(stream_id) or not is_rendition_name(rendition):
         return _error(404, f"stream {stream_id}/{rendition}: not found", 2)
+    try:
+        directives = parse_directives(request.scope["query_string"].decode("latin-1"))
+    except BadDirectives as exc:
+        return _error(400, str(exc), 2)
     svc = services(request)
+    asked_at = svc.clock()
     try:
         rendered = await svc.playlists.media(stream_id, rendition)
+        while True:  # a blocking reload (§6.2.5.2) until its MSN is published; otherwise once
+            verdict = decide(directives.msn, rendered.next_msn, rendered.ended, rendered.target_duration,
+                             asked_at, svc.clock())
+            if isinstance(verdict, Answer):
+                break
+            if isinstance(verdict, Refuse):
+                return _error(verdict.status, verdict.reason, rendered.target_duration)
+            rendered = await svc.playlists.next_version(stream_id, rendition, rendered, verdict.until - svc.clock())
     except NotFound as exc:
         return _error(404, str(exc), 2)
     except NotYet as exc:
         response = _error(404, str(exc), 1)
         response.headers["Retry-After"] = "1"
         return response
-    return _variants(rendered).response(request, int(svc.clock() - rendered.changed_at))
+    return media_answer(request.scope, rendered, directives, svc.clock())
 
 
-# Per playlist version, once, and freed with the version: Rendered values are immutable and replaced
-# on every change, so they key a weak dictionary by identity.
-_VARIANTS: weakref.WeakKeyDictionary[Rendered, Variants] = weakref.WeakKeyDictionary()
+# Per playlist version and kind of answer, once, and freed with the version: Rendered values are
+# immutable and replaced on every change, so they key a weak dictionary by identity.
+_VARIANTS: weakref.WeakKeyDictionary[Rendered, dict[tuple[bool, bool], Variants]] = weakref.WeakKeyDictionary()
 
 
-def _variants(rendered: Rendered) -> Variants:
-    variants = _VARIANTS.get(rendered)
+def _variants(rendered: Rendered, directives: Directives) -> Variants:
+    delta = directives.skip and rendered.delta is not None
+    kinds = _VARIANTS.get(rendered)
+    if kinds is None:
+        kinds = _VARIANTS[rendered] = {}
+    variants = kinds.get((delta, directives.blocking))
     if variants is None:
-        variants = _VARIANTS[rendered] = Variants.of(rendered.body, rendered.gzipped, rendered.etag, _max_age(rendered))
+        max_age = cache_seconds(directives, rendered.target_duration, rendered.ended, ENDED_MAX_AGE)
+        if delta:
+            assert rendered.delta is not None
+            variants = Variants.of(rendered.delta, *encoded(rendered.delta), max_age)
+        else:
+            variants = Variants.of(rendered.body, rendered.gzipped, rendered.etag, max_age)
+        kinds[(delta, directives.blocking)] = variants
     return variants
 
 
-async def master(request: Request) -> Response:
+async def master(request: Request) -> ASGIApp:
     stream_id = request.path_params["id"]
     if not is_stream_id(stream_id):
         return _error(404, f"stream {stream_id}: not found", 2)
@@ -157,8 +205,12 @@ async def master(request: Request) -> Response:
         stream = await svc.playlists.stream(stream_id)
     except NotFound as exc:
         return _error(404, str(exc), 2)
+    return master_answer(request.scope, stream)
+
+
+def master_answer(scope: Scope, stream: Stream) -> Prepared:
     # The ladder never changes; a short lifetime still lets a deleted stream disappear soon.
-    return _master_variants(stream).response(request, 0)
+    return _master_variants(stream).answer(scope, 0)
 
 
 @lru_cache(maxsize=4096)  # streams are immutable values; the ladder never changes
@@ -174,9 +226,11 @@ async def preflight(request: Request) -> Response:
     })
 
 
+MASTER = Route("/stream/{id}.m3u8", master, methods=["GET", "HEAD"])
+MEDIA = Route("/stream/{id}/{rendition}.m3u8", media, methods=["GET", "HEAD"])
 ROUTES = [
-    Route("/stream/{id}.m3u8", master, methods=["GET", "HEAD"]),
-    Route("/stream/{id}/{rendition}.m3u8", media, methods=["GET", "HEAD"]),
+    MASTER,
+    MEDIA,
     Route("/stream/{id}.m3u8", preflight, methods=["OPTIONS"]),
     Route("/stream/{id}/{rendition}.m3u8", preflight, methods=["OPTIONS"]),
 ]

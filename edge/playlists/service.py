@@ -15,6 +15,11 @@ from edge.streams.model import Stream
 log = logging.getLogger("edge.playlists")
 
 FIRST_ROUND_GRACE_S = 0.5  # beyond the upstream timeout, for parsing, merging and storing
+# How often a node that does not poll a stream reads its stored revision while players' blocking
+# reloads wait there. A shared wait rather than Redis pub/sub: it works alike on Redis and on the
+# SQLite file shared by workers, costs one small read per stream (not per request) and adds at most
+# this much to a blocked answer, well within a segment's duration.
+FOLLOW_INTERVAL_S = 0.1
 
 
 class NotFound(Exception):
@@ -32,17 +37,37 @@ class PlaylistService:
         self.feeds: dict[str, Feed] = {}
         self._starting: dict[str, asyncio.Future[Feed]] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._followers: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
         self._reaper = asyncio.create_task(self._reap(), name="feed-reaper")
 
     async def stop(self) -> None:
         await cancel(self._reaper)
+        for task in list(self._followers.values()):
+            await cancel(task)
         await asyncio.gather(*(feed.stop() for feed in self.feeds.values()), return_exceptions=True)
         self.feeds.clear()
 
+    def at_hand(self, stream_id: str, rendition: str) -> Rendered | None:
+        """What to serve for one rendition when it is known without waiting on anything (the feed
+        runs, publishes alone or alone serves the store, and has segments); None otherwise: ask
+        `media`. The player path's question, answered by the rules `media` also follows."""
+        feed = self.feeds.get(stream_id)
+        if feed is None or (self.ctx.store.shared and not feed.publishes_alone):
+            return None
+        rendered = feed.rendered.get(rendition)
+        if rendered is None or not rendered.has_segments:
+            return None
+        feed.last_request = self.ctx.clock()
+        feed.ensure_running()
+        return rendered
+
     async def media(self, stream_id: str, rendition: str) -> Rendered:
         """What to serve for one rendition; starts polling the stream if nobody watched it."""
+        rendered = self.at_hand(stream_id, rendition)
+        if rendered is not None:
+            return rendered
         feed = self.feeds.get(stream_id)
         if feed is not None:
             feed.last_request = self.ctx.clock()
@@ -73,6 +98,43 @@ class PlaylistService:
                 raise NotFound(f"stream {stream_id}: not found")
             raise NotYet(f"stream {stream_id}: no {rendition} segments published yet")
         return rendered
+
+    async def next_version(self, stream_id: str, rendition: str, known: Rendered, timeout: float) -> Rendered:
+        """What to serve once `rendition` has a version newer than `known`, or after `timeout`
+        seconds (then possibly `known` again): the wait of a blocking playlist reload."""
+        feed = self.feeds.get(stream_id)
+        if feed is not None and feed.rendered.get(rendition) is known:
+            future = feed.rendered.next_version(rendition)
+            if self.ctx.store.shared and not feed.publishes_alone:
+                self._follow(feed)
+            if timeout > 0:
+                await asyncio.wait((future,), timeout=timeout)
+        return await self.media(stream_id, rendition)
+
+    def _follow(self, feed: Feed) -> None:
+        """Watch the stored revision for the requests blocked at this node while another node (or
+        worker) polls the stream: one small read per FOLLOW_INTERVAL_S per stream, however many
+        requests wait, until none does."""
+        task = self._followers.get(feed.stream.id)
+        if task is not None and not task.done():
+            return
+
+        async def follow() -> None:
+            while not feed.finished:
+                await asyncio.sleep(FOLLOW_INTERVAL_S)
+                if not feed.rendered.waiting() or feed.publishes_alone:
+                    return
+                try:
+                    await feed.sync(await self.ctx.store.playlists.revision(feed.stream.id))
+                except StoreUnavailable:
+                    pass  # the feed logs store outages; the blocked requests end in 503 if it lasts
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._followers.get(feed.stream.id) is done:
+                del self._followers[feed.stream.id]
+
+        self._followers[feed.stream.id] = task = asyncio.create_task(follow(), name=f"follow-{feed.stream.id}")
+        task.add_done_callback(forget)
 
     async def watch(self, stream_id: str) -> Feed:
         """The stream's feed, polling and past its first round (a segment request counts as a

@@ -22,8 +22,16 @@
     show("native HLS playback");
     return;
   }
-  const hls = new Hls({ liveDurationInfinity: true, lowLatencyMode: false });
+  // ?lowLatency=1: hls.js's low-latency mode, which uses the edge's blocking reloads and delta updates.
+  const lowLatencyMode = new URLSearchParams(location.search).get("lowLatency") === "1";
+  const hls = new Hls({ liveDurationInfinity: true, lowLatencyMode });
   window.hls = hls;
+  Object.assign(state, { lowLatencyMode, blockingReloads: 0, deltaUpdates: 0, deltaFailed: 0 });
+  hls.on(Hls.Events.LEVEL_LOADED, (_e, data) => {
+    if (data.deliveryDirectives && data.deliveryDirectives.msn !== undefined) state.blockingReloads += 1;
+    if (data.details.skippedSegments) state.deltaUpdates += 1;
+    if (data.details.deltaUpdateFailed) state.deltaFailed += 1;
+  });
   hls.on(Hls.Events.MANIFEST_PARSED, () => { show("playing"); video.play().catch(() => {}); });
   hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => { state.level = data.level; });
   hls.on(Hls.Events.ERROR, (_e, data) => {

@@ -69,6 +69,7 @@ def test_exact_text() -> None:
         "#EXT-X-TARGETDURATION:4\n"
         "#EXT-X-MEDIA-SEQUENCE:7\n"
         "#EXT-X-DISCONTINUITY-SEQUENCE:2\n"
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=24.0,HOLD-BACK=12.0\n"
         "#EXTINF:4.000,\n"
         "https://b1.test/s/70.ts\n"
         "#EXT-X-DISCONTINUITY\n"
@@ -128,3 +129,48 @@ def test_master_uris_are_escaped() -> None:
 def test_rendition_validation(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         Rendition(**kwargs)  # type: ignore[arg-type]
+
+
+def _state_of(durations: list[float], target: int = 2, discontinuity_at: int | None = None) -> PublishedState:
+    return PublishedState(
+        target_duration=target, media_sequence=100, discontinuity_sequence=4,
+        segments=tuple(
+            PublishedSegment(msn=100 + i, number=i, uri=f"https://b1.test/s/{i}.ts", duration=d,
+                             discontinuity=i == discontinuity_at)
+            for i, d in enumerate(durations)
+        ),
+    )
+
+
+@pytest.mark.parametrize(("durations", "skipped"), [
+    ([], 0),
+    ([2.0] * 6, 0),  # exactly CAN-SKIP-UNTIL (6 x 2 s) of media: nothing may be left out
+    ([2.0] * 7, 1),
+    ([2.0] * 20, 14),  # the last 12 s stay
+    ([1.5] * 10, 2),  # 15 s: dropping two leaves 12 s, a third would leave 10.5 s
+])
+def test_a_delta_update_leaves_out_only_segments_before_the_skip_boundary(durations: list[float], skipped: int) -> None:
+    state = _state_of(durations)
+    full = m3u8.loads(render_media(state).decode())
+    text = render_media(state, delta=True).decode()
+    lines = text.splitlines()
+    if skipped:
+        assert "#EXT-X-VERSION:9" in lines  # EXT-X-SKIP needs version 9 (§8)
+        assert f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}" in lines
+    else:
+        assert text == render_media(state).decode()
+    # The same header (MEDIA-SEQUENCE is still that of the first, skipped, segment) and the same tail.
+    assert f"#EXT-X-MEDIA-SEQUENCE:{state.media_sequence}" in lines
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:4" in lines
+    kept = [line for line in lines if line.startswith("https://")]
+    assert kept == [s.uri for s in full.segments][skipped:]
+    assert sum(durations[skipped:]) >= min(sum(durations), 12.0)
+
+
+def test_every_media_playlist_announces_blocking_reloads_and_delta_updates() -> None:
+    for target in (1, 2, 7):
+        lines = render_media(_state_of([1.0], target=target)).decode().splitlines()
+        control = [line for line in lines if line.startswith("#EXT-X-SERVER-CONTROL:")]
+        attributes = dict(a.split("=") for a in control[0].partition(":")[2].split(","))
+        assert attributes == {"CAN-BLOCK-RELOAD": "YES", "CAN-SKIP-UNTIL": f"{6 * target:.1f}",
+                              "HOLD-BACK": f"{3 * target:.1f}"}

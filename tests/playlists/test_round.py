@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState, renditions_agree
-from edge.playlists.round import StreamPolicy, decide, substitutes_by_bitrate
+from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate
 from tests.playlists.builders import B1, B2, offer, upstream
 
 POLICY = StreamPolicy(
@@ -119,3 +119,22 @@ def test_only_visible_changes_are_rerendered() -> None:
 )
 def test_stand_ins_come_from_the_nearest_bitrate_lower_first(bitrates: dict[str, int], expected: dict[str, tuple[str, ...]]) -> None:
     assert substitutes_by_bitrate(bitrates) == expected
+
+
+# (case, now, last discovery, last progress, target duration, due) with poll 0.5 s, discovery every 10 s
+DISCOVERY_CASES = [
+    ("on time: the regular interval only", 100.0, 95.0, 98.0, 2, False),
+    ("on time, interval passed", 100.0, 90.0, 98.0, 2, True),
+    ("just late: every poll", 100.0, 99.4, 96.9, 2, True),
+    ("just late, polled a moment ago", 100.0, 99.8, 96.9, 2, False),
+    ("long stalled: slower", 100.0, 97.0, 80.0, 2, False),
+    ("long stalled, gap reached", 100.0, 91.0, 80.0, 2, True),
+    ("never discovered", 100.0, float("-inf"), 100.0, 2, True),
+]
+
+
+@pytest.mark.parametrize(
+    "now, last, progress, target, due", [c[1:] for c in DISCOVERY_CASES], ids=[c[0] for c in DISCOVERY_CASES]
+)
+def test_discovery_is_due_on_its_interval_and_sooner_once_late(now: float, last: float, progress: float, target: int, due: bool) -> None:
+    assert discovery_due(now, last, progress, target, 0.5, 10.0) is due
