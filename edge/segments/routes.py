@@ -15,6 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from broadcaster_registry.liveness import is_serving
+from edge.auth import Role
+from edge.errors import api_json
 from edge.playlists.feed import Feed
 from edge.playlists.service import NotFound, NotYet
 from edge.segments.policy import SegmentMode, edge_path, key_of
@@ -93,4 +95,19 @@ async def _live_copies(svc: Services, feed: Feed, rendition: str, key: str) -> l
     return out
 
 
-ROUTES = [Route("/stream/{id}/{rendition}/{name}.ts", segment, methods=["GET", "HEAD"])]
+async def store_usage(request: Request) -> Response:
+    """The segment store and its use, for operators (the operator page shows it)."""
+    svc = services(request)
+    svc.credentials.require(request, Role.ADMIN)
+    store = svc.segment_store
+    if store is None:
+        return api_json({"store": None})
+    usage = await store.usage()
+    return api_json({"store": store.describe(), "defaultMode": svc.settings.segment_mode,
+                     "objects": usage.objects, "bytes": usage.bytes})
+
+
+ROUTES = [
+    Route("/stream/{id}/{rendition}/{name}.ts", segment, methods=["GET", "HEAD"]),
+    Route("/api/segment-store", store_usage, methods=["GET"]),
+]
