@@ -5,7 +5,8 @@ segment store (the directory, and S3 through moto's server on loopback).
     python -m bench.bench_mirror [--segments 30] [--bytes 1000000]
 
 An edge in-process with the default poll interval (1 s), one fake broadcaster on loopback that
-serves segments of `--bytes` bytes (1 MB: 2 s at 4 Mbit/s), a new segment every 0.5 s.
+serves segments of `--bytes` bytes (1 MB: 2 s at 4 Mbit/s), each new segment added at a random
+phase of the poll, once the previous one is listed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -44,7 +46,7 @@ async def measure(mode: str, store: str, segments: int, size: int) -> list[float
                         break
                     await asyncio.sleep(0.005)
                 delays.append(time.perf_counter() - added)
-                await asyncio.sleep(max(0.0, 0.5 - delays[-1]))
+                await asyncio.sleep(random.uniform(0.0, 1.0))  # the next one at any phase of the poll
     return delays[2:]  # the first ones include the feed's start
 
 

@@ -123,6 +123,7 @@ def build_services(settings: Settings) -> Services:
         segment_public_base=settings.segment_public_base,
         mirror_wait=settings.mirror_wait,
         max_recording=settings.max_recording,
+        recording_retention=settings.recording_retention,
     )
     svc.playlists = PlaylistService(feeds, settings.upstream_timeout)
     return svc

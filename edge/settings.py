@@ -153,6 +153,9 @@ class Settings:
     )
     copy_concurrency: int = _opt(8, "Segment copies a node runs at once.")
     max_recording: float = _opt(14400.0, "Seconds of a recorded stream (record: true) its playlists keep.")
+    recording_retention: float = _opt(
+        3 * 86400.0, "Seconds an ended recording is served (then its playlists are 404 and its segments deleted).",
+    )
     log_level: str = _opt("info", "Log level: debug, info, warning or error.")
     access_log: bool = _opt(True, "Write one JSON line per request to standard error.")
     metrics_networks: tuple[str, ...] = _opt(
@@ -205,7 +208,7 @@ class Settings:
             raise SettingsError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
         for name in ("header_timeout", "heartbeat_ttl", "probe_interval", "probe_timeout", "upstream_timeout", "poll_interval",
                      "discovery_interval", "playlist_window", "hole_wait", "idle_timeout", "ejection_base", "lease_ttl",
-                     "mirror_wait", "segment_retention", "max_recording"):
+                     "mirror_wait", "segment_retention", "max_recording", "recording_retention"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name}: must be a positive number of seconds")
         if not 0 <= self.ejection_max_percent <= 100:
@@ -237,6 +240,9 @@ class Settings:
             raise SettingsError(f"segment_mode: {self.segment_mode!r} is not direct, redirect or mirror")
         if self.segment_store and not self.segment_store.startswith("s3://"):
             raise SettingsError("segment_store: not a supported URL (empty, or s3://bucket/prefix?endpoint=...)")
+        if not self.segment_store and self.segment_retention < self.recording_retention + self.max_recording:
+            raise SettingsError("segment_retention: must cover recording_retention + max_recording, or the "
+                                "store deletes a recording's first segments while it is still served")
         if self.copy_concurrency < 1:
             raise SettingsError("copy_concurrency: must be at least 1")
         if self.lease_ttl <= 2 * self.poll_interval:

@@ -118,6 +118,7 @@ class FeedContext:
     segment_public_base: str = ""  # URL prefix of stored segments for players; "": the edge's route
     mirror_wait: float = 2.0  # longest a number waits for its copy before it is published direct
     max_recording: float = 4 * 3600.0  # a recording keeps at most this much of the stream (seconds)
+    recording_retention: float = 3 * 86400.0  # an ended recording is served this long (seconds)
 
 
 # Past this many segments, rendering and serialising take milliseconds: done in a thread so that the
@@ -176,6 +177,13 @@ class Feed:
                 copy=ctx.copier is not None and (mode is SegmentMode.MIRROR or stream.record),
             ),
         )
+
+    @property
+    def expired(self) -> bool:
+        """An ended recording past its retention: no longer served."""
+        ended_at = self.stream.ended_at
+        return (self.stream.record and ended_at is not None
+                and self.ctx.clock() - ended_at / 1000 > self.ctx.recording_retention)
 
     @property
     def segment_mode(self) -> SegmentMode:

@@ -54,7 +54,7 @@ class PlaylistService:
         runs, publishes alone or alone serves the store, and has segments); None otherwise: ask
         `media`. The player path's question, answered by the rules `media` also follows."""
         feed = self.feeds.get(stream_id)
-        if feed is None or (self.ctx.store.shared and not feed.publishes_alone):
+        if feed is None or (self.ctx.store.shared and not feed.publishes_alone) or feed.expired:
             return None
         rendered = feed.rendered.get(rendition)
         if rendered is None or not rendered.has_segments:
@@ -69,6 +69,8 @@ class PlaylistService:
         if rendered is not None:
             return rendered
         feed = self.feeds.get(stream_id)
+        if feed is not None and feed.expired:
+            raise NotFound(f"stream {stream_id}: its recording has expired")
         if feed is not None:
             feed.last_request = self.ctx.clock()
             feed.ensure_running()
@@ -83,6 +85,8 @@ class PlaylistService:
                 return rendered
         else:
             feed = await self._feed(stream_id)
+            if feed.expired:
+                raise NotFound(f"stream {stream_id}: its recording has expired")
         if rendition not in feed.stream.rendition_names:
             raise NotFound(f"rendition {rendition}: not in stream {stream_id}")
         if not feed.first_round.is_set():
@@ -152,7 +156,7 @@ class PlaylistService:
                 await feed.sync(await self.ctx.store.playlists.revision(stream_id))
             except StoreUnavailable:
                 pass
-        if feed.gone:
+        if feed.gone or feed.expired:
             raise NotFound(f"stream {stream_id}: not found")
         return feed
 
@@ -210,6 +214,9 @@ class PlaylistService:
         while True:
             await asyncio.sleep(max(1.0, self.ctx.poll_interval))
             for stream_id, feed in list(self.feeds.items()):
-                if feed.idle or feed.gone:
+                if feed.idle or feed.gone or feed.expired:
                     self.feeds.pop(stream_id, None)
                     await feed.stop()
+                if feed.expired and self.ctx.copier is not None:  # its segments go too (every node may)
+                    self.ctx.copier.forget(stream_id + "/")
+                    await self.ctx.copier.store.delete_prefix(stream_id + "/")

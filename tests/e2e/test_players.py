@@ -88,3 +88,58 @@ async def test_ffmpeg_and_hlsjs_play_across_switches_and_a_killed_broadcaster(tm
             await decoder.wait()
         await browser.close()
         await demo.stop()
+
+
+async def test_killing_the_broadcaster_in_use_costs_players_nothing_in_mirror_mode(tmp_path: Path) -> None:
+    """The issue's case: the broadcaster the ingest is sending to dies. Its published segments were
+    copied to the edge's store before they were listed, so neither ffmpeg nor hls.js fails to load
+    one (in direct mode both did: `Failed to open segment`, `fragLoadError`)."""
+    ffmpeg = require("ffmpeg")
+    demo = Demo(port=free_port(), data_dir=str(tmp_path / "data"), switch_every=SWITCH_EVERY, segment_mode="mirror")
+    browser = Browser(tmp_path / "chromium")
+    loop = asyncio.get_running_loop()
+    decoder = None
+    try:
+        await demo.start()
+        assert demo.ingest is not None and demo.stream_id is not None
+        decoder = await asyncio.create_subprocess_exec(
+            ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning",
+            "-i", f"{demo.url}/stream/{demo.stream_id}/source.m3u8",
+            "-map", "0:v:0", "-t", str(DECODE_SECONDS), "-f", "null", "-",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )
+        decoding = asyncio.create_task(decoder.communicate())
+        await browser.open(f"{demo.url}/play/{demo.stream_id}")
+        started = loop.time()
+        positions: list[float] = []
+        errors: list[str] = []
+        killed_at = None
+        while True:
+            state = await browser.evaluate("JSON.stringify(window.playerState || null)")
+            state = None if state in (None, "null") else __import__("json").loads(state)
+            if state is not None:
+                assert state["fatal"] is None, f"hls.js fatal error: {state['fatal']} ({state['errors']})"
+                positions.append(state["currentTime"])
+                errors = state["errors"]
+            if killed_at is None and loop.time() - started >= 10 and positions and positions[-1] > 4:
+                victim = demo.current_broadcaster()
+                assert victim is not None
+                await demo.kill(victim)  # the one in use, with segments of it listed
+                killed_at = loop.time()
+            played = positions[-1] - positions[0] if positions else 0.0
+            if decoding.done() and killed_at is not None and loop.time() - killed_at > 12 and played >= 24:
+                break
+            assert loop.time() - started < 120, f"players too slow: hls.js played {played:.1f} s"
+            await asyncio.sleep(0.5)
+        _, stderr = await decoding
+        log = stderr.decode(errors="replace")
+        assert decoder.returncode == 0, log[-2000:]
+        assert "Failed to open segment" not in log and "HTTP error" not in log, log[-3000:]
+        assert not [e for e in errors if "fragLoad" in e], errors
+        assert positions[-1] - positions[0] >= 20
+    finally:
+        if decoder is not None and decoder.returncode is None:
+            decoder.kill()
+            await decoder.wait()
+        await browser.close()
+        await demo.stop()

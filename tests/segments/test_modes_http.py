@@ -175,5 +175,12 @@ async def test_a_recording_plays_in_ffmpeg_from_first_to_last_segment_after_ever
             assert frames >= 25 * (len(segments) * 2 - 1), (frames, log[-2000:])  # every segment, first to last
         store = edge.svc.segment_store
         assert store is not None and (await store.usage()).objects == len(segments)
+        # Served for the recording retention (3 days by default), then gone.
+        real_clock = edge.svc.clock
+        edge.svc.clock = lambda: real_clock() + 2 * 86400
+        assert (await edge.playlist(sid)).status_code == 200
+        edge.svc.clock = lambda: real_clock() + 4 * 86400
+        assert (await edge.playlist(sid)).status_code == 404
+        edge.svc.clock = real_clock
         assert (await edge.client.delete(f"/api/stream/{sid}", headers=auth())).status_code == 204
         assert (await store.usage()).objects == 0
