@@ -80,7 +80,7 @@ def main() -> None:
         print("| mode | store | p50 ms | p95 ms | max ms |")
         print("|---|---|---:|---:|---:|")
         for mode, store, label in (("direct", "", "-"), ("mirror", "", "directory"), ("mirror", s3, "S3 (moto)")):
-            delays = sorted(asyncio.run(measure(mode, store, args.segments, args.bytes)))
+            delays = sorted(asyncio.run(asyncio.wait_for(measure(mode, store, args.segments, args.bytes), 300)))
             p95 = delays[min(len(delays) - 1, int(0.95 * len(delays)))]
             print(f"| {mode} | {label} | {statistics.median(delays) * 1000:.0f} | {p95 * 1000:.0f} | "
                   f"{delays[-1] * 1000:.0f} |", flush=True)

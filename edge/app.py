@@ -35,7 +35,7 @@ from edge.playlists.service import PlaylistService
 from edge.playlists.upstream import ParseLimits
 from edge.segments import routes as segment_routes
 from edge.segments.copier import MAX_SEGMENT_BYTES, Copier, CopierMetrics
-from edge.segments.policy import SegmentMode
+from edge.segments.policy import SegmentDefaults, SegmentMode
 from edge.segments.s3 import S3Store
 from edge.segments.store import DirectoryStore, SegmentStore
 from edge.tasks import cancel
@@ -118,12 +118,12 @@ def build_services(settings: Settings) -> Services:
         layout=settings.layout,
         # Every node of a fleet has the same admin tokens, so they agree on the order of carriers.
         tiebreak_key=hashlib.blake2b("\n".join(sorted(settings.admin_tokens)).encode(), person=b"carrier-order").digest(),
-        segment_mode=SegmentMode(settings.segment_mode),
+        segments=SegmentDefaults(
+            mode=SegmentMode(settings.segment_mode), public_base=settings.segment_public_base,
+            mirror_wait=settings.mirror_wait, max_recording=settings.max_recording,
+            recording_retention=settings.recording_retention,
+        ),
         copier=svc.copier,
-        segment_public_base=settings.segment_public_base,
-        mirror_wait=settings.mirror_wait,
-        max_recording=settings.max_recording,
-        recording_retention=settings.recording_retention,
     )
     svc.playlists = PlaylistService(feeds, settings.upstream_timeout)
     return svc

@@ -29,7 +29,7 @@ from edge.playlists.round import StreamPolicy, decide, discovery_due, substitute
 from edge.playlists.served import Served
 from edge.playlists.upstream import ParseLimits, UpstreamPlaylist, parse_upstream
 from edge.segments.copier import Copier
-from edge.segments.policy import Copies, SegmentMode, SegmentPolicy, wanted
+from edge.segments.policy import Copies, SegmentDefaults, SegmentMode, SegmentPolicy, wanted
 from edge.store.base import Store, StoreUnavailable
 from edge.streams.model import SOURCE, Stream
 from edge.upstream import FetchResult, UpstreamFetcher
@@ -113,12 +113,8 @@ class FeedContext:
     lease_ttl: float  # a dead lease holder is replaced within this many seconds
     layout: Layout = Layout()  # where broadcasters keep playlists and segments
     tiebreak_key: bytes = b""  # secret of the deployment: orders equally trusted carriers
-    segment_mode: SegmentMode = SegmentMode.DIRECT  # the deployment's; a stream may choose its own
+    segments: SegmentDefaults = SegmentDefaults()  # segment modes, recordings
     copier: Copier | None = None  # fills the segment store (mirror mode, recordings)
-    segment_public_base: str = ""  # URL prefix of stored segments for players; "": the edge's route
-    mirror_wait: float = 2.0  # longest a number waits for its copy before it is published direct
-    max_recording: float = 4 * 3600.0  # a recording keeps at most this much of the stream (seconds)
-    recording_retention: float = 3 * 86400.0  # an ended recording is served this long (seconds)
 
 
 # Past this many segments, rendering and serialising take milliseconds: done in a thread so that the
@@ -163,17 +159,17 @@ class Feed:
     def _stream_policy(self, stream: Stream) -> StreamPolicy:
         bitrates = {p.name: p.bitrate for p in stream.profiles}
         bitrates[SOURCE] = max([UNKNOWN_SOURCE_BPS, *(2 * b for b in bitrates.values())])
-        ctx = self.ctx
-        mode = SegmentMode(stream.segment_mode) if stream.segment_mode else ctx.segment_mode
+        ctx, defaults = self.ctx, self.ctx.segments
+        mode = SegmentMode(stream.segment_mode) if stream.segment_mode else defaults.mode
         window = stream.dvr_window_seconds
         if stream.record:  # the whole recording stays listed, up to the longest recording kept
-            window = max(window or 0, ctx.max_recording)
+            window = max(window or 0, defaults.max_recording)
         return StreamPolicy(
             merge=with_dvr_window(ctx.policy, window),
             fixed_target_duration=ctx.fixed_target_duration,
             substitutes=substitutes_by_bitrate({r: bitrates.get(r, 0) for r in stream.rendition_names}),
             segments=SegmentPolicy(
-                mode=mode, stream_id=stream.id, public_base=ctx.segment_public_base, mirror_wait=ctx.mirror_wait,
+                mode=mode, stream_id=stream.id, public_base=defaults.public_base, mirror_wait=defaults.mirror_wait,
                 copy=ctx.copier is not None and (mode is SegmentMode.MIRROR or stream.record),
             ),
         )
@@ -183,7 +179,7 @@ class Feed:
         """An ended recording past its retention: no longer served."""
         ended_at = self.stream.ended_at
         return (self.stream.record and ended_at is not None
-                and self.ctx.clock() - ended_at / 1000 > self.ctx.recording_retention)
+                and self.ctx.clock() - ended_at / 1000 > self.ctx.segments.recording_retention)
 
     @property
     def segment_mode(self) -> SegmentMode:
@@ -351,7 +347,7 @@ class Feed:
         if outcome.fell_back:
             ctx.metrics.fallbacks.inc(len(outcome.fell_back))
             log.warning("feed %s: %d segment(s) not stored within %g s, published direct",
-                        self.stream.id, len(outcome.fell_back), ctx.mirror_wait)
+                        self.stream.id, len(outcome.fell_back), ctx.segments.mirror_wait)
         for event, count in outcome.events.items():
             ctx.metrics.merge_events.labels(event).inc(count)
         if outcome.changed:

@@ -37,6 +37,17 @@ class SegmentPolicy:
     mirror_wait: float = 2.0  # seconds a number may wait for its copy before it goes out direct
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SegmentDefaults:
+    """The deployment's segment settings, from which each stream's SegmentPolicy is made."""
+
+    mode: SegmentMode = SegmentMode.DIRECT  # a stream may choose its own
+    public_base: str = ""
+    mirror_wait: float = 2.0
+    max_recording: float = 4 * 3600.0  # a recording keeps at most this much of the stream (seconds)
+    recording_retention: float = 3 * 86400.0  # an ended recording is served this long (seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class Copies:
     """What the copier knows this round: object keys stored, and when each key was first wanted."""

@@ -45,6 +45,15 @@ async def redis_prefix() -> str:
     await delete_prefix(REDIS_URL, prefix)
 
 
+async def start_nodes(tmp_path: Path, env: dict[str, str]) -> list[EdgeProcess]:
+    """Two edge processes, n1 and n2, each in its own directory under `tmp_path`."""
+    for name in ("n1", "n2"):
+        (tmp_path / name).mkdir()
+    return list(await asyncio.gather(
+        asyncio.to_thread(start_edge, tmp_path / "n1", env), asyncio.to_thread(start_edge, tmp_path / "n2", env),
+    ))
+
+
 async def register(http: httpx.AsyncClient, node: EdgeProcess, fake: FakeBroadcaster, streams: list[str]) -> None:
     response = await http.put(
         f"{node.url}/api/broadcasters/{fake.name}",
@@ -55,12 +64,7 @@ async def register(http: httpx.AsyncClient, node: EdgeProcess, fake: FakeBroadca
 
 
 async def test_a_player_alternating_between_two_nodes_sees_every_rule_hold(tmp_path: Path, redis_prefix: str) -> None:
-    env = node_env(redis_prefix)
-    for name in ("n1", "n2"):
-        (tmp_path / name).mkdir()
-    nodes = list(await asyncio.gather(
-        asyncio.to_thread(start_edge, tmp_path / "n1", env), asyncio.to_thread(start_edge, tmp_path / "n2", env),
-    ))
+    nodes = await start_nodes(tmp_path, node_env(redis_prefix))
     fakes = [FakeBroadcaster("fra-1"), FakeBroadcaster("fra-2")]
     for fake in fakes:
         await fake.start()

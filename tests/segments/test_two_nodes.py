@@ -10,19 +10,15 @@ from pathlib import Path
 import httpx
 import m3u8
 
-from tests.conftest import API_KEY, start_edge
+from tests.conftest import API_KEY
 from tests.fakes import FakeBroadcaster
-from tests.multinode.test_multinode import node_env, redis_prefix, register  # noqa: F401 (fixture)
+from tests.multinode.test_multinode import node_env, redis_prefix, register, start_nodes  # noqa: F401 (fixture)
 
 
 async def test_two_nodes_copy_each_segment_once(tmp_path: Path, redis_prefix: str, s3_url: str) -> None:  # noqa: F811
     env = {**node_env(redis_prefix), "EDGE_SEGMENT_MODE": "mirror", "EDGE_SEGMENT_STORE": s3_url,
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    for name in ("n1", "n2"):
-        (tmp_path / name).mkdir()
-    nodes = list(await asyncio.gather(
-        asyncio.to_thread(start_edge, tmp_path / "n1", env), asyncio.to_thread(start_edge, tmp_path / "n2", env),
-    ))
+    nodes = await start_nodes(tmp_path, env)
     fake = FakeBroadcaster("fra-1")
     await fake.start()
     try:
