@@ -19,7 +19,7 @@ from edge.auth import Role
 from edge.errors import api_json
 from edge.playlists.feed import Feed
 from edge.playlists.service import NotFound, NotYet
-from edge.segments.policy import SegmentMode, edge_path, key_of
+from edge.segments.policy import SegmentMode, edge_path, epoch_of, key_of, segment_name
 from edge.services import Services, services
 
 STORED_CACHE = "public, max-age=31536000, immutable"
@@ -45,7 +45,8 @@ async def segment(request: Request) -> Response:
     if feed.segment_mode is not SegmentMode.REDIRECT:
         stored = await _stored(svc, key, request)
         return stored if stored is not None else _error(404, "segment not stored")
-    for url in await _live_copies(svc, feed, rendition, key):
+    url = await _live_copy(svc, feed, rendition, name, key)
+    if url is not None:
         return Response(status_code=302, headers={"Location": url, "Cache-Control": REDIRECT_CACHE, **CORS})
     stored = await _stored(svc, key, request)
     return stored if stored is not None else _error(404, "no live or stored copy of this segment")
@@ -67,32 +68,28 @@ async def _stored(svc: Services, key: str, request: Request) -> Response | None:
     return Response(b"" if request.method == "HEAD" else data, media_type="video/mp2t", headers=headers)
 
 
-async def _live_copies(svc: Services, feed: Feed, rendition: str, key: str) -> list[str]:
-    """URLs of live copies of the segment at `key`, best first."""
+async def _live_copy(svc: Services, feed: Feed, rendition: str, name: str, key: str) -> str | None:
+    """The URL of the best live copy of the segment at `key`, None if no carrier looks alive."""
     path = edge_path(key)
-    found = None
-    for state in feed.states.values():
-        for published in reversed(state.segments):
-            if published.uri == path:
-                found = published
-                break
-        if found is not None:
-            break
+    found = next((p for state in feed.states.values() for p in reversed(state.segments) if p.uri == path), None)
     if found is None:
-        return []
-    candidates = [found.broadcaster] + [b for b, _ in feed.offers.get((rendition, found.number), [])]
-    urls = {b: u for b, u in feed.offers.get((rendition, found.number), [])}
+        return None
+    epoch = max((epoch_of(state) for state in feed.states.values()), default=0)
+    if segment_name(epoch, found.number) != name:
+        # From before an ingest restart: the broadcasters' /<n>.ts is now the new epoch's media.
+        return None
+    offered = feed.offers.get((rendition, found.number), [])
+    urls = dict(offered)
     now = svc.clock()
-    out: list[str] = []
-    for name in dict.fromkeys(candidates):
-        if feed.answered.get(name) is False:
+    for carrier in dict.fromkeys([found.broadcaster, *(b for b, _ in offered)]):
+        if feed.answered.get(carrier) is False:
             continue  # its playlist fetch failed in the last round: most likely down
-        b = await svc.store.registry.get(name)
+        b = await svc.store.registry.get(carrier)
         if b is None or not is_serving(b, now, svc.liveness) or not svc.guard.admits(b):
             continue
-        out.append(urls.get(name) or b.address + svc.settings.layout.segment.format(
-            stream=feed.stream.id, rendition=rendition, n=found.number))
-    return out
+        return urls.get(carrier) or b.address + svc.settings.layout.segment.format(
+            stream=feed.stream.id, rendition=rendition, n=found.number)
+    return None
 
 
 async def store_usage(request: Request) -> Response:
