@@ -10,7 +10,7 @@ from pathlib import Path
 
 import m3u8
 
-from tests.conftest import auth
+from tests.conftest import ADMIN_TOKEN, auth
 from tests.media import pattern_segments, require
 from tests.playlists_http.harness import Edge, open_edge, parse, serve_on_loopback
 
@@ -175,6 +175,9 @@ async def test_a_recording_plays_in_ffmpeg_from_first_to_last_segment_after_ever
             assert frames >= 25 * (len(segments) * 2 - 1), (frames, log[-2000:])  # every segment, first to last
         store = edge.svc.segment_store
         assert store is not None and (await store.usage()).objects == len(segments)
+        shown = (await edge.client.get("/api/segment-store", headers=auth(ADMIN_TOKEN))).json()
+        assert shown["objects"] == len(segments) and shown["store"].startswith("directory ")
+        assert (await edge.client.get("/api/segment-store", headers=auth())).status_code == 403
         # Served for the recording retention (3 days by default), then gone.
         real_clock = edge.svc.clock
         edge.svc.clock = lambda: real_clock() + 2 * 86400
