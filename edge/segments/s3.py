@@ -11,10 +11,13 @@ maintained by the aio-libs group in step with botocore. The price is the botocor
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from edge.segments.store import Usage
+
+USAGE_CACHE_S = 60.0
 
 
 class S3Store:
@@ -35,6 +38,7 @@ class S3Store:
         self.max_pool = max_pool
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
+        self._usage: tuple[float, Usage] | None = None
 
     async def open(self) -> None:
         from aiobotocore.config import AioConfig
@@ -82,6 +86,7 @@ class S3Store:
 
     async def delete_prefix(self, prefix: str) -> int:
         count = 0
+        self._usage = None
         paginator = self._client.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
             objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
@@ -91,13 +96,18 @@ class S3Store:
         return count
 
     async def usage(self) -> Usage:
+        """Listed from the bucket at most once a minute (the operator page asks every 2 s)."""
+        now = time.monotonic()
+        if self._usage is not None and now - self._usage[0] < USAGE_CACHE_S:
+            return self._usage[1]
         objects = size = 0
         paginator = self._client.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
             for item in page.get("Contents", []):
                 objects += 1
                 size += item["Size"]
-        return Usage(objects, size)
+        self._usage = (now, Usage(objects, size))
+        return self._usage[1]
 
     async def sweep(self, now: float) -> int:
         return 0  # a bucket lifecycle rule expires objects without the edge listing them
