@@ -54,6 +54,12 @@ async def start_nodes(tmp_path: Path, env: dict[str, str]) -> list[EdgeProcess]:
     ))
 
 
+async def create_stream(http: httpx.AsyncClient, node: EdgeProcess) -> str:
+    created = await http.post(f"{node.url}/api/stream", json={"name": "cam"}, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
 async def register(http: httpx.AsyncClient, node: EdgeProcess, fake: FakeBroadcaster, streams: list[str]) -> None:
     response = await http.put(
         f"{node.url}/api/broadcasters/{fake.name}",
@@ -70,9 +76,7 @@ async def test_a_player_alternating_between_two_nodes_sees_every_rule_hold(tmp_p
         await fake.start()
     try:
         async with httpx.AsyncClient(timeout=5) as http:
-            created = await http.post(f"{nodes[0].url}/api/stream", json={"name": "cam"},
-                                      headers={"Authorization": f"Bearer {API_KEY}"})
-            sid = created.json()["id"]
+            sid = await create_stream(http, nodes[0])
             # A stream created on one node is served by the other at once.
             other = await http.get(f"{nodes[1].url}/api/stream/{sid}", headers={"Authorization": f"Bearer {API_KEY}"})
             assert other.status_code == 200 and other.json()["id"] == sid

@@ -10,9 +10,8 @@ from pathlib import Path
 import httpx
 import m3u8
 
-from tests.conftest import API_KEY
 from tests.fakes import FakeBroadcaster
-from tests.multinode.test_multinode import node_env, redis_prefix, register, start_nodes  # noqa: F401 (fixture)
+from tests.multinode.test_multinode import create_stream, node_env, redis_prefix, register, start_nodes  # noqa: F401 (fixture)
 
 
 async def test_two_nodes_copy_each_segment_once(tmp_path: Path, redis_prefix: str, s3_url: str) -> None:  # noqa: F811
@@ -23,9 +22,7 @@ async def test_two_nodes_copy_each_segment_once(tmp_path: Path, redis_prefix: st
     await fake.start()
     try:
         async with httpx.AsyncClient(timeout=5) as http:
-            created = await http.post(f"{nodes[0].url}/api/stream", json={"name": "cam"},
-                                      headers={"Authorization": f"Bearer {API_KEY}"})
-            sid = created.json()["id"]
+            sid = await create_stream(http, nodes[0])
             await register(http, nodes[0], fake, [sid])
             fake.media = {n: b"segment %d" % n for n in range(40)}
             texts: dict[str, str] = {}
