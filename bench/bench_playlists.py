@@ -63,7 +63,7 @@ from edge.playlists.merge import (
     merge,
 )
 from edge.playlists.render import render_media
-from edge.playlists.upstream import parse_upstream
+from edge.playlists.upstream_parse import parse_upstream
 from tests.fakes import FakeBroadcaster
 from tests.processes import free_port
 
@@ -458,7 +458,7 @@ async def measure_refresh(tmp: Path, windows: Sequence[int], segments: int) -> l
             body = {"presets": [PRESET], **({"dvrWindowSeconds": dvr} if dvr else {})}
             stream_id = (await edge.create_stream(**body))["id"]
             for fake in fakes:
-                await edge.svc.store.registry.note_handout(stream_id, fake.name, edge.svc.clock())
+                await edge.svc.store.registry.note_carrier(stream_id, fake.name, edge.svc.clock())
             stream = await edge.svc.store.streams.get(stream_id)
             assert stream is not None
             feed = Feed(stream, edge.svc.playlists.ctx)  # not started: we drive its rounds

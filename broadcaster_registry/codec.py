@@ -1,4 +1,8 @@
-"""A Broadcaster as a plain JSON document and back: the one stored form for every backend."""
+"""A Broadcaster as a plain JSON document and back: the one stored form for every backend, with a
+version, apart from the API's JSON (edge/broadcasters/routes.py). A node reads the previous version
+too, and readers ignore fields they do not know, so nodes of two versions can share a Redis during a
+rolling upgrade.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,13 @@ from typing import Any
 
 from broadcaster_registry.model import Broadcaster, EjectionState, Load, ProbeState
 
+VERSION = 2  # bump on any change of layout, and keep reading the one before
+READABLE = (1, 2)  # 1: the same fields, before documents carried a version
+
 
 def to_doc(b: Broadcaster) -> dict[str, Any]:
     return {
+        "version": VERSION,
         "name": b.name,
         "address": b.address,
         "region": b.region,
@@ -41,6 +49,10 @@ def to_doc(b: Broadcaster) -> dict[str, Any]:
 
 
 def from_doc(doc: dict[str, Any]) -> Broadcaster:
+    """The broadcaster `to_doc` wrote, in this version or the previous one; ValueError otherwise."""
+    version = doc.get("version", 1)
+    if version not in READABLE:
+        raise ValueError(f"broadcaster document of version {version!r}: this node reads {READABLE}")
     load, probe, ejection = doc["load"], doc["probe"], doc["ejection"]
     return Broadcaster(
         name=doc["name"],

@@ -28,6 +28,17 @@ class LivenessPolicy:
     max_ejection_s: float = 300.0
     max_ejection_percent: float = 50.0
 
+    def __post_init__(self) -> None:
+        # Each message starts with the field's name, so settings can name the option it came from.
+        for name in ("heartbeat_ttl_s", "forget_after_s", "base_ejection_s", "max_ejection_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: must be a positive number of seconds")
+        for name in ("probe_failures_to_down", "probe_successes_to_up", "ejection_consecutive_failures"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1")
+        if not 0 <= self.max_ejection_percent <= 100:
+            raise ValueError("max_ejection_percent: must be between 0 and 100")
+
 
 DEFAULT_LIVENESS = LivenessPolicy()
 
@@ -88,10 +99,16 @@ def heartbeat_expired(
     return now - b.last_heartbeat > policy.heartbeat_ttl_s
 
 
+def forget_after(policy: LivenessPolicy = DEFAULT_LIVENESS) -> float:
+    """Seconds of silence after which a self-registered broadcaster is forgotten: never before its
+    heartbeat expired, since an expired broadcaster is still worth showing for a while."""
+    return max(policy.forget_after_s, policy.heartbeat_ttl_s)
+
+
 def should_forget(b: Broadcaster, now: float, policy: LivenessPolicy = DEFAULT_LIVENESS) -> bool:
-    """May the registry delete `b`? Only self-registered ones, long after their heartbeats
-    stopped: static ones are the operator's, and a recent expiry is still worth showing."""
-    return b.source == "self" and now - b.last_heartbeat > policy.forget_after_s
+    """Must the registry delete `b` now? Only self-registered ones, long after their heartbeats
+    stopped: static ones are the operator's. Every backend applies this (Redis as key expiry)."""
+    return b.source == "self" and now - b.last_heartbeat > forget_after(policy)
 
 
 def answered(status: int | None) -> bool:

@@ -1,25 +1,38 @@
-"""Where the registry lives: the interface every backend implements (SQLite and Redis adapters in
-edge/store/), and MemoryRegistryStore, a complete in-process implementation.
+"""Where the registry lives: the interface every backend implements, its error, and
+MemoryRegistryStore, the in-memory registry that the memory and SQLite backends share (edge's
+SQLite store persists every change it makes; edge's Redis store implements the interface on its own).
 
 Each write method applies one of the pure steps (model.from_registration, liveness.record_probe,
 liveness.record_fetch) to the stored value inside the backend's own atomic unit (a transaction, a
 Lua script), not as get-then-put by the caller: with several edge nodes sharing Redis, a heartbeat
 and a fetch result arriving together must not overwrite each other.
 
-A backend that cannot be reached raises (edge's StoreUnavailable); the service then answers from
-the last list it read (degraded mode), which is why list_all returns whole values.
+Time, the same in every backend: a self-registered broadcaster silent for liveness.forget_after
+is forgotten with everything that names it (liveness.should_forget), and a carrier hint lapses
+CARRIER_HINT_TTL_S after it was last noted. Until then stores keep every broadcaster, alive or not:
+whether one is handed out or merged is for liveness.py to decide with the time.
 
-Stores keep every broadcaster, alive or not: whether one is handed out or merged is for
-liveness.py to decide with the time, so that the rule lives in one place.
+A backend that cannot be reached raises RegistryUnavailable; the service then answers from the last
+list it read (degraded mode), which is why list_all returns whole values.
 """
 
 from __future__ import annotations
 
+import heapq
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
 from broadcaster_registry.credentials import Credential
-from broadcaster_registry.liveness import LivenessPolicy, record_fetch, record_probe
+from broadcaster_registry.liveness import (
+    DEFAULT_LIVENESS,
+    LivenessPolicy,
+    forget_after,
+    record_fetch,
+    record_probe,
+    should_forget,
+)
 from broadcaster_registry.model import (
     Broadcaster,
     Registration,
@@ -28,13 +41,29 @@ from broadcaster_registry.model import (
     from_registration,
 )
 
+# A carrier hint is the only record that a static broadcaster (which reports no streams) carries a
+# stream; renewed at every hint, and feeds re-adopt carriers by discovery after it lapses.
+CARRIER_HINT_TTL_S = 24 * 3600.0
+
+
+class RegistryUnavailable(Exception):
+    """The registry's backend cannot be reached or answered with an error."""
+
+
+def worth_writing(before: Broadcaster | None, after: Broadcaster | None) -> bool:
+    """The one rule for skipping writes: a step that changed nothing (most fetch results, probes of
+    a healthy node) is not written. Heartbeats are written regardless, by the backends, since they
+    renew the registration itself."""
+    return after is not None and after != before
+
 
 @runtime_checkable
 class RegistryStore(Protocol):
     async def upsert(
         self, name: str, registration: Registration, now: float, source: Source = "self"
     ) -> Broadcaster:
-        """Register or heartbeat `name` (model.from_registration on the stored value, if any).
+        """Register or heartbeat `name` (model.from_registration on the stored value, if any; a name
+        forgotten meanwhile starts afresh).
 
         Whether a self-registration may replace a static entry of the same name is the caller's
         decision, taken before calling this."""
@@ -51,7 +80,7 @@ class RegistryStore(Protocol):
         ...
 
     async def delete(self, name: str) -> bool:
-        """Forget `name` and its hand-outs; False if it was unknown."""
+        """Forget `name` and its carrier hints; False if it was unknown."""
         ...
 
     async def record_probe(
@@ -63,24 +92,27 @@ class RegistryStore(Protocol):
     async def record_fetch(
         self, name: str, ok: bool, now: float, policy: LivenessPolicy
     ) -> Broadcaster | None:
-        """Apply liveness.record_fetch with the whole registry as the fleet; None if unknown."""
+        """Apply liveness.record_fetch with the whole registry as the fleet; None if unknown.
+        A result that changes nothing is not written (worth_writing)."""
         ...
 
-    async def note_handout(self, stream_id: str, name: str, now: float) -> None:
-        """Remember that `stream_id` was sent to `name`, which may then carry some of its segments
-        before (or without: static nodes) ever reporting it."""
+    async def note_carrier(self, stream_id: str, name: str, now: float) -> None:
+        """Note that `name` may carry segments of `stream_id` before (or without: static nodes)
+        ever reporting it: it was handed the stream, the hook saw it ingest, or discovery found it.
+        The hint lapses CARRIER_HINT_TTL_S after it was last noted (on the backend's clock)."""
         ...
 
     async def carrying(self, stream_id: str) -> list[Broadcaster]:
-        """Broadcasters that reported `stream_id` or were handed it, by name."""
+        """Broadcasters that report `stream_id` or have a live carrier hint for it, by name."""
         ...
 
-    async def handed_out(self, stream_id: str) -> frozenset[str]:
-        """Names `stream_id` was handed to (or that the hook or discovery found carrying it)."""
+    async def carrier_hints(self, stream_id: str) -> frozenset[str]:
+        """Names with a live carrier hint for `stream_id`."""
         ...
 
     async def forget_stream(self, stream_id: str) -> None:
-        """Drop the hand-outs of a stream that ended or was deleted."""
+        """Drop the carrier hints of a deleted stream (an ended stream's hints stay until they
+        lapse: its feed still reads its carriers to close its playlists)."""
         ...
 
 
@@ -102,72 +134,223 @@ class CredentialStore(Protocol):
         ...
 
 
-class MemoryRegistryStore:
-    """RegistryStore in a dict: for tests and single-process use; lost at exit.
+class RegistryRows(Protocol):
+    """Where MemoryRegistryStore persists its changes (nowhere, or edge's SQLite file). Each method
+    must hand its work to its writer before it first awaits, so writes keep the order they were made."""
 
-    No locks: every method completes without awaiting, so under asyncio each one is atomic.
+    async def save(self, b: Broadcaster, *, afresh: bool = False) -> None:
+        """Write `b`; `afresh`: its name was forgotten just before, so drop its hints first."""
+        ...
+
+    async def forget(self, names: Iterable[str]) -> None:
+        """Delete these broadcasters and their carrier hints."""
+        ...
+
+    async def save_hint(self, stream_id: str, name: str, at: float) -> None: ...
+
+    async def drop_hints(self, stream_id: str, names: Iterable[str] | None = None) -> None:
+        """Delete the stream's hints for `names` (None: all of them)."""
+        ...
+
+
+class _NoRows:
+    async def save(self, b: Broadcaster, *, afresh: bool = False) -> None:
+        pass
+
+    async def forget(self, names: Iterable[str]) -> None:
+        pass
+
+    async def save_hint(self, stream_id: str, name: str, at: float) -> None:
+        pass
+
+    async def drop_hints(self, stream_id: str, names: Iterable[str] | None = None) -> None:
+        pass
+
+
+NO_ROWS: RegistryRows = _NoRows()
+
+
+class MemoryRegistryStore:
+    """RegistryStore in memory, the whole registry of one node: alone for tests and single-process
+    use (lost at exit), or mirroring edge's SQLite file, which `rows` then writes every change to.
+
+    Reads cost no I/O (the ranking reads the whole fleet on every GET /api/broadcaster). A write
+    computes the new value here and updates memory before awaiting `rows`, so writes to one name
+    apply in order; under asyncio each method's memory step is atomic (no await inside it).
+    `clock` is the time the forgetting and the lapsing of hints run on (wall-clock seconds, the
+    same clock callers take `now` from).
     """
 
-    def __init__(self, broadcasters: list[Broadcaster] | None = None) -> None:
-        self._broadcasters: dict[str, Broadcaster] = {b.name: b for b in broadcasters or []}
-        self._handouts: dict[str, dict[str, float]] = {}  # stream id -> name -> when
+    def __init__(
+        self,
+        broadcasters: Iterable[Broadcaster] = (),
+        *,
+        liveness: LivenessPolicy = DEFAULT_LIVENESS,
+        hint_ttl_s: float = CARRIER_HINT_TTL_S,
+        clock: Callable[[], float] = time.time,
+        rows: RegistryRows = NO_ROWS,
+    ) -> None:
+        self.liveness = liveness
+        self.hint_ttl_s = hint_ttl_s
+        self.clock = clock
+        self.rows = rows
+        self._broadcasters: dict[str, Broadcaster] = {}
+        self._sorted: list[Broadcaster] | None = None  # list_all's answer until the next change
+        self._hints: dict[str, dict[str, float]] = {}  # stream id -> name -> when noted
+        # (when it may be forgotten, name), one per self-registered name: a name that heartbeat
+        # meanwhile is put back at its new time when it comes up, so finding the silent ones needs
+        # no scan of the fleet.
+        self._silence: list[tuple[float, str]] = []
+        self._scheduled: set[str] = set()
+        self.replace_all(broadcasters, ())
+
+    def replace_all(self, broadcasters: Iterable[Broadcaster], hints: Iterable[tuple[str, str, float]]) -> None:
+        """Start over from these values (what a backend file holds)."""
+        self._broadcasters = {}
+        self._silence, self._scheduled = [], set()
+        for b in broadcasters:
+            self._put(b)
+        self._hints = {}
+        for stream_id, name, at in hints:
+            self._hints.setdefault(stream_id, {})[name] = at
+
+    # --- memory steps (no awaits) ---
+
+    def _put(self, b: Broadcaster) -> Broadcaster:
+        self._broadcasters[b.name] = b
+        self._sorted = None
+        if b.source == "self" and b.name not in self._scheduled:
+            self._schedule(b)
+        return b
+
+    def _schedule(self, b: Broadcaster) -> None:
+        heapq.heappush(self._silence, (b.last_heartbeat + forget_after(self.liveness), b.name))
+        self._scheduled.add(b.name)
+
+    def _forget(self, names: list[str]) -> list[str]:
+        gone = [name for name in names if self._broadcasters.pop(name, None) is not None]
+        self._sorted = None
+        for hinted in self._hints.values():
+            for name in names:
+                hinted.pop(name, None)
+        self._hints = {s: hinted for s, hinted in self._hints.items() if hinted}
+        return gone
+
+    def _silent_ones(self, now: float) -> list[str]:
+        """Names silent long enough to be forgotten now."""
+        due = []
+        while self._silence and self._silence[0][0] < now:
+            _, name = heapq.heappop(self._silence)
+            self._scheduled.discard(name)
+            b = self._broadcasters.get(name)
+            if b is None or b.source != "self":
+                continue
+            if should_forget(b, now, self.liveness):
+                due.append(name)
+            else:  # it heartbeat since: come back to it at its new time (not before now)
+                self._schedule(b)
+        return due
+
+    def _current(self, name: str, now: float) -> tuple[Broadcaster | None, list[str]]:
+        """The value of `name` unless it is to be forgotten now (then the names to forget)."""
+        b = self._broadcasters.get(name)
+        if b is not None and should_forget(b, now, self.liveness):
+            return None, [name]
+        return b, []
+
+    def _live_hints(self, stream_id: str, now: float) -> tuple[dict[str, float], list[str]]:
+        hinted = self._hints.get(stream_id, {})
+        lapsed = [name for name, at in hinted.items() if now >= at + self.hint_ttl_s]
+        for name in lapsed:
+            del hinted[name]
+        if not hinted:
+            self._hints.pop(stream_id, None)
+        return hinted, lapsed
+
+    # --- persisted steps ---
+
+    async def _sweep(self, names: list[str]) -> None:
+        if names:
+            self._forget(names)
+            await self.rows.forget(names)
+
+    async def _save(self, b: Broadcaster) -> Broadcaster:
+        self._put(b)
+        await self.rows.save(b)
+        return b
+
+    async def _apply(self, name: str, step: Callable[[Broadcaster], Broadcaster]) -> Broadcaster | None:
+        b, forget = self._current(name, self.clock())
+        if b is None:
+            await self._sweep(forget)
+            return None
+        updated = step(b)
+        return await self._save(updated) if worth_writing(b, updated) else b
+
+    # --- the interface ---
 
     async def upsert(
         self, name: str, registration: Registration, now: float, source: Source = "self"
     ) -> Broadcaster:
-        b = from_registration(
-            name, registration, now, source=source, previous=self._broadcasters.get(name)
-        )
-        self._broadcasters[name] = b
+        previous, forget = self._current(name, self.clock())
+        if forget:  # back after being forgotten: nothing of before, hints included
+            self._forget(forget)
+        b = self._put(from_registration(name, registration, now, source=source, previous=previous))
+        await self.rows.save(b, afresh=bool(forget))
         return b
 
     async def get(self, name: str) -> Broadcaster | None:
-        return self._broadcasters.get(name)
-
-    async def list_all(self) -> list[Broadcaster]:
-        return sorted(self._broadcasters.values(), key=lambda b: b.name)
-
-    async def set_state(self, name: str, state: State) -> Broadcaster | None:
-        b = self._broadcasters.get(name)
-        if b is None:
-            return None
-        b = self._broadcasters[name] = replace(b, state=state)
+        b, forget = self._current(name, self.clock())
+        await self._sweep(forget)
         return b
 
+    async def list_all(self) -> list[Broadcaster]:
+        await self._sweep(self._silent_ones(self.clock()))
+        if self._sorted is None:  # every ranking reads the whole fleet; sort it once per change
+            self._sorted = sorted(self._broadcasters.values(), key=lambda b: b.name)
+        return list(self._sorted)
+
+    async def set_state(self, name: str, state: State) -> Broadcaster | None:
+        return await self._apply(name, lambda b: replace(b, state=state))
+
     async def delete(self, name: str) -> bool:
-        for names in self._handouts.values():
-            names.pop(name, None)
-        self._handouts = {s: names for s, names in self._handouts.items() if names}
-        return self._broadcasters.pop(name, None) is not None
+        known = name in self._broadcasters
+        self._forget([name])
+        await self.rows.forget([name])
+        return known
 
     async def record_probe(
         self, name: str, ok: bool, now: float, policy: LivenessPolicy
     ) -> Broadcaster | None:
-        b = self._broadcasters.get(name)
-        if b is None:
-            return None
-        b = self._broadcasters[name] = record_probe(b, ok, now, policy)
-        return b
+        return await self._apply(name, lambda b: record_probe(b, ok, now, policy))
 
     async def record_fetch(
         self, name: str, ok: bool, now: float, policy: LivenessPolicy
     ) -> Broadcaster | None:
-        b = self._broadcasters.get(name)
-        if b is None:
-            return None
         fleet = self._broadcasters.values()
-        b = self._broadcasters[name] = record_fetch(b, ok, now, policy, fleet)
-        return b
+        return await self._apply(name, lambda b: record_fetch(b, ok, now, policy, fleet))
 
-    async def note_handout(self, stream_id: str, name: str, now: float) -> None:
-        self._handouts.setdefault(stream_id, {})[name] = now
+    async def note_carrier(self, stream_id: str, name: str, now: float) -> None:
+        # `now` is the caller's clock; hints lapse on the store's, as Redis's do on Redis's.
+        at = self.clock()
+        _, lapsed = self._live_hints(stream_id, at)
+        self._hints.setdefault(stream_id, {})[name] = at
+        if lapsed:
+            await self.rows.drop_hints(stream_id, lapsed)
+        await self.rows.save_hint(stream_id, name, at)
 
     async def carrying(self, stream_id: str) -> list[Broadcaster]:
-        handed = self._handouts.get(stream_id, {})
-        return [b for b in await self.list_all() if stream_id in b.streams or b.name in handed]
+        hinted = await self.carrier_hints(stream_id)
+        return [b for b in await self.list_all() if stream_id in b.streams or b.name in hinted]
 
-    async def handed_out(self, stream_id: str) -> frozenset[str]:
-        return frozenset(self._handouts.get(stream_id, {}))
+    async def carrier_hints(self, stream_id: str) -> frozenset[str]:
+        hinted, lapsed = self._live_hints(stream_id, self.clock())
+        names = frozenset(hinted)
+        if lapsed:
+            await self.rows.drop_hints(stream_id, lapsed)
+        return names
 
     async def forget_stream(self, stream_id: str) -> None:
-        self._handouts.pop(stream_id, None)
+        if self._hints.pop(stream_id, None) is not None:
+            await self.rows.drop_hints(stream_id)
+

@@ -7,28 +7,18 @@ Bodies arrive already decoded from JSON (dicts, lists, str, int, float, bool, No
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from broadcaster_registry.destinations import DEFAULT_DESTINATIONS, DestinationPolicy
 from broadcaster_registry.model import STATES, Load, Registration, State
+from jsonfields.errors import FieldErrors
+from jsonfields.rules import Array, Check, Integer, Nullable, Number, Object, Text
 
-T = TypeVar("T")
-
-
-class ValidationError(ValueError):
-    """Bad input; `errors` holds one message per problem, each starting with the field's name."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
-
-
-class _FieldError(Exception):
-    """One field's problem, raised by a reader and collected by the parse that called it."""
+# Bad input; `errors` holds one message per problem, each starting with the field's name. The
+# toolkit's error, under the name this package has always raised.
+ValidationError = FieldErrors
 
 
 # A DNS label (RFC 1123), lower case: names may become host names or metric labels, and every
@@ -53,58 +43,109 @@ _ADDRESS_RULE = "must be an absolute http(s) URL without user info, path, query 
 _MAX_ADDRESS_LENGTH = 2048
 _DEFAULT_PORTS = {"http": 80, "https": 443}  # dropped when normalising
 
-_REGISTRATION_FIELDS = frozenset(
-    {"address", "region", "latitude", "longitude", "capacity", "load", "streams"}
-)
-_LOAD_FIELDS = frozenset({"activeStreams", "cpu", "bandwidthBps", "bandwidthCapacityBps"})
+
+def _address(value: Any, path: str) -> str:
+    if value is None:
+        raise FieldErrors([f"{path}: is required"])
+    address = normalise_address(value) if isinstance(value, str) else None
+    if address is None:
+        raise FieldErrors([f"{path}: {_ADDRESS_RULE}"])
+    return address
+
+
+NAME = Text(pattern=f"^{_DNS_LABEL.pattern}$", message=_NAME_RULE)
+STREAM_ID = Text(1, 128, pattern=f"^{_STREAM_ID.pattern}$", reserved=(".", ".."), message=_STREAM_ID_RULE)
+STATE = Text(choices=STATES, message='must be "active" or "draining"')
+STATE_BODY = Object({"state": STATE}, required=("state",), required_message='must be "active" or "draining"')
+LOAD = Object({
+    "activeStreams": Nullable(Integer(0, message="must be an integer >= 0")),
+    "cpu": Nullable(Number(0, 1, message="must be a number between 0 and 1", doc="share of all cores")),
+    "bandwidthBps": Nullable(Number(0, message="must be a number >= 0", doc="egress in use, bit/s")),
+    "bandwidthCapacityBps": Nullable(Number(0, exclusive_minimum=True, message="must be a number greater than 0",
+                                            doc="egress the node can sustain, bit/s")),
+})
+# A registration or heartbeat body; null means "not reported".
+REGISTRATION_FIELDS: dict[str, Any] = {
+    "address": Check(_address, {
+        "type": "string", "maxLength": _MAX_ADDRESS_LENGTH, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@ \\\\]+/?$",
+        "description": "The broadcaster's origin, where playlists are fetched: " + _ADDRESS_RULE.removeprefix("must be "),
+    }),
+    "region": Nullable(Text(pattern=f"^{_REGION.pattern}$", message=_REGION_RULE)),
+    "latitude": Nullable(Number(-90, 90, message="must be a number between -90 and 90")),
+    "longitude": Nullable(Number(-180, 180, message="must be a number between -180 and 180")),
+    "capacity": Nullable(Integer(1, message="must be an integer >= 1", doc="streams it can carry")),
+    "load": Nullable(LOAD),
+    "streams": Nullable(Array(STREAM_ID, _MAX_STREAMS, message="must be an array of stream ids")),
+}
+REGISTRATION = Object(REGISTRATION_FIELDS, required=("address",), required_message="is required")
+STATIC_ENTRY = Object({"name": NAME, **REGISTRATION_FIELDS}, required=("name", "address"),
+                      required_message="is required")
 
 
 def parse_name(value: Any) -> str:
     """A broadcaster name (a path parameter), or ValidationError."""
-    errors: list[str] = []
-    name = _collect(errors, _name, value, "name")
-    if name is None:
-        raise ValidationError(errors)
-    return name
+    return NAME.read(value, "name")
 
 
 def parse_state(value: Any) -> State:
     """A state to set (drain or reactivate), or ValidationError."""
-    if value not in STATES:
-        raise ValidationError(['state: must be "active" or "draining"'])
-    return cast(State, value)
+    return cast(State, STATE.read(value, "state"))
+
+
+def parse_state_body(body: Any) -> State:
+    """The state of a `PUT /api/broadcasters/{name}/state` body, or ValidationError."""
+    return cast(State, STATE_BODY.read(body, "")["state"])
 
 
 def parse_registration(body: Any, destinations: DestinationPolicy = DEFAULT_DESTINATIONS) -> Registration:
     """A registration or heartbeat body, e.g.
     `{"address": "https://fra-1.example.net", "region": "eu", "latitude": 50.11, "longitude": 8.68,
-    "capacity": 40, "load": {"activeStreams": 3, "cpu": 0.2}, "streams": ["abc"]}`, whose address
+    "capacity": 40, "load": {"activeStreams": 3, "cpu": 0.2}, "streams": ["abc"]}`, at an address
     `destinations` allows.
     """
-    if not isinstance(body, dict):
-        raise ValidationError(["body: must be a JSON object"])
-    errors = [f"{key}: unknown field" for key in body if key not in _REGISTRATION_FIELDS]
-    registration = _registration(body, errors, destinations)
-    if errors:
-        raise ValidationError(errors)
-    assert registration is not None
-    return registration
+    return _registration(REGISTRATION, body, destinations)
 
 
 def parse_static_entry(
     entry: Any, destinations: DestinationPolicy = DEFAULT_DESTINATIONS
 ) -> tuple[str, Registration]:
     """One broadcaster of the config file's static list: a registration body plus its "name"."""
-    if not isinstance(entry, dict):
-        raise ValidationError(["body: must be a JSON object"])
-    allowed = _REGISTRATION_FIELDS | {"name"}
-    errors = [f"{key}: unknown field" for key in entry if key not in allowed]
-    name = _collect(errors, _name, entry.get("name"), "name")
-    registration = _registration(entry, errors, destinations)
+    registration = _registration(STATIC_ENTRY, entry, destinations)
+    return entry["name"], registration
+
+
+def _registration(rule: Object, body: Any, destinations: DestinationPolicy) -> Registration:
+    errors: list[str] = []
+    try:
+        fields = rule.read(body, "")
+    except FieldErrors as exc:
+        errors, fields = exc.errors, {}
+    address = body.get("address") if isinstance(body, dict) else None
+    address = normalise_address(address) if isinstance(address, str) else None
+    refused = destinations.refuse_address(address) if address is not None else None
+    if refused is not None:
+        errors.insert(0, f"address: {refused}")  # the first field: its problem comes first
+    if isinstance(body, dict) and (body.get("latitude") is None) != (body.get("longitude") is None):
+        missing = "longitude" if body.get("longitude") is None else "latitude"
+        given = "latitude" if missing == "longitude" else "longitude"
+        errors.append(f"{missing}: is required when {given} is given")
     if errors:
-        raise ValidationError(errors)
-    assert name is not None and registration is not None
-    return name, registration
+        raise FieldErrors(errors)
+    load = fields.get("load") or {}
+    return Registration(
+        address=fields["address"],
+        region=fields.get("region"),
+        latitude=fields.get("latitude"),
+        longitude=fields.get("longitude"),
+        capacity=fields.get("capacity"),
+        load=Load(
+            active_streams=load.get("activeStreams"),
+            cpu=load.get("cpu"),
+            bandwidth_bps=load.get("bandwidthBps"),
+            bandwidth_capacity_bps=load.get("bandwidthCapacityBps"),
+        ),
+        streams=frozenset(fields.get("streams") or ()),
+    )
 
 
 def normalise_address(value: str) -> str | None:
@@ -182,168 +223,3 @@ def _hostname(host: str) -> str | None:
         except ValueError:
             return None
     return host
-
-
-def _registration(
-    body: Mapping[str, Any], errors: list[str], destinations: DestinationPolicy
-) -> Registration | None:
-    """The registration fields of `body`, adding each problem to `errors`."""
-    before = len(errors)
-    if body.get("address") is None:
-        errors.append("address: is required")
-        address = None
-    else:
-        address = _collect(errors, _address, body["address"], "address")
-        refused = destinations.refuse_address(address) if address is not None else None
-        if refused is not None:
-            errors.append(f"address: {refused}")
-    region = _optional(errors, body, "region", _region)
-    latitude = _optional(errors, body, "latitude", _number_between(-90, 90))
-    longitude = _optional(errors, body, "longitude", _number_between(-180, 180))
-    if (body.get("latitude") is None) != (body.get("longitude") is None):
-        missing = "longitude" if body.get("longitude") is None else "latitude"
-        given = "latitude" if missing == "longitude" else "longitude"
-        errors.append(f"{missing}: is required when {given} is given")
-    capacity = _optional(errors, body, "capacity", _integer_at_least(1))
-    load = _optional(errors, body, "load", _load) or Load()
-    streams = _optional(errors, body, "streams", _streams) or frozenset()
-    if len(errors) > before:
-        return None
-    assert address is not None
-    return Registration(
-        address=address,
-        region=region,
-        latitude=latitude,
-        longitude=longitude,
-        capacity=capacity,
-        load=load,
-        streams=streams,
-    )
-
-
-def _load(value: Any, path: str) -> Load:
-    if not isinstance(value, dict):
-        raise _FieldError(f"{path}: must be a JSON object")
-    errors = [f"{path}.{key}: unknown field" for key in value if key not in _LOAD_FIELDS]
-    load = Load(
-        active_streams=_optional(errors, value, "activeStreams", _integer_at_least(0), path),
-        cpu=_optional(errors, value, "cpu", _number_between(0, 1), path),
-        bandwidth_bps=_optional(errors, value, "bandwidthBps", _number_at_least(0), path),
-        bandwidth_capacity_bps=_optional(
-            errors, value, "bandwidthCapacityBps", _number_above(0), path
-        ),
-    )
-    if errors:
-        raise _FieldError(*errors)
-    return load
-
-
-def _streams(value: Any, path: str) -> frozenset[str]:
-    if not isinstance(value, list):
-        raise _FieldError(f"{path}: must be an array of stream ids")
-    if len(value) > _MAX_STREAMS:
-        raise _FieldError(f"{path}: at most {_MAX_STREAMS} stream ids")
-    errors = [
-        f"{path}[{i}]: {_STREAM_ID_RULE}" for i, item in enumerate(value) if not _is_stream_id(item)
-    ]
-    if errors:
-        raise _FieldError(*errors)
-    return frozenset(value)
-
-
-def _is_stream_id(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and _STREAM_ID.fullmatch(value) is not None
-        and value not in (".", "..")
-    )
-
-
-def _name(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not _DNS_LABEL.fullmatch(value):
-        raise _FieldError(f"{path}: {_NAME_RULE}")
-    return value
-
-
-def _region(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not _REGION.fullmatch(value):
-        raise _FieldError(f"{path}: {_REGION_RULE}")
-    return value
-
-
-def _address(value: Any, path: str) -> str:
-    address = normalise_address(value) if isinstance(value, str) else None
-    if address is None:
-        raise _FieldError(f"{path}: {_ADDRESS_RULE}")
-    return address
-
-
-# Numbers. JSON has one number type, so an integer field takes 30.0 (as the rest of the API does);
-# booleans are ints in Python but never numbers in JSON; NaN and infinities are refused everywhere.
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond float range: no sane count or rate is that large
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _number_check(accept: Callable[[float], bool], rule: str) -> Callable[[Any, str], float]:
-    def read(value: Any, path: str) -> float:
-        number = _finite(value)
-        if number is None or not accept(number):
-            raise _FieldError(f"{path}: {rule}")
-        return number
-
-    return read
-
-
-def _number_between(low: float, high: float) -> Callable[[Any, str], float]:
-    return _number_check(lambda x: low <= x <= high, f"must be a number between {low} and {high}")
-
-
-def _number_at_least(low: float) -> Callable[[Any, str], float]:
-    return _number_check(lambda x: x >= low, f"must be a number >= {low}")
-
-
-def _number_above(low: float) -> Callable[[Any, str], float]:
-    return _number_check(lambda x: x > low, f"must be a number greater than {low}")
-
-
-def _integer_at_least(low: int) -> Callable[[Any, str], int]:
-    rule = f"must be an integer >= {low}"
-
-    def read(value: Any, path: str) -> int:
-        number = _finite(value)
-        if number is None or not number.is_integer() or number < low:
-            raise _FieldError(f"{path}: {rule}")
-        return int(value)
-
-    return read
-
-
-def _optional(
-    errors: list[str],
-    obj: Mapping[str, Any],
-    key: str,
-    read: Callable[[Any, str], T],
-    parent: str = "",
-) -> T | None:
-    """`read` applied to obj[key]; None when absent or null (null means "not reported")."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    return _collect(errors, read, value, f"{parent}.{key}" if parent else key)
-
-
-def _collect(errors: list[str], read: Callable[[Any, str], T], value: Any, path: str) -> T | None:
-    """Run one reader, adding its problems to `errors` instead of stopping at the first."""
-    try:
-        return read(value, path)
-    except _FieldError as exc:
-        errors.extend(str(arg) for arg in exc.args)
-        return None

@@ -17,9 +17,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from broadcaster_registry.destinations import DestinationPolicy
-from broadcaster_registry.liveness import LivenessPolicy
 from broadcaster_registry.ranking import RankingPolicy
-from edge import ops
+from edge import openapi, ops
 from edge.auth import Credentials
 from edge.broadcasters import routes as broadcaster_routes
 from edge.broadcasters.prober import start_static_fleet
@@ -29,10 +28,8 @@ from edge.observability import AccessLog, Metrics, ObservabilityMiddleware, Reco
 from edge.pages import routes as page_routes
 from edge.playlists import routes as playlist_routes
 from edge.playlists.feed import FeedContext, FeedMetrics
-from edge.playlists.merge import Policy
 from edge.playlists.player_path import PlayerPath
 from edge.playlists.service import PlaylistService
-from edge.playlists.upstream import ParseLimits
 from edge.segments import routes as segment_routes
 from edge.segments.copier import MAX_SEGMENT_BYTES, Copier, CopierMetrics
 from edge.segments.policy import SegmentDefaults, SegmentMode
@@ -58,13 +55,8 @@ async def _store_unavailable(request: Request, exc: Exception) -> Response:
 
 def build_services(settings: Settings) -> Services:
     """Everything the handlers share, from the settings alone (nothing opened yet)."""
-    liveness = LivenessPolicy(
-        heartbeat_ttl_s=settings.heartbeat_ttl,
-        ejection_consecutive_failures=settings.ejection_failures,
-        base_ejection_s=settings.ejection_base,
-        max_ejection_percent=settings.ejection_max_percent,
-    )
-    store = open_store(settings, liveness)
+    liveness = settings.liveness_policy()
+    store = open_store(settings, liveness, lambda: svc.clock())  # follows Services.clock, as below
     ranking = RankingPolicy(liveness=liveness, default_region=settings.default_region or None)
     metrics = Metrics()
     destinations = DestinationPolicy.build(settings.broadcaster_networks, settings.broadcaster_hosts)
@@ -105,9 +97,9 @@ def build_services(settings: Settings) -> Services:
         store=store,
         fetcher=fetcher,
         clock=lambda: svc.clock(),  # follows Services.clock, which tests may replace
-        policy=Policy(window_seconds=settings.playlist_window, hole_wait_seconds=settings.hole_wait),
+        policy=settings.merge_policy(),
         liveness=liveness,
-        limits=ParseLimits(max_bytes=settings.upstream_max_bytes),
+        limits=settings.parse_limits(),
         metrics=FeedMetrics(metrics.registry),
         poll_interval=settings.poll_interval,
         discovery_interval=settings.discovery_interval,
@@ -228,10 +220,14 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
     app = EdgeApp(
         PlayerPath(svc, recorder),
         # Players' routes first: matched on every reload, and no other route overlaps them.
-        routes=[*playlist_routes.ROUTES, *segment_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES, *page_routes.ROUTES],
+        routes=[*playlist_routes.ROUTES, *segment_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES,
+                *openapi.ROUTES, *page_routes.ROUTES],
         middleware=[Middleware(ObservabilityMiddleware, recorder=recorder)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},
         lifespan=lifespan,
     )
+    # No trailing-slash redirects: Starlette builds their Location from the request's Host header,
+    # which a client chooses (a reflected, cacheable redirect to anywhere). `/api/stream/` is a 404.
+    app.router.redirect_slashes = False
     app.state.services = svc
     return app

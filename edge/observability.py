@@ -157,7 +157,8 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            # The template without convertors ("/api/stream/{id}"), the label dashboards know.
+            route = getattr(scope.get("route"), "path_format", None) or "unmatched"
             self.recorder.record(scope, route, status, time.perf_counter() - started)
 
 

@@ -1,10 +1,14 @@
-"""What request handlers share, built once per app: settings, store, policies, geo and the clock."""
+"""What request handlers share, built once per app: settings, store, policies, geo, the clock, and
+what handlers prepared once and keep (per app, not per process: two apps never share them)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Generic, TypeVar
+
+from cachetools import LRUCache
 
 from starlette.requests import Request
 
@@ -22,6 +26,23 @@ from edge.store import Store
 from edge.upstream import AddressGuard
 from geo.database import CityDatabase
 from geo.locate import GeoPolicy
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Memo(Generic[K, V]):
+    """`make(key)` computed once per key, for as long as `kept` keeps it (a weak or bounded map)."""
+
+    def __init__(self, kept: MutableMapping[K, V]) -> None:
+        self.kept = kept
+
+    def __call__(self, key: K, make: Callable[[K], V]) -> V:
+        value = self.kept.get(key)
+        if value is None:
+            value = self.kept[key] = make(key)
+        return value
 
 
 @dataclass
@@ -42,6 +63,9 @@ class Services:
     segment_store: SegmentStore | None = None  # where segment copies are kept
     copier: Copier | None = None
     playlists: PlaylistService = field(init=False)  # built from these services (its clock is ours)
+    # Players' responses, ready to send: per media playlist version (freed with it: versions are
+    # immutable values replaced on every change), and per stream value for master playlists.
+    master_responses: Memo[Any, Any] = field(default_factory=lambda: Memo(LRUCache(maxsize=4096)))
 
 
 def services(request: Request) -> Services:

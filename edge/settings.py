@@ -14,10 +14,13 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from broadcaster_registry.destinations import parse_networks
+from broadcaster_registry.liveness import LivenessPolicy
 from edge.playlists.layout import Layout
+from edge.playlists.merge import Policy
+from edge.playlists.upstream_parse import ParseLimits
 from geo.proxies import TrustedProxies
 
 ENV_PREFIX = "EDGE_"
@@ -206,17 +209,20 @@ class Settings:
             raise SettingsError("page_size: must be between 1 and 100")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
-        for name in ("header_timeout", "heartbeat_ttl", "probe_interval", "probe_timeout", "upstream_timeout", "poll_interval",
-                     "discovery_interval", "playlist_window", "hole_wait", "idle_timeout", "ejection_base", "lease_ttl",
+        for name in ("header_timeout", "probe_interval", "probe_timeout", "upstream_timeout", "poll_interval",
+                     "discovery_interval", "hole_wait", "idle_timeout", "lease_ttl",
                      "mirror_wait", "segment_retention", "max_recording", "recording_retention"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name}: must be a positive number of seconds")
-        if not 0 <= self.ejection_max_percent <= 100:
-            raise SettingsError("ejection_max_percent: must be between 0 and 100")
-        if self.ejection_failures < 1:
-            raise SettingsError("ejection_failures: must be at least 1")
-        if not 0 <= self.target_duration <= 60:
-            raise SettingsError("target_duration: must be 0 (automatic) or 1-60 seconds")
+        # What feeds a policy is checked by building the policy: its bounds are the ones that hold.
+        self.liveness_policy()
+        self.parse_limits()
+        merge = self.merge_policy()
+        if not 0 <= self.target_duration <= merge.max_target_duration:
+            raise SettingsError(
+                f"target_duration: must be 0 (automatic) or 1-{merge.max_target_duration} seconds "
+                "(the merge policy's max_target_duration)"
+            )
         if not self.probe_path.startswith("/"):
             raise SettingsError(f"probe_path: {self.probe_path!r} must start with '/'")
         if self.max_connections_per_client < 0:
@@ -247,6 +253,18 @@ class Settings:
             raise SettingsError("copy_concurrency: must be at least 1")
         if self.lease_ttl <= 2 * self.poll_interval:
             raise SettingsError("lease_ttl: must be more than twice poll_interval, or leases lapse between renewals")
+
+    def liveness_policy(self) -> LivenessPolicy:
+        return _policy(LivenessPolicy, {
+            "heartbeat_ttl": "heartbeat_ttl_s", "ejection_failures": "ejection_consecutive_failures",
+            "ejection_base": "base_ejection_s", "ejection_max_percent": "max_ejection_percent",
+        }, self)
+
+    def merge_policy(self) -> Policy:
+        return _policy(Policy, {"playlist_window": "window_seconds", "hole_wait": "hole_wait_seconds"}, self)
+
+    def parse_limits(self) -> ParseLimits:
+        return _policy(ParseLimits, {"upstream_max_bytes": "max_bytes"}, self)
 
     @property
     def layout(self) -> Layout:
@@ -293,6 +311,23 @@ class Settings:
             for f in self.options()
         )
         return f"Settings({shown})"
+
+
+P = TypeVar("P")
+
+
+def _policy(kind: Callable[..., P], fields: Mapping[str, str], settings: Settings) -> P:
+    """`kind` built from the options named in `fields` (option -> policy field); a value the policy
+    refuses is a SettingsError naming the option (policies start their messages with the field)."""
+    try:
+        return kind(**{field: getattr(settings, option) for option, field in fields.items()})
+    except ValueError as exc:
+        message = str(exc)
+        for option, field in fields.items():
+            if message.startswith(field):
+                problem = message.removeprefix(field).lstrip(": ")
+                raise SettingsError(f"{option}: {problem} ({getattr(kind, '__name__', kind)}.{field})") from None
+        raise SettingsError(message) from None
 
 
 CREDENTIAL_FILES = {

@@ -29,6 +29,14 @@ def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:
         ({"EDGE_METRICS_NETWORKS": "loopback"}, "metrics_networks: 'loopback' is not a network"),
         ({"EDGE_HEADER_TIMEOUT": "0"}, "header_timeout: must be a positive number of seconds"),
         ({"EDGE_MAX_CONNECTIONS_PER_CLIENT": "-1"}, "max_connections_per_client: must be 0"),
+        # Bounds of the policies the options feed, named with the option and the policy's field.
+        ({"EDGE_TARGET_DURATION": "30"}, "target_duration: must be 0 (automatic) or 1-20 seconds "
+                                         "(the merge policy's max_target_duration)"),
+        ({"EDGE_HEARTBEAT_TTL": "0"}, "heartbeat_ttl: must be a positive number of seconds (LivenessPolicy.heartbeat_ttl_s)"),
+        ({"EDGE_EJECTION_MAX_PERCENT": "101"}, "ejection_max_percent: must be between 0 and 100"),
+        ({"EDGE_EJECTION_FAILURES": "0"}, "ejection_failures: must be at least 1 (LivenessPolicy."),
+        ({"EDGE_PLAYLIST_WINDOW": "0"}, "playlist_window: must be > 0 (Policy.window_seconds)"),
+        ({"EDGE_UPSTREAM_MAX_BYTES": "0"}, "upstream_max_bytes: must be at least 1 (ParseLimits.max_bytes)"),
     ],
 )
 def test_bad_values_name_the_option(env: dict, message: str) -> None:

@@ -1,1 +1,2 @@
-"""The broadcaster side of the edge: registration, selection for ingests, static fleets and probes."""
+"""The broadcaster side of the edge: its API (registration, credentials, selection for ingests),
+the selector with its degraded mode, static fleets and their probes."""

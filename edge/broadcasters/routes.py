@@ -9,21 +9,20 @@ requests, calls them with the time from `svc.clock()`, and writes answers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broadcaster_registry.codec import to_doc
 from broadcaster_registry.credentials import is_credential_id, issue
 from broadcaster_registry.liveness import LivenessPolicy, health
 from broadcaster_registry.model import Broadcaster
-from broadcaster_registry.validation import ValidationError, parse_name, parse_registration, parse_state
+from broadcaster_registry.validation import ValidationError, parse_name, parse_registration, parse_state_body
 from edge.auth import Caller, Role
 from edge.errors import NO_STORE, ApiError, api_json
 from edge.jsonbody import read_json
+from edge.query import refuse_unknown_query, single_query
 from edge.services import Services, services
 from edge.store import StoreUnavailable
 from edge.streams.model import is_stream_id
@@ -37,22 +36,40 @@ log = logging.getLogger("edge.broadcasters")
 MAX_ANSWER = 10
 
 def broadcaster_json(b: Broadcaster, now: float, policy: LivenessPolicy) -> dict[str, Any]:
-    """The stored document (camelCase, the same for every backend) with its health at `now`."""
+    """The API's JSON of a broadcaster with its health at `now` (the stored form is
+    broadcaster_registry.codec's, versioned, and may change without changing this)."""
     verdict = health(b, now, policy)
-    return {**to_doc(b), "health": {"healthy": verdict.healthy, "serving": verdict.serving, "reason": verdict.reason}}
-
-
-def _refuse_unknown_query(request: Request, allowed: Iterable[str]) -> None:
-    unknown = sorted(set(request.query_params) - set(allowed))
-    if unknown:
-        raise ApiError(400, *(f"{name}: unknown query parameter" for name in unknown))
-
-
-def _single_query(request: Request, name: str) -> str | None:
-    values = request.query_params.getlist(name)
-    if len(values) > 1:
-        raise ApiError(400, f"{name}: given more than once")
-    return values[0] if values else None
+    return {
+        "name": b.name,
+        "address": b.address,
+        "region": b.region,
+        "latitude": b.latitude,
+        "longitude": b.longitude,
+        "capacity": b.capacity,
+        "load": {
+            "activeStreams": b.load.active_streams,
+            "cpu": b.load.cpu,
+            "bandwidthBps": b.load.bandwidth_bps,
+            "bandwidthCapacityBps": b.load.bandwidth_capacity_bps,
+        },
+        "streams": sorted(b.streams),
+        "state": b.state,
+        "source": b.source,
+        "lastHeartbeat": b.last_heartbeat,
+        "registeredAt": b.registered_at,
+        "probe": {
+            "consecutiveFailures": b.probe.consecutive_failures,
+            "consecutiveSuccesses": b.probe.consecutive_successes,
+            "down": b.probe.down,
+            "lastProbeAt": b.probe.last_probe_at,
+        },
+        "ejection": {
+            "consecutiveFailures": b.ejection.consecutive_failures,
+            "timesEjected": b.ejection.times_ejected,
+            "ejectedUntil": b.ejection.ejected_until,
+        },
+        "health": {"healthy": verdict.healthy, "serving": verdict.serving, "reason": verdict.reason},
+    }
 
 
 async def _known(svc: Services, name: str) -> Broadcaster:
@@ -88,7 +105,7 @@ async def put_broadcaster(request: Request) -> Response:
     """Register or heartbeat: one idempotent call, the body replacing what the node said before."""
     svc = services(request)
     await _caller_for(svc, request, request.path_params["name"])
-    _refuse_unknown_query(request, ())
+    refuse_unknown_query(request, ())
     try:
         name = parse_name(request.path_params["name"])
     except ValidationError as exc:
@@ -115,8 +132,9 @@ async def delete_broadcaster(request: Request) -> Response:
     """Drain (never handed out again, still merged while it serves), or with ?forget=true remove it."""
     svc = services(request)
     role = (await _caller_for(svc, request, request.path_params["name"])).role
-    _refuse_unknown_query(request, ("forget",))
-    forget = _single_query(request, "forget") or "false"
+    refuse_unknown_query(request, ("forget",))
+    forget = single_query(request, "forget")
+    forget = "false" if forget is None else forget  # given empty is not "false"
     if forget not in ("true", "false"):
         raise ApiError(400, "forget: must be true or false")
     b = await _known(svc, request.path_params["name"])
@@ -141,16 +159,11 @@ async def put_state(request: Request) -> Response:
     """Set the state explicitly: {"state": "active"} undoes a drain, {"state": "draining"} drains."""
     svc = services(request)
     role = (await _caller_for(svc, request, request.path_params["name"])).role
-    _refuse_unknown_query(request, ())
+    refuse_unknown_query(request, ())
     b = await _known(svc, request.path_params["name"])
     body = await read_json(request, svc.settings.max_body_bytes)
-    if not isinstance(body, dict):
-        raise ApiError(422, "body: must be a JSON object")
-    unknown = [f"{key}: unknown field" for key in body if key != "state"]
-    if unknown:
-        raise ApiError(422, *unknown)
     try:
-        state = parse_state(body.get("state"))
+        state = parse_state_body(body)
     except ValidationError as exc:
         raise ApiError(422, *exc.errors) from None
     _may_change(role, b)
@@ -166,7 +179,7 @@ async def list_broadcasters(request: Request) -> Response:
     """Every broadcaster with its health and why, for operators."""
     svc = services(request)
     svc.credentials.require(request, Role.ADMIN)
-    _refuse_unknown_query(request, ())
+    refuse_unknown_query(request, ())
     now = svc.clock()
     return api_json([broadcaster_json(b, now, svc.liveness) for b in await svc.store.registry.list_all()])
 
@@ -179,8 +192,8 @@ async def choose_broadcaster(request: Request) -> Response:
     """
     svc = services(request)
     await svc.credentials.require_caller(request, svc.store.credentials, Role.API, Role.BROADCASTER)
-    _refuse_unknown_query(request, ("streamId",))
-    stream_id = _single_query(request, "streamId")
+    refuse_unknown_query(request, ("streamId",))
+    stream_id = single_query(request, "streamId")
     if stream_id is not None:
         await _check_stream(svc, stream_id)
     client = request.client
@@ -230,7 +243,7 @@ async def issue_credential(request: Request) -> Response:
     The broadcaster need not be registered yet: issue first, then start it with the token."""
     svc = services(request)
     svc.credentials.require(request, Role.ADMIN)
-    _refuse_unknown_query(request, ())
+    refuse_unknown_query(request, ())
     name = _credential_name(request)
     credential, token = issue(name, svc.clock())
     await svc.store.credentials.add(credential)
@@ -245,7 +258,7 @@ async def list_credentials(request: Request) -> Response:
     """The broadcaster's credentials (admin): ids and creation times, never a secret."""
     svc = services(request)
     svc.credentials.require(request, Role.ADMIN)
-    _refuse_unknown_query(request, ())
+    refuse_unknown_query(request, ())
     name = _credential_name(request)
     return api_json([c.to_json() for c in await svc.store.credentials.list_for(name)])
 
@@ -254,7 +267,7 @@ async def revoke_credential(request: Request) -> Response:
     """Revoke one credential (admin): from the next request on, on every node, it is refused."""
     svc = services(request)
     svc.credentials.require(request, Role.ADMIN)
-    _refuse_unknown_query(request, ())
+    refuse_unknown_query(request, ())
     name = _credential_name(request)
     credential_id = request.path_params["id"]
     if not (is_credential_id(credential_id) and await svc.store.credentials.revoke(name, credential_id)):

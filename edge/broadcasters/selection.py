@@ -15,8 +15,8 @@ from collections.abc import Callable
 from broadcaster_registry.model import Broadcaster
 from broadcaster_registry.ranking import RankingPolicy, rank
 from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, reserve, settle
-from broadcaster_registry.storage import RegistryStore
-from edge.broadcasters.nearby import NearbyIndex
+from broadcaster_registry.nearby import NearbyIndex
+from broadcaster_registry.storage import RegistryStore, RegistryUnavailable
 from geo.location import Location
 
 log = logging.getLogger("edge.selection")
@@ -48,7 +48,7 @@ class Selector:
         """Every broadcaster in the registry, or the last list read when the backend fails."""
         try:
             self.last_known = await self.registry.list_all()
-        except Exception as exc:  # any backend failure: degrade, never fail the ingest
+        except RegistryUnavailable as exc:  # degrade, never fail the ingest
             if not self._degraded:
                 log.warning("registry unreadable, answering from the last known list: %s", exc)
             self._degraded = True
@@ -85,12 +85,12 @@ class Selector:
         return ranked
 
     async def note_handout(self, stream_id: str, name: str, now: float) -> None:
-        """Remember in the registry that `stream_id` was sent to `name` (the playlist merger reads
-        it); when the backend fails the ingest keeps its answer and the merger finds the stream by
+        """Remember in the registry that `stream_id` was sent to `name`, a carrier hint the playlist
+        merger reads; when the backend fails the ingest keeps its answer and the merger finds the stream by
         asking the fleet instead."""
         try:
-            await self.registry.note_handout(stream_id, name, now)
-        except Exception as exc:  # any backend failure: degrade, never fail the ingest
+            await self.registry.note_carrier(stream_id, name, now)
+        except RegistryUnavailable as exc:  # degrade, never fail the ingest
             if not self._handouts_failing:
                 log.warning("registry not writable, hand-outs not recorded (first: %s to %s): %s",
                             stream_id, name, exc)

@@ -26,7 +26,8 @@ def _find_hls_js() -> Path | None:
         if (root / HLS_JS_IN_NODE_MODULES).is_file():
             return root / HLS_JS_IN_NODE_MODULES
     return None
-ASSETS = {"operator.js": "text/javascript", "player.js": "text/javascript", "style.css": "text/css"}
+ASSETS = {"operator.js": "text/javascript", "player.js": "text/javascript", "docs.js": "text/javascript",
+          "style.css": "text/css"}
 SECURITY_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
@@ -37,18 +38,18 @@ SECURITY_HEADERS = {
 }
 
 
-def _page(name: str) -> Response:
+def page(name: str) -> Response:
     return HTMLResponse((STATIC / name).read_bytes(), headers=SECURITY_HEADERS)
 
 
 async def operator(request: Request) -> Response:
-    return _page("operator.html")
+    return page("operator.html")
 
 
 async def player(request: Request) -> Response:
     if not is_stream_id(request.path_params["id"]):
         return HTMLResponse("<h1>No such stream</h1>", status_code=404, headers=SECURITY_HEADERS)
-    return _page("player.html")
+    return page("player.html")
 
 
 async def asset(request: Request) -> Response:

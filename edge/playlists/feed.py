@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
-from broadcaster_registry.liveness import LivenessPolicy, is_serving, record_fetch
+from broadcaster_registry.liveness import LivenessPolicy, is_serving
 from broadcaster_registry.model import Broadcaster
 from edge.tasks import cancel
 from edge.playlists.codec import dump_state, load_state
@@ -27,7 +27,7 @@ from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, Publis
 from edge.playlists.render import encoded, render_media, skippable
 from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate, with_dvr_window
 from edge.playlists.served import Served
-from edge.playlists.upstream import ParseLimits, UpstreamPlaylist, parse_upstream
+from edge.playlists.upstream_parse import ParseLimits, UpstreamPlaylist, parse_upstream
 from edge.segments.copier import Copier
 from edge.segments.policy import Copies, SegmentDefaults, SegmentMode, SegmentPolicy, wanted
 from edge.store.base import Store, StoreUnavailable
@@ -328,7 +328,7 @@ class Feed:
             await self.sync(await ctx.store.playlists.revision(self.stream.id))
             return
         carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
-        handed = await ctx.store.registry.handed_out(self.stream.id)
+        handed = await ctx.store.registry.carrier_hints(self.stream.id)
         target = next((s.target_duration for s in self.states.values()), 0)
         if discovery_due(now, self._last_discovery, self._last_progress, target, ctx.poll_interval, ctx.discovery_interval):
             self._last_discovery = now
@@ -342,7 +342,7 @@ class Feed:
         self.offers = _offers(fetched)
         copies = await self._copy(fetched, now)
         outcome = decide(self.states, fetched, now, self._policy, ended_at=ended_at, copies=copies)
-        await self._record_health(outcome.health, carriers, now)
+        await self._record_health(outcome.health, now)
         self.answered = dict(outcome.health)
         if outcome.fell_back:
             ctx.metrics.fallbacks.inc(len(outcome.fell_back))
@@ -477,16 +477,12 @@ class Feed:
         fetched = await self._fetch(SOURCE, others, {})
         found = [b for b, f in zip(others, fetched) if f.playlist is not None and f.playlist.segments]
         for b in found:
-            await self.ctx.store.registry.note_handout(self.stream.id, b.name, now)
+            await self.ctx.store.registry.note_carrier(self.stream.id, b.name, now)
         return found
 
-    async def _record_health(self, verdicts: Mapping[str, bool], carriers: Sequence[Broadcaster], now: float) -> None:
+    async def _record_health(self, verdicts: Mapping[str, bool], now: float) -> None:
         """Passive health: the round's verdict per broadcaster, written only when it changes something."""
-        by_name = {b.name: b for b in carriers}
-        for name, alive in verdicts.items():
-            b = by_name.get(name)
-            if alive and b is not None and record_fetch(b, True, now, self.ctx.liveness, ()) == b:
-                continue  # a success that changes nothing: no store write (on Redis, a transaction)
+        for name, alive in verdicts.items():  # the store writes only what changes something
             await self.ctx.store.registry.record_fetch(name, alive, now, self.ctx.liveness)
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-
-from edge.playlists.render import Rendition, render_master
+from edge.playlists.render import Rendition, etag_of, render_master
 from edge.streams.model import Stream
 
 # Without a measured source bit rate, estimate it from the picture: ~0.1 bit per pixel per frame
@@ -33,4 +31,4 @@ def renditions(stream: Stream) -> list[Rendition]:
 def master_playlist(stream: Stream) -> tuple[bytes, str]:
     """(body, ETag) of the stream's master playlist (cached by the route, per stream value)."""
     body = render_master(stream.id, renditions(stream))
-    return body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    return body, etag_of(body)

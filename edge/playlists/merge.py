@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping, Sequence
 
-from edge.playlists.upstream import UpstreamPlaylist, UpstreamSegment
+from edge.playlists.upstream_parse import UpstreamPlaylist, UpstreamSegment
 
 # How the state moves between two calls, and why each rule holds:
 # - Segments are only appended (in ingest-number order, from `next_number` up) and trimmed from

@@ -60,4 +60,4 @@ class PlayerPath:
         feed = playlists.feeds.get(stream_id)
         if feed is None:
             return None, ""
-        return routes.master_answer(scope, feed.stream), routes.MASTER.path
+        return routes.master_answer(scope, feed.stream, self.services), routes.MASTER.path

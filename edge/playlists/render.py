@@ -1,5 +1,6 @@
 """Rendering of playlists as served to players: a merged media playlist from its published state,
-and a stream's master playlist from its renditions. Pure; the shell caches by state version.
+a stream's master playlist from its renditions, and the ETag of a rendered body. Pure; the shell
+caches by state version.
 """
 
 from __future__ import annotations
@@ -84,9 +85,15 @@ def render_media(state: PublishedState, delta: bool = False, vod: bool = False) 
     return "\n".join(lines).encode()
 
 
+def etag_of(body: bytes) -> str:
+    """The strong ETag of a rendered playlist: a digest of its bytes, so every node that renders
+    the same playlist gives the same tag (a CDN or player may alternate between nodes)."""
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
 def encoded(body: bytes) -> tuple[bytes, str]:
     """What a served body also needs, computed once per version: its gzip form and its ETag."""
-    return gzip.compress(body, compresslevel=6, mtime=0), '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    return gzip.compress(body, compresslevel=6, mtime=0), etag_of(body)
 
 
 def format_date_time(value: datetime) -> str:

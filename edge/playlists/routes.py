@@ -9,8 +9,8 @@ before routing by edge.playlists.player_path, with the same answers built here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import weakref
+from dataclasses import dataclass
 from functools import lru_cache
 
 from starlette.requests import Request
@@ -23,7 +23,7 @@ from edge.playlists.feed import Rendered
 from edge.playlists.master import master_playlist
 from edge.playlists.render import encoded
 from edge.playlists.service import NotFound, NotYet
-from edge.services import services
+from edge.services import Services, services
 from edge.streams.model import Stream, is_rendition_name, is_stream_id
 
 MPEGURL = "application/vnd.apple.mpegurl"
@@ -205,15 +205,14 @@ async def master(request: Request) -> ASGIApp:
         stream = await svc.playlists.stream(stream_id)
     except NotFound as exc:
         return _error(404, str(exc), 2)
-    return master_answer(request.scope, stream)
+    return master_answer(request.scope, stream, svc)
 
 
-def master_answer(scope: Scope, stream: Stream) -> Prepared:
+def master_answer(scope: Scope, stream: Stream, svc: Services) -> Prepared:
     # The ladder never changes; a short lifetime still lets a deleted stream disappear soon.
-    return _master_variants(stream).answer(scope, 0)
+    return svc.master_responses(stream, _master_variants).answer(scope, 0)  # once per stream value
 
 
-@lru_cache(maxsize=4096)  # streams are immutable values; the ladder never changes
 def _master_variants(stream: Stream) -> Variants:
     body, etag = master_playlist(stream)
     return Variants.of(body, None, etag, 60)

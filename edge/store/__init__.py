@@ -1,8 +1,10 @@
-"""Storage of everything the edge remembers, behind small interfaces (SQLite embedded by default)."""
+"""Storage of everything the edge remembers, behind small interfaces (base.py): SQLite embedded by
+default (its registry is broadcaster_registry's in-memory one, persisted), Redis shared by several
+nodes, and leases for one poller per stream. Stored documents are versioned (see each codec)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from broadcaster_registry.liveness import LivenessPolicy
 from edge.store.base import Page, Store, StoreUnavailable, StreamStore
@@ -14,11 +16,12 @@ if TYPE_CHECKING:
 __all__ = ["Page", "Store", "StreamStore", "StoreUnavailable", "SqliteStore", "open_store"]
 
 
-def open_store(settings: Settings, liveness: LivenessPolicy) -> Store:
+def open_store(settings: Settings, liveness: LivenessPolicy, clock: Callable[[], float]) -> Store:
     """The store the settings name (not yet opened): SQLite in the data directory unless given,
-    or Redis, shared by several edge nodes (`EDGE_STORE=redis://host:6379/0`)."""
+    or Redis, shared by several edge nodes (`EDGE_STORE=redis://host:6379/0`). `liveness` says
+    when silent broadcasters are forgotten; `clock` is the service's (Redis keeps time itself)."""
     if settings.shared_store:
         from edge.store.redis import RedisStore
 
         return RedisStore(settings.store, settings.redis_prefix, liveness=liveness)
-    return SqliteStore(settings.sqlite_path)
+    return SqliteStore(settings.sqlite_path, liveness=liveness, clock=clock)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from broadcaster_registry.storage import CredentialStore, RegistryStore
+from broadcaster_registry.storage import CredentialStore, RegistryStore, RegistryUnavailable
 from edge.store.leases import Leases
 from edge.streams.model import Stream
 
 
-class StoreUnavailable(Exception):
-    """The backend cannot be reached or answered with an error; the API answers 503."""
+class StoreUnavailable(RegistryUnavailable):
+    """The backend cannot be reached or answered with an error; the API answers 503. A registry
+    error too, so the registry's callers need not know which backend they use."""
 
 
 @dataclass(frozen=True, slots=True)

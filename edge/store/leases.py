@@ -1,4 +1,5 @@
-"""Leases: "at most one holder of this key at a time", for one poller per (stream, rendition).
+"""Leases: "at most one holder of this key at a time", for one poller per stream (its feed polls
+every rendition together; the key is the stream's).
 
 A lease is held by an owner until it expires or is released; the holder extends it by acquiring it
 again before it runs out, so a holder that dies loses it within one TTL. `LocalLeases` serves one

@@ -14,11 +14,12 @@ socket timeouts; the client reconnects on its own, so a node recovers when Redis
 
 Key layout, every key under the prefix (P, default "edge:"):
 
-    P stream:<id>          string  Stream.to_json()
+    P stream:<id>          string  edge.streams.codec.to_document() (versioned)
     P streams              zset    "<created_at + 2^63, 20 digits>:<id>" at score 0, so that the
                                    lexical order is SQLite's (created_at, id) and a cursor is a
                                    ZRANGE BYLEX bound
-    P broadcaster:<name>   string  codec.to_doc(); PX forget_after when self-registered
+    P broadcaster:<name>   string  broadcaster_registry.codec.to_doc() (versioned); PX forget_after
+                                   when self-registered
     P heartbeats           zset    name -> last heartbeat (ms, Redis clock), self-registered ones:
                                    by last seen, so finding the expired ones needs no scan
     P broadcasters         zset    live name -> change number of its last write
@@ -28,9 +29,9 @@ Key layout, every key under the prefix (P, default "edge:"):
     P broadcasters:epoch   string  set once; another value means Redis lost the registry
     P reports:<name>       set     stream ids <name> reports carrying (mirror of the doc's streams)
     P reported:<stream>    set     names reporting <stream>, so `carrying` reads a few docs, not all
-    P handouts:<stream>    zset    name -> deadline (ms, Redis clock); PX handout_ttl
+    P handouts:<stream>    zset    carrier hints: name -> deadline (ms, Redis clock); PX hint ttl
     P handed:<name>        zset    stream id -> deadline, the reverse, so `delete` finds them
-    P credential:<id>      hash    name, salt, digest, created of a broadcaster credential
+    P credential:<id>      hash    version, name, salt, digest, created of a broadcaster credential
     P credentials:<name>   zset    credential id -> created, the ones bound to <name>
     P playlist:<stream>    hash    rendition -> published state (opaque bytes)
     P lease:<key>          string  owner; PX ttl
@@ -60,10 +61,12 @@ from redis.exceptions import RedisError, WatchError
 
 from broadcaster_registry.codec import from_doc, to_doc
 from broadcaster_registry.credentials import Credential
-from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy, record_fetch, record_probe
+from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy, forget_after, record_fetch, record_probe
 from broadcaster_registry.model import Broadcaster, Registration, Source, State, from_registration
+from broadcaster_registry.storage import CARRIER_HINT_TTL_S, worth_writing
 from edge.store.base import Page, StoredStates, StoreUnavailable
 from edge.store.sqlite import decode_cursor, encode_cursor
+from edge.streams.codec import from_document, to_document
 from edge.streams.model import Stream
 
 log = logging.getLogger("edge.store.redis")
@@ -74,9 +77,6 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 1.0
 OPERATION_TIMEOUT_S = 2.0
 HEALTH_CHECK_INTERVAL_S = 10  # an idle pooled connection is PINGed before reuse
-# A hand-out is the only record that a static broadcaster (which reports no streams) carries a
-# stream; renewed at every hand-out, and feeds re-adopt carriers by discovery after it lapses.
-DEFAULT_HANDOUT_TTL_S = 24 * 3600.0
 _MGET_CHUNK = 1000  # Lua's unpack() has a stack limit of ~8000 values
 # Removed broadcaster names remembered for nodes catching up (see _SYNC); trimmed by this many.
 _GONE_KEPT = 10_000
@@ -198,7 +198,7 @@ class RedisStreams:
     async def create(self, stream: Stream) -> None:
         created = await self._create(
             keys=[self.db.key("stream", stream.id), self.index],
-            args=[_dumps(stream.to_json()), _member(stream.created_at, stream.id)],
+            args=[_dumps(to_document(stream)), _member(stream.created_at, stream.id)],
         )
         if not created:  # as SQLite's primary key: ids are random, so this is a fault, not a request
             raise StoreUnavailable(f"{self.db.where}: stream {stream.id} already exists")
@@ -206,13 +206,13 @@ class RedisStreams:
     @_unavailable_as_store_error
     async def get(self, stream_id: str) -> Stream | None:
         raw = await self.db.client.get(self.db.key("stream", stream_id))
-        return Stream.from_json(json.loads(raw)) if raw is not None else None
+        return from_document(json.loads(raw)) if raw is not None else None
 
     @_unavailable_as_store_error
     async def list(self, limit: int, cursor: str | None) -> Page:
         bound = "(" + _member(*decode_cursor(cursor)) if cursor else "+"
         raws = await self._page(keys=[self.index], args=[self.db.key("stream", ""), bound, limit + 1])
-        streams = tuple(Stream.from_json(json.loads(raw)) for raw in raws[:limit])
+        streams = tuple(from_document(json.loads(raw)) for raw in raws[:limit])
         next_cursor = encode_cursor(streams[-1]) if len(raws) > limit else None
         return Page(items=streams, next_cursor=next_cursor)
 
@@ -224,13 +224,13 @@ class RedisStreams:
             raw = await pipe.get(key)
             if raw is None:
                 return None
-            doc = json.loads(raw)
-            if doc.get("endedAt") is None:  # idempotent: the first end time stays
-                doc["endedAt"] = ended_at
+            stream = from_document(json.loads(raw))
+            if stream.ended_at is None:  # idempotent: the first end time stays
+                stream = replace(stream, ended_at=ended_at)
                 pipe.multi()
-                pipe.set(key, _dumps(doc), xx=True)
+                pipe.set(key, _dumps(to_document(stream)), xx=True)
                 await pipe.execute()
-            return Stream.from_json(doc)
+            return stream
 
         return await self.db.transact([key], _end)
 
@@ -242,7 +242,7 @@ class RedisStreams:
             raw = await pipe.get(key)
             if raw is None:
                 return False
-            created_at = json.loads(raw)["createdAt"]
+            created_at = from_document(json.loads(raw)).created_at
             pipe.multi()
             pipe.delete(key)
             pipe.zrem(self.index, _member(created_at, stream_id))
@@ -417,15 +417,15 @@ end
 return out
 """
 
-# Names with a live hand-out of the stream.
-_HANDED_OUT = _REGISTRY_LIB + """
+# Names with a live carrier hint for the stream.
+_CARRIER_HINTS = _REGISTRY_LIB + """
 local p, sid = ARGV[1], ARGV[2]
 return redis.call('ZRANGEBYSCORE', p .. 'handouts:' .. sid, '(' .. now_ms(), '+inf')
 """
 
-# ARGV: prefix, stream id, name, ttl in ms. A hand-out lives ttl ms on Redis's clock; both sides
+# ARGV: prefix, stream id, name, ttl in ms. A carrier hint lives ttl ms on Redis's clock; both sides
 # (stream -> names, name -> streams) are sorted by deadline so each entry lapses on its own.
-_NOTE_HANDOUT = _REGISTRY_LIB + """
+_NOTE_CARRIER = _REGISTRY_LIB + """
 local p, sid, name, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
 for _, pair in ipairs({{p .. 'handouts:' .. sid, name}, {p .. 'handed:' .. name, sid}}) do
@@ -496,18 +496,17 @@ class RedisRegistry:
         self,
         db: RedisDatabase,
         liveness: LivenessPolicy = DEFAULT_LIVENESS,
-        handout_ttl_s: float = DEFAULT_HANDOUT_TTL_S,
+        hint_ttl_s: float = CARRIER_HINT_TTL_S,
     ) -> None:
         self.db = db
-        # Never before the heartbeat TTL: an expired broadcaster is still worth showing for a while.
-        self.forget_ms = max(1, round(max(liveness.forget_after_s, liveness.heartbeat_ttl_s) * 1000))
-        self.handout_ttl_ms = max(1, round(handout_ttl_s * 1000))
+        self.forget_ms = max(1, round(forget_after(liveness) * 1000))
+        self.hint_ttl_ms = max(1, round(hint_ttl_s * 1000))
         self._save = db.script(_SAVE)
         self._delete = db.script(_DELETE)
         self._sync = db.script(_SYNC)
         self._carrying = db.script(_CARRYING)
-        self._handed_out = db.script(_HANDED_OUT)
-        self._note_handout = db.script(_NOTE_HANDOUT)
+        self._carrier_hints = db.script(_CARRIER_HINTS)
+        self._note_carrier = db.script(_NOTE_CARRIER)
         self._forget_stream = db.script(_FORGET_STREAM)
         self._locks = _KeyedLocks()
         self._mirror: dict[str, Broadcaster] = {}
@@ -527,7 +526,7 @@ class RedisRegistry:
         async def _apply(pipe: Pipeline) -> Broadcaster | None:
             current = _broadcaster(await pipe.get(key))
             updated = await step(current, pipe)
-            if updated is None or (updated == current and not heartbeat):
+            if updated is None or (not heartbeat and not worth_writing(current, updated)):
                 return updated
             before = current.streams if current is not None else frozenset()
             added, removed = sorted(updated.streams - before), sorted(before - updated.streams)
@@ -616,9 +615,9 @@ class RedisRegistry:
         return await self._update(name, step)
 
     @_unavailable_as_store_error
-    async def note_handout(self, stream_id: str, name: str, now: float) -> None:
-        # `now` is the caller's clock; hand-outs expire on Redis's clock, like every other key.
-        await self._note_handout(args=[self.db.prefix, stream_id, name, self.handout_ttl_ms])
+    async def note_carrier(self, stream_id: str, name: str, now: float) -> None:
+        # `now` is the caller's clock; hints expire on Redis's clock, like every other key.
+        await self._note_carrier(args=[self.db.prefix, stream_id, name, self.hint_ttl_ms])
 
     @_unavailable_as_store_error
     async def carrying(self, stream_id: str) -> list[Broadcaster]:
@@ -631,13 +630,14 @@ class RedisRegistry:
         return sorted(found, key=lambda b: b.name)
 
     @_unavailable_as_store_error
-    async def handed_out(self, stream_id: str) -> frozenset[str]:
-        names = await self._handed_out(args=[self.db.prefix, stream_id])
+    async def carrier_hints(self, stream_id: str) -> frozenset[str]:
+        names = await self._carrier_hints(args=[self.db.prefix, stream_id])
         return frozenset(n.decode() if isinstance(n, bytes) else str(n) for n in names)
 
     @_unavailable_as_store_error
     async def forget_stream(self, stream_id: str) -> None:
         await self._forget_stream(args=[self.db.prefix, stream_id])
+
 
 
 # --- credentials ---
@@ -663,7 +663,7 @@ class RedisCredentials:
     async def add(self, credential: Credential) -> None:
         async with self.db.client.pipeline(transaction=True) as pipe:
             pipe.hset(self.db.key("credential", credential.id), mapping={
-                "name": credential.name, "salt": credential.salt, "digest": credential.digest,
+                "version": _CREDENTIAL_VERSION, "name": credential.name, "salt": credential.salt, "digest": credential.digest,
                 "created": repr(credential.created_at),
             })
             pipe.zadd(self.db.key("credentials", credential.name), {credential.id: credential.created_at})
@@ -688,9 +688,16 @@ class RedisCredentials:
         return bool(await self._revoke(args=[self.db.prefix, name, credential_id]))
 
 
+_CREDENTIAL_VERSION = 2  # bump on any change of the hash's fields, and keep reading the one before
+_CREDENTIAL_READABLE = (1, 2)  # 1: the same fields, before the hash carried a version
+
+
 def _credential(credential_id: str, fields: dict[bytes, bytes]) -> Credential | None:
     if not fields:
         return None
+    version = int(fields.get(b"version", b"1"))
+    if version not in _CREDENTIAL_READABLE:
+        raise ValueError(f"credential {credential_id} of version {version}: this node reads {_CREDENTIAL_READABLE}")
     return Credential(
         id=credential_id, name=_text(fields[b"name"]), salt=fields[b"salt"], digest=fields[b"digest"],
         created_at=float(fields[b"created"]),
@@ -804,13 +811,13 @@ class RedisStore:
         prefix: str = "edge:",
         *,
         liveness: LivenessPolicy = DEFAULT_LIVENESS,
-        handout_ttl_s: float = DEFAULT_HANDOUT_TTL_S,
+        hint_ttl_s: float = CARRIER_HINT_TTL_S,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         operation_timeout_s: float = OPERATION_TIMEOUT_S,
     ) -> None:
         self.db = RedisDatabase(url, prefix, connect_timeout_s, operation_timeout_s)
         self.streams = RedisStreams(self.db)
-        self.registry = RedisRegistry(self.db, liveness, handout_ttl_s)
+        self.registry = RedisRegistry(self.db, liveness, hint_ttl_s)
         self.credentials = RedisCredentials(self.db)
         self.playlists = RedisPlaylists(self.db)
         self.leases = RedisLeases(self.db)

@@ -13,17 +13,20 @@ import base64
 import json
 import os
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from broadcaster_registry.codec import from_doc, to_doc
 from broadcaster_registry.credentials import Credential
-from broadcaster_registry.liveness import LivenessPolicy, record_fetch, record_probe
-from broadcaster_registry.model import Broadcaster, Registration, Source, State, from_registration
+from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy
+from broadcaster_registry.model import Broadcaster
+from broadcaster_registry.storage import CARRIER_HINT_TTL_S, MemoryRegistryStore
 from edge.store.base import Page, StoredStates, StoreUnavailable
 from edge.store.leases import LocalLeases
+from edge.streams.codec import from_document, to_document
 from edge.streams.model import Stream
 
 T = TypeVar("T")
@@ -142,7 +145,7 @@ class SqliteStreams:
         self.db = db
 
     async def create(self, stream: Stream) -> None:
-        doc = _dumps(stream.to_json())
+        doc = _dumps(to_document(stream))
         await self.db.run(
             lambda: self.db.conn.execute(
                 "INSERT INTO streams (id, created_at, doc) VALUES (?, ?, ?)", (stream.id, stream.created_at, doc)
@@ -153,7 +156,7 @@ class SqliteStreams:
         row = await self.db.run(
             lambda: self.db.conn.execute("SELECT doc FROM streams WHERE id = ?", (stream_id,)).fetchone()
         )
-        return Stream.from_json(json.loads(row[0])) if row else None
+        return from_document(json.loads(row[0])) if row else None
 
     async def list(self, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor) if cursor else None
@@ -170,7 +173,7 @@ class SqliteStreams:
             return self.db.conn.execute(sql, args).fetchall()
 
         rows = await self.db.run(_list)
-        streams = tuple(Stream.from_json(json.loads(r[0])) for r in rows[:limit])
+        streams = tuple(from_document(json.loads(r[0])) for r in rows[:limit])
         next_cursor = encode_cursor(streams[-1]) if len(rows) > limit else None
         return Page(items=streams, next_cursor=next_cursor)
 
@@ -182,11 +185,11 @@ class SqliteStreams:
                 row = conn.execute("SELECT doc FROM streams WHERE id = ?", (stream_id,)).fetchone()
                 if row is None:
                     return None
-                doc = json.loads(row[0])
-                if doc.get("endedAt") is None:
-                    doc["endedAt"] = ended_at
-                    conn.execute("UPDATE streams SET doc = ? WHERE id = ?", (_dumps(doc), stream_id))
-                return Stream.from_json(doc)
+                stream = from_document(json.loads(row[0]))
+                if stream.ended_at is None:  # idempotent: the first end time stays
+                    stream = replace(stream, ended_at=ended_at)
+                    conn.execute("UPDATE streams SET doc = ? WHERE id = ?", (_dumps(to_document(stream)), stream_id))
+                return stream
 
         return await self.db.run(_end)
 
@@ -195,20 +198,75 @@ class SqliteStreams:
         return cursor.rowcount > 0
 
 
-class SqliteRegistry:
-    """RegistryStore on SQLite, with every broadcaster mirrored in memory.
-
-    One node owns an SQLite file, so the mirror is always what the file holds: reads (the ranking
-    on every GET /api/broadcaster, `carrying` on every poll) cost no disk I/O. A write computes the
-    new value from the mirror and updates it before awaiting the disk, so writes to one name apply
-    in order; the single SQLite thread persists them in that same order.
-    """
+class SqliteRegistryRows:
+    """Where SqliteRegistry persists each change of its in-memory registry: one row per broadcaster
+    (its stored document) and one per carrier hint. Every method submits its statement to the
+    single SQLite thread before it awaits, so rows are written in the order the changes were made."""
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
-        self._broadcasters: dict[str, Broadcaster] = {}
-        self._sorted: list[Broadcaster] | None = None  # list_all's answer until the next write
-        self._handouts: dict[str, dict[str, float]] = {}
+
+    async def save(self, b: Broadcaster, *, afresh: bool = False) -> None:
+        doc = _dumps(to_doc(b))
+
+        def _save() -> None:
+            with self.db.conn:
+                self.db.conn.execute("BEGIN")
+                if afresh:
+                    self.db.conn.execute("DELETE FROM handouts WHERE name = ?", (b.name,))
+                self.db.conn.execute(
+                    "INSERT INTO broadcasters (name, doc) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                    (b.name, doc),
+                )
+
+        await self.db.run(_save)
+
+    async def forget(self, names: Iterable[str]) -> None:
+        rows = [(name,) for name in names]
+
+        def _forget() -> None:
+            with self.db.conn:
+                self.db.conn.execute("BEGIN")
+                self.db.conn.executemany("DELETE FROM broadcasters WHERE name = ?", rows)
+                self.db.conn.executemany("DELETE FROM handouts WHERE name = ?", rows)
+
+        await self.db.run(_forget)
+
+    async def save_hint(self, stream_id: str, name: str, at: float) -> None:
+        await self.db.run(
+            lambda: self.db.conn.execute(
+                "INSERT OR REPLACE INTO handouts (stream_id, name, at) VALUES (?, ?, ?)", (stream_id, name, at)
+            )
+        )
+
+    async def drop_hints(self, stream_id: str, names: Iterable[str] | None = None) -> None:
+        if names is None:
+            await self.db.run(
+                lambda: self.db.conn.execute("DELETE FROM handouts WHERE stream_id = ?", (stream_id,))
+            )
+            return
+        rows = [(stream_id, name) for name in names]
+        await self.db.run(
+            lambda: self.db.conn.executemany("DELETE FROM handouts WHERE stream_id = ? AND name = ?", rows)
+        )
+
+
+class SqliteRegistry(MemoryRegistryStore):
+    """RegistryStore on SQLite: the shared in-memory registry (broadcaster_registry.storage), loaded
+    from the file at start and persisting every change to it. One node owns an SQLite file, so
+    memory is always what the file holds, and reads cost no disk I/O."""
+
+    def __init__(
+        self,
+        db: SqliteDatabase,
+        *,
+        liveness: LivenessPolicy = DEFAULT_LIVENESS,
+        hint_ttl_s: float = CARRIER_HINT_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock, rows=SqliteRegistryRows(db))
+        self.db = db
 
     async def load(self) -> None:
         def _load() -> tuple[list[tuple[str]], list[tuple[str, str, float]]]:
@@ -218,99 +276,8 @@ class SqliteRegistry:
                 conn.execute("SELECT stream_id, name, at FROM handouts").fetchall(),
             )
 
-        docs, handouts = await self.db.run(_load)
-        self._broadcasters = {b.name: b for b in (from_doc(json.loads(d[0])) for d in docs)}
-        self._sorted = None
-        self._handouts = {}
-        for stream_id, name, at in handouts:
-            self._handouts.setdefault(stream_id, {})[name] = at
-
-    async def _save(self, b: Broadcaster) -> Broadcaster:
-        self._broadcasters[b.name] = b
-        self._sorted = None
-        doc = _dumps(to_doc(b))
-        await self.db.run(
-            lambda: self.db.conn.execute(
-                "INSERT INTO broadcasters (name, doc) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
-                (b.name, doc),
-            )
-        )
-        return b
-
-    async def upsert(self, name: str, registration: Registration, now: float, source: Source = "self") -> Broadcaster:
-        b = from_registration(name, registration, now, source=source, previous=self._broadcasters.get(name))
-        return await self._save(b)
-
-    async def get(self, name: str) -> Broadcaster | None:
-        return self._broadcasters.get(name)
-
-    async def list_all(self) -> list[Broadcaster]:
-        if self._sorted is None:  # every ranking reads the whole fleet; sort it once per change
-            self._sorted = sorted(self._broadcasters.values(), key=lambda b: b.name)
-        return list(self._sorted)
-
-    async def set_state(self, name: str, state: State) -> Broadcaster | None:
-        b = self._broadcasters.get(name)
-        if b is None:
-            return None
-        return await self._save(replace(b, state=state))
-
-    async def delete(self, name: str) -> bool:
-        known = self._broadcasters.pop(name, None) is not None
-        self._sorted = None
-        for names in self._handouts.values():
-            names.pop(name, None)
-        self._handouts = {s: names for s, names in self._handouts.items() if names}
-
-        def _delete() -> None:
-            with self.db.conn:
-                self.db.conn.execute("BEGIN")
-                self.db.conn.execute("DELETE FROM broadcasters WHERE name = ?", (name,))
-                self.db.conn.execute("DELETE FROM handouts WHERE name = ?", (name,))
-
-        await self.db.run(_delete)
-        return known
-
-    async def record_probe(self, name: str, ok: bool, now: float, policy: LivenessPolicy) -> Broadcaster | None:
-        b = self._broadcasters.get(name)
-        if b is None:
-            return None
-        updated = record_probe(b, ok, now, policy)
-        return b if updated == b else await self._save(updated)
-
-    async def record_fetch(self, name: str, ok: bool, now: float, policy: LivenessPolicy) -> Broadcaster | None:
-        b = self._broadcasters.get(name)
-        if b is None:
-            return None
-        updated = record_fetch(b, ok, now, policy, self._broadcasters.values())
-        # Most fetches succeed and change nothing: no write for those.
-        return b if updated == b else await self._save(updated)
-
-    async def note_handout(self, stream_id: str, name: str, now: float) -> None:
-        already = name in self._handouts.get(stream_id, {})
-        self._handouts.setdefault(stream_id, {})[name] = now
-        if not already:
-            await self.db.run(
-                lambda: self.db.conn.execute(
-                    "INSERT OR REPLACE INTO handouts (stream_id, name, at) VALUES (?, ?, ?)", (stream_id, name, now)
-                )
-            )
-
-    async def carrying(self, stream_id: str) -> list[Broadcaster]:
-        handed = self._handouts.get(stream_id, {})
-        return [
-            b for b in await self.list_all() if stream_id in b.streams or b.name in handed
-        ]
-
-    async def handed_out(self, stream_id: str) -> frozenset[str]:
-        return frozenset(self._handouts.get(stream_id, {}))
-
-    async def forget_stream(self, stream_id: str) -> None:
-        if self._handouts.pop(stream_id, None) is not None:
-            await self.db.run(
-                lambda: self.db.conn.execute("DELETE FROM handouts WHERE stream_id = ?", (stream_id,))
-            )
+        docs, hints = await self.db.run(_load)
+        self.replace_all((from_doc(json.loads(d[0])) for d in docs), hints)
 
 
 class SqliteCredentials:
@@ -419,10 +386,19 @@ class SqlitePlaylists:
 class SqliteStore:
     """Every repository on one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        liveness: LivenessPolicy = DEFAULT_LIVENESS,
+        hint_ttl_s: float = CARRIER_HINT_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`clock`: wall-clock seconds, the clock callers take the registry's `now` from
+        (broadcasters are forgotten and carrier hints lapse on it)."""
         self.db = SqliteDatabase(path)
         self.streams = SqliteStreams(self.db)
-        self.registry = SqliteRegistry(self.db)
+        self.registry = SqliteRegistry(self.db, liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock)
         self.credentials = SqliteCredentials(self.db)
         self.playlists = SqlitePlaylists(self.db)
         self.leases = LocalLeases()

@@ -1,1 +1,2 @@
-"""Streams: the bitrate ladder an ingest declares, and the API that creates and manages them."""
+"""Streams: the bitrate ladder an ingest declares, its stored form (codec), and the API that creates
+and manages them."""

@@ -1,4 +1,4 @@
-"""Stream and rendition values, and their one JSON form (stored and served)."""
+"""Stream and rendition values, and their JSON in the API (the stored form is in codec.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 SOURCE = "source"
-# One URL path segment, safe everywhere: starts with a letter or digit, no dots-only names, no slashes.
-RENDITION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# One URL path segment, safe everywhere: 1-100 characters, starting with a letter or digit, not
+# ending with a dot, no slashes. Written in the syntax Python and JSON Schema (ECMA-262) share: the
+# API description publishes it as it is.
+RENDITION_PATTERN = "^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9_-])?$"
+RENDITION_RULE = (
+    "must be safe as one URL path segment: 1-100 letters, digits, '_', '-' and '.', starting with a "
+    "letter or digit, not ending with '.'; 'source' is reserved for the untranscoded input"
+)
+RENDITION_NAME = re.compile(RENDITION_PATTERN)
 STREAM_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
@@ -17,7 +24,7 @@ def is_stream_id(value: str) -> bool:
 
 
 def is_rendition_name(value: str) -> bool:
-    return RENDITION_NAME.match(value) is not None and not value.endswith(".")
+    return RENDITION_NAME.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,7 @@ class Profile:
     encoder_profile: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The API's JSON of the profile (Livepeer's shape)."""
         out: dict[str, Any] = {
             "name": self.name,
             "width": self.width,
@@ -51,6 +59,7 @@ class Profile:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> "Profile":
+        """A profile from the API's JSON (as an ingest tool reads our answers)."""
         return cls(
             name=doc["name"],
             width=doc["width"],
@@ -115,8 +124,8 @@ class Stream:
     def renditions(self) -> dict[str, str]:
         return {name: rendition_path(self.id, name) for name in self.rendition_names}
 
-    def to_json(self) -> dict[str, Any]:
-        """The stored form; the API form adds derived fields (see `api_json`)."""
+    def api_json(self) -> dict[str, Any]:
+        """The API's JSON of the stream (Livepeer's shape); the stored form is edge/streams/codec.py's."""
         doc: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
@@ -131,28 +140,6 @@ class Stream:
             doc["dvrWindowSeconds"] = self.dvr_window_seconds
         if self.segment_mode is not None:
             doc["segmentMode"] = self.segment_mode
-        if self.record:
-            doc["record"] = True
-        return doc
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> "Stream":
-        source = doc.get("sourceInfo")
-        return cls(
-            id=doc["id"],
-            name=doc["name"],
-            profiles=tuple(Profile.from_json(p) for p in doc["profiles"]),
-            presets=tuple(doc.get("presets", ())),
-            created_at=doc["createdAt"],
-            source_info=SourceInfo(**source) if source else None,
-            ended_at=doc.get("endedAt"),
-            dvr_window_seconds=doc.get("dvrWindowSeconds"),
-            segment_mode=doc.get("segmentMode"),
-            record=bool(doc.get("record", False)),
-        )
-
-    def api_json(self) -> dict[str, Any]:
-        doc = self.to_json()
         doc["kind"] = "stream"
         doc["renditions"] = self.renditions()
         doc["playbackUrl"] = f"/stream/{self.id}.m3u8"

@@ -9,13 +9,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broadcaster_registry.validation import normalise_address
+from broadcaster_registry.origins import origin_of
 from edge.auth import Caller, Role
 from edge.errors import ApiError, api_json
-from edge.jsonbody import FieldErrors, read_json, refuse_unknown, require_object, string
+from edge.jsonbody import read_json
+from edge.query import refuse_unknown_query
 from edge.services import Services, services
 from edge.streams.model import Stream, is_stream_id
-from edge.streams.parse import parse_create
+from edge.streams.paths import StreamIdConvertor  # noqa: F401  registers {id:stream_id}
+from edge.streams.parse import parse_create, parse_hook
+from jsonfields.errors import FieldErrors
 
 MAX_PAGE = 100
 
@@ -59,10 +62,8 @@ async def get_stream(request: Request) -> Response:
 async def list_streams(request: Request) -> Response:
     svc = services(request)
     svc.credentials.require(request, Role.API)
+    refuse_unknown_query(request, ("limit", "cursor"))
     params = request.query_params
-    unknown = sorted(set(params) - {"limit", "cursor"})
-    if unknown:
-        raise ApiError(400, *(f"{name}: unknown query parameter" for name in unknown))
     limit_text = params.get("limit", str(svc.settings.page_size))
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
         raise ApiError(400, f"limit: must be an integer from 1 to {MAX_PAGE}")
@@ -102,14 +103,11 @@ async def delete_stream(request: Request) -> Response:
 async def stream_hook(request: Request) -> Response:
     """go-livepeer's -authWebhookUrl: may this ingest go on, and with which profiles?"""
     svc = services(request)
-    caller = await svc.credentials.require_caller(request, svc.store.credentials, Role.BROADCASTER, Role.API)
+    # Broadcasters (and admins) only: an API key creates streams, it does not accept ingests.
+    caller = await svc.credentials.require_caller(request, svc.store.credentials, Role.BROADCASTER)
     body = await read_json(request, svc.settings.max_body_bytes)
     try:
-        obj = require_object(body, "")
-        problems = refuse_unknown(obj, {"url"}, "")
-        if problems:
-            raise FieldErrors(problems)
-        url = string(obj.get("url"), "url", min_length=1, max_length=2048)
+        url = parse_hook(body)
     except FieldErrors as exc:
         raise ApiError(422, *exc.errors) from None
     stream_id = stream_id_from_ingest_url(url)
@@ -126,22 +124,14 @@ async def _note_carrier(svc: Services, stream_id: str, ingest_url: str, caller: 
     """The ingest URL is addressed to the broadcaster asking: from then on it may carry the stream,
     so the playlist merger asks it at once instead of waiting for its next heartbeat. A broadcaster
     with its own credential can name only itself as the carrier."""
-    origin = normalise_address(_origin(ingest_url))
+    origin = origin_of(ingest_url)
     if origin is None:
         return
     for b in await svc.store.registry.list_all():
         if b.address == origin and caller.may_act_for(b.name):
-            await svc.store.registry.note_handout(stream_id, b.name, svc.clock())
+            await svc.store.registry.note_carrier(stream_id, b.name, svc.clock())
             svc.playlists.poke(stream_id)  # refresh now with the new carrier
             return
-
-
-def _origin(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc}"
-    except ValueError:
-        return ""
 
 
 def stream_id_from_ingest_url(url: str) -> str | None:
@@ -161,7 +151,7 @@ ROUTES = [
     Route("/api/stream", create_stream, methods=["POST"]),
     Route("/api/stream", list_streams, methods=["GET"]),
     Route("/api/stream/hook", stream_hook, methods=["POST"]),
-    Route("/api/stream/{id}", get_stream, methods=["GET"]),
-    Route("/api/stream/{id}", delete_stream, methods=["DELETE"]),
-    Route("/api/stream/{id}/end", end_stream, methods=["POST"]),
+    Route("/api/stream/{id:stream_id}", get_stream, methods=["GET"]),
+    Route("/api/stream/{id:stream_id}", delete_stream, methods=["DELETE"]),
+    Route("/api/stream/{id:stream_id}/end", end_stream, methods=["POST"]),
 ]

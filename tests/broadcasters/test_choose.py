@@ -180,7 +180,7 @@ async def test_degraded_mode_answers_from_the_last_known_list(
 
         registry = edge.svc.store.registry
         monkeypatch.setattr(registry, "list_all", unreachable)
-        monkeypatch.setattr(registry, "note_handout", unreachable)
+        monkeypatch.setattr(registry, "note_carrier", unreachable)
         monkeypatch.setattr(edge.svc.store.streams, "get", unreachable)
         with caplog.at_level(logging.WARNING, logger="edge.selection"):
             for ip, first in [(LONDON_IP, "fra"), (MELBOURNE_IP, "sin"), (SAN_DIEGO_IP, "ash")]:

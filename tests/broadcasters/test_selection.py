@@ -77,7 +77,7 @@ async def run_in_lockstep(seed: int, size: int, requests: int) -> None:
     way); every answer must be the same."""
     rng = random.Random(seed)
     broadcasters = fleet(rng, size)
-    store = MemoryRegistryStore(broadcasters)
+    store = MemoryRegistryStore(broadcasters, clock=lambda: NOW)
     selector = Selector(store, POLICY, random.Random(seed))
     reference = Reference(random.Random(seed))
     now = NOW
@@ -118,7 +118,7 @@ async def test_a_located_client_scores_only_nearby_broadcasters() -> None:
     rng = random.Random(7)
     broadcasters = [replace(broadcaster(rng, i, None), state="active", probe=ProbeState(),
                             ejection=EjectionState(), last_heartbeat=NOW) for i in range(1000)]
-    selector = Selector(MemoryRegistryStore(broadcasters), POLICY, random.Random(1))
+    selector = Selector(MemoryRegistryStore(broadcasters, clock=lambda: NOW), POLICY, random.Random(1))
     await selector.choose(Location(50.0, 8.0), NOW, 10)
     by_name = {b.name: b for b in broadcasters}
     index = selector._index  # noqa: SLF001
@@ -141,4 +141,5 @@ def test_no_load_penalty_is_below_its_floor(seed: int, reserved: int, later: flo
     if score is not None:  # not expired meanwhile
         floor = load_penalty_floor_km(b, now, POLICY)
         assert floor <= score.load_penalty_km
-        assert (floor == score.load_penalty_km) == (score.reserved == 0)
+        if score.reserved == 0:  # with reservations it may still be equal: a node at 0 cpu adds none
+            assert floor == score.load_penalty_km

@@ -54,7 +54,7 @@ def test_a_good_file_is_read() -> None:
         ('[[broadcasters]]\nname = "fra"\naddress = "https://fra.example.net"\n'
          '[[broadcasters]]\nname = "ash"\naddress = "https://ash.example.net"\nlatitude = 91\nlongitude = 0\n',
          "broadcasters[1] (ash): latitude: must be a number between -90 and 90"),
-        ('[[broadcasters]]\naddress = "https://fra.example.net"\n', "broadcasters[0]: name: must be 1-63"),
+        ('[[broadcasters]]\naddress = "https://fra.example.net"\n', "broadcasters[0]: name: is required"),
         ('[[broadcasters]]\nname = "fra"\naddress = "https://fra.example.net"\nweight = 3\n',
          "broadcasters[0] (fra): weight: unknown field"),
         ('[[broadcasters]]\nname = "fra"\naddress = "https://a.example.net"\n'

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState, merge
-from edge.playlists.upstream import UpstreamPlaylist, UpstreamSegment
+from edge.playlists.upstream_parse import UpstreamPlaylist, UpstreamSegment
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 

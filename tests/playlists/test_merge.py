@@ -3,7 +3,6 @@ failing broadcasters and ingest restarts."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -18,7 +17,7 @@ from edge.playlists.merge import (
     new_state,
     renditions_agree,
 )
-from edge.playlists.upstream import UpstreamPlaylist, UpstreamSegment
+from edge.playlists.upstream_parse import UpstreamPlaylist, UpstreamSegment
 from tests.playlists.builders import B1, B2, B3, T0, failed, marked, numbers, offer, run, upstream, uri
 
 POLICY = Policy(window_seconds=12.0, hole_wait_seconds=2.0, restart_margin=5)
@@ -426,10 +425,12 @@ def test_choose_target_duration(observed: list[float], minimum: int, maximum: in
     assert choose_target_duration(observed, minimum, maximum) == expected
 
 
-# --- cost ------------------------------------------------------------------------------------------------
+# --- large windows -----------------------------------------------------------------------------------------
+# How long merges take is measured by bench/bench_playlists.py (--only merge), not asserted here: a
+# wall-clock bound in a test fails on a loaded machine and cannot tell a slow round from a slow box.
 
 
-def test_large_windows_and_many_broadcasters_stay_cheap() -> None:
+def test_large_windows_from_many_broadcasters_slide_one_segment_a_round() -> None:
     # 20 broadcasters listing 3,600 segments each, window of 3,600 x 2 s; one new segment a round.
     policy = Policy(window_seconds=7200.0, hole_wait_seconds=2.0)
     sources = [BroadcasterRef(f"b{i}", f"http://b{i}.test", rank=i % 3) for i in range(20)]
@@ -441,13 +442,9 @@ def test_large_windows_and_many_broadcasters_stay_cheap() -> None:
         [FetchedPlaylist(broadcaster=b, playlist=UpstreamPlaylist(segments=offered[b][k : k + 3600])) for b in sources]
         for k in range(6)
     ]
-    started = time.perf_counter()
     state = merge(None, rounds[0], 0.0, policy, 2)
-    first = time.perf_counter() - started
-    started = time.perf_counter()
     for k, round_ in enumerate(rounds[1:], start=1):
         state = merge(state, round_, float(k), policy, 2)
-    steady = (time.perf_counter() - started) / 5
     assert len(state.segments) == 3600 and state.media_sequence == 5
-    assert first < 2.0  # first publish: every offer is new
-    assert steady < 0.2  # later rounds: only new offers and the window
+    assert [s.number for s in state.segments] == list(range(5, 3605))
+    assert {s.broadcaster for s in state.segments} == {"b0"}  # the preferred copy, every round

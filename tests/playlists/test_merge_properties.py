@@ -15,7 +15,7 @@ from edge.playlists.codec import dump_state, load_state
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState, merge
 from edge.playlists.render import render_media
 from edge.playlists.layout import SegmentPlace
-from edge.playlists.upstream import parse_upstream
+from edge.playlists.upstream_parse import parse_upstream
 from tests.playlists.builders import T0
 
 UPSTREAM_WINDOW = 6  # go-livepeer lists its last 6 segments

@@ -18,7 +18,7 @@ from edge.playlists.layout import Layout
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState, renditions_agree
 from edge.playlists.render import render_media
 from edge.playlists.round import StreamPolicy, decide, substitutes_by_bitrate
-from edge.playlists.upstream import parse_upstream
+from edge.playlists.upstream_parse import parse_upstream
 from tests.playlists.test_merge_properties import check_transition, rounded
 
 SID = "8c5f6b5e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"

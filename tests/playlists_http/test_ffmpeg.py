@@ -23,7 +23,7 @@ async def test_ffmpeg_reads_the_merged_playlist_across_moves_a_loss_and_a_dead_b
             fake.media = dict(enumerate(segments))
         sid = (await edge.create_stream())["id"]
         for name in names:
-            await edge.svc.store.registry.note_handout(sid, name, edge.svc.clock())
+            await edge.svc.store.registry.note_carrier(sid, name, edge.svc.clock())
         async for url in serve_on_loopback(edge):
             alive = list(names)
             pace = 0.5  # four times real time: 2 s segments every 0.5 s

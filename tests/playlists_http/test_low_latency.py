@@ -76,7 +76,7 @@ async def live(edge: Edge, first: int = 0, count: int = 4) -> tuple[str, object]
     fake = await edge.add_broadcaster("a", segment_duration=SEGMENT_S, window=40)
     stream = await edge.create_stream(dvrWindowSeconds=60)
     sid = stream["id"]
-    await edge.svc.store.registry.note_handout(sid, "a", edge.svc.clock())
+    await edge.svc.store.registry.note_carrier(sid, "a", edge.svc.clock())
     fake.add(sid, "source", *range(first, first + count))
     return sid, fake
 

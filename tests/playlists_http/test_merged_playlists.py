@@ -23,7 +23,7 @@ async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
 
 async def carried(edge: Edge, stream_id: str, *names: str) -> None:
     for name in names:
-        await edge.svc.store.registry.note_handout(stream_id, name, edge.svc.clock())
+        await edge.svc.store.registry.note_carrier(stream_id, name, edge.svc.clock())
 
 
 async def test_ingest_moving_a_lost_segment_and_a_killed_broadcaster_keep_every_rule(edge: Edge) -> None:

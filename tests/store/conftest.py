@@ -1,13 +1,16 @@
-"""Stores to test against: SQLite in a temporary directory, and Redis under a key prefix of the
-test's own (EDGE_TEST_REDIS_URL, default the local server), deleted afterwards. Where no Redis
-answers, the Redis cases are skipped, saying so."""
+"""Stores to test against: SQLite in a temporary directory, Redis under a key prefix of the test's
+own (EDGE_TEST_REDIS_URL, default the local server), deleted afterwards, and for the registry the
+in-memory one too. Where no Redis answers, the Redis cases are skipped, saying so."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -15,6 +18,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy
+from broadcaster_registry.storage import CARRIER_HINT_TTL_S, MemoryRegistryStore, RegistryStore
 from edge.store.leases import Leases, LocalLeases
 from edge.store.redis import RedisStore, redact_url
 from edge.store.sqlite import SqliteStore
@@ -104,3 +109,68 @@ async def leases(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIter
         require_redis()
         async with redis_nodes(redis_prefix) as make:
             yield (await make()).leases
+
+
+START = 1_700_000_000.0
+
+
+class Clock:
+    """The registry's time in a contract test. The in-process backends run on it, so moving it is
+    instant and exact; Redis keeps time itself, so there it follows real time and moving it waits
+    (only ever asserted after waiting at least as long: never a margin that load can break)."""
+
+    def __init__(self, real: bool) -> None:
+        self.real = real
+        self._now = START
+        self._started = time.monotonic()
+
+    def __call__(self) -> float:
+        return START + (time.monotonic() - self._started) if self.real else self._now
+
+    async def advance(self, seconds: float) -> None:
+        if self.real:
+            await asyncio.sleep(seconds)
+        else:
+            self._now += seconds
+
+
+@dataclass
+class RegistryBackend:
+    """One registry backend for the contract suite: `make` opens a registry with the given time
+    rules, running on `clock`."""
+
+    name: str
+    clock: Clock
+    make: Callable[..., Awaitable[RegistryStore]]
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def registry_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str
+) -> AsyncIterator[RegistryBackend]:
+    clock = Clock(real=request.param == "redis")
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "redis":
+            require_redis()
+            make_redis = await stack.enter_async_context(redis_nodes(redis_prefix))
+
+        async def make(
+            liveness: LivenessPolicy = DEFAULT_LIVENESS, hint_ttl_s: float = CARRIER_HINT_TTL_S
+        ) -> RegistryStore:
+            if request.param == "memory":
+                return MemoryRegistryStore(liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock)
+            if request.param == "sqlite":
+                sqlite = SqliteStore(tmp_path / f"edge-{uuid.uuid4().hex}.db", liveness=liveness,
+                                     hint_ttl_s=hint_ttl_s, clock=clock)
+                await sqlite.open()
+                stack.push_async_callback(sqlite.close)
+                return sqlite.registry
+            return (await make_redis(liveness=liveness, hint_ttl_s=hint_ttl_s)).registry
+
+        yield RegistryBackend(request.param, clock, make)
+
+
+@pytest.fixture
+async def registry(registry_backend: RegistryBackend) -> RegistryStore:
+    """Each registry backend in turn, with the default time rules."""
+    return await registry_backend.make()

@@ -1,5 +1,6 @@
 """The store contract: every test here runs against SQLite and Redis alike (the `store` fixture),
-so the two backends provably behave the same for the service."""
+and the registry's against the in-memory registry too (the `registry` fixture), so the backends
+provably behave the same for the service, time included."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import pytest
 
 from broadcaster_registry.credentials import issue
 from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy, is_serving
+from broadcaster_registry.storage import RegistryStore
 from broadcaster_registry.model import Load, Registration
 from edge.store.base import StoredStates, Store
 from edge.streams.model import Profile, Stream
+
+from .conftest import RegistryBackend
 
 NOW = 1_700_000_000.0
 P720 = Profile(name="P720p30fps16x9", width=1280, height=720, bitrate=4_000_000, fps=30)
@@ -95,8 +99,7 @@ async def test_a_deleted_stream_is_gone_from_reads_and_listings(store: Store) ->
 # --- registry ---
 
 
-async def test_register_heartbeat_list_drain_delete(store: Store) -> None:
-    registry = store.registry
+async def test_register_heartbeat_list_drain_delete(registry: RegistryStore) -> None:
     await registry.upsert("sin", registration("sin"), NOW)
     first = await registry.upsert("fra", registration("fra", cpu=0.1), NOW)
     beat = await registry.upsert("fra", registration("fra", cpu=0.7), NOW + 10)
@@ -117,14 +120,13 @@ async def test_register_heartbeat_list_drain_delete(store: Store) -> None:
     assert [b.name for b in await registry.list_all()] == ["sin"]
 
 
-async def test_static_entries_keep_their_source_and_may_take_over_a_name(store: Store) -> None:
-    await store.registry.upsert("fra", registration("fra"), NOW)
-    b = await store.registry.upsert("fra", registration("fra"), NOW + 1, source="static")
-    assert b.source == "static" and await store.registry.get("fra") == b
+async def test_static_entries_keep_their_source_and_may_take_over_a_name(registry: RegistryStore) -> None:
+    await registry.upsert("fra", registration("fra"), NOW)
+    b = await registry.upsert("fra", registration("fra"), NOW + 1, source="static")
+    assert b.source == "static" and await registry.get("fra") == b
 
 
-async def test_probe_and_fetch_results_accumulate_with_the_whole_registry_as_fleet(store: Store) -> None:
-    registry = store.registry
+async def test_probe_and_fetch_results_accumulate_with_the_whole_registry_as_fleet(registry: RegistryStore) -> None:
     for name in ("a", "b", "c"):
         await registry.upsert(name, registration(name), NOW)
     for _ in range(3):
@@ -149,8 +151,7 @@ async def test_probe_and_fetch_results_accumulate_with_the_whole_registry_as_fle
     assert await registry.record_fetch("nope", True, NOW, DEFAULT_LIVENESS) is None
 
 
-async def test_fetch_results_keep_the_drain_and_the_heartbeat(store: Store) -> None:
-    registry = store.registry
+async def test_fetch_results_keep_the_drain_and_the_heartbeat(registry: RegistryStore) -> None:
     policy = LivenessPolicy(ejection_consecutive_failures=100)
     await registry.upsert("a", registration("a"), NOW)
     await registry.set_state("a", "draining")
@@ -162,14 +163,13 @@ async def test_fetch_results_keep_the_drain_and_the_heartbeat(store: Store) -> N
     assert (a.state, a.last_heartbeat, a.ejection.consecutive_failures) == ("draining", NOW + 2, 2)
 
 
-async def test_carrying_joins_reports_and_handouts(store: Store) -> None:
-    registry = store.registry
+async def test_carrying_joins_reports_and_handouts(registry: RegistryStore) -> None:
     await registry.upsert("fra", registration("fra", "s1"), NOW)
     await registry.upsert("ash", registration("ash"), NOW)
     await registry.upsert("sin", registration("sin"), NOW)
-    await registry.note_handout("s1", "ash", NOW)
-    await registry.note_handout("s1", "ash", NOW + 1)  # again: still once
-    await registry.note_handout("s2", "sin", NOW)
+    await registry.note_carrier("s1", "ash", NOW)
+    await registry.note_carrier("s1", "ash", NOW + 1)  # again: still once
+    await registry.note_carrier("s2", "sin", NOW)
 
     assert [b.name for b in await registry.carrying("s1")] == ["ash", "fra"]
     assert await registry.carrying("s1") == [await registry.get("ash"), await registry.get("fra")]
@@ -182,27 +182,82 @@ async def test_carrying_joins_reports_and_handouts(store: Store) -> None:
     assert await registry.carrying("s2") == []
 
 
-async def test_carrying_follows_what_a_broadcaster_reports_now(store: Store) -> None:
-    registry = store.registry
+async def test_carrying_follows_what_a_broadcaster_reports_now(registry: RegistryStore) -> None:
     await registry.upsert("fra", registration("fra", "s1", "s2"), NOW)
     await registry.upsert("fra", registration("fra", "s2", "s3"), NOW + 1)
     assert [await registry.carrying(s) for s in ("s1", "s2", "s3")] == [[], *[[await registry.get("fra")]] * 2]
 
 
-async def test_a_name_deleted_and_registered_again_carries_nothing_of_before(store: Store) -> None:
-    registry = store.registry
+async def test_a_name_deleted_and_registered_again_carries_nothing_of_before(registry: RegistryStore) -> None:
     await registry.upsert("fra", registration("fra", "s1"), NOW)
-    await registry.note_handout("s2", "fra", NOW)
+    await registry.note_carrier("s2", "fra", NOW)
     await registry.delete("fra")
     await registry.upsert("fra", registration("fra"), NOW + 1)
     assert await registry.carrying("s1") == [] and await registry.carrying("s2") == []
 
 
-async def test_a_handout_before_registration_counts_once_it_registers(store: Store) -> None:
-    await store.registry.note_handout("s1", "late", NOW)
-    assert await store.registry.carrying("s1") == []
-    late = await store.registry.upsert("late", registration("late"), NOW + 1)
-    assert await store.registry.carrying("s1") == [late]
+async def test_a_handout_before_registration_counts_once_it_registers(registry: RegistryStore) -> None:
+    await registry.note_carrier("s1", "late", NOW)
+    assert await registry.carrying("s1") == []
+    late = await registry.upsert("late", registration("late"), NOW + 1)
+    assert await registry.carrying("s1") == [late]
+
+
+def test_every_registry_implements_the_interface(registry: RegistryStore) -> None:
+    assert isinstance(registry, RegistryStore)
+
+
+# Short enough for Redis, which keeps time itself and must really wait: forgotten after 1 s of
+# silence, a hint lapses after 1 s.
+QUICK = LivenessPolicy(heartbeat_ttl_s=0.5, forget_after_s=1.0)
+QUICK_HINT_TTL_S = 1.0
+
+
+async def test_a_broadcaster_silent_long_ago_is_forgotten_with_its_hints(registry_backend: RegistryBackend) -> None:
+    registry, clock = await registry_backend.make(liveness=QUICK), registry_backend.clock
+    await registry.upsert("quiet", registration("quiet", "s1"), clock())
+    await registry.note_carrier("s2", "quiet", clock())
+    await registry.upsert("fixed", registration("fixed", "s1"), clock(), source="static")
+    assert [b.name for b in await registry.list_all()] == ["fixed", "quiet"]
+
+    await clock.advance(1.2)
+    busy = await registry.upsert("busy", registration("busy"), clock())
+    assert await registry.list_all() == [busy, await registry.get("fixed")]  # static: the operator's
+    assert await registry.get("quiet") is None
+    assert [b.name for b in await registry.carrying("s1")] == ["fixed"]
+    # Forgotten with everything that named it: back again, it carries nothing of before.
+    back = await registry.upsert("quiet", registration("quiet"), clock())
+    assert back.registered_at == back.last_heartbeat
+    assert await registry.carrying("s2") == []
+
+
+async def test_a_broadcaster_back_after_silence_starts_afresh_even_if_nobody_listed(
+    registry_backend: RegistryBackend,
+) -> None:
+    registry, clock = await registry_backend.make(liveness=QUICK), registry_backend.clock
+    await registry.upsert("fra", registration("fra"), clock())
+    await registry.set_state("fra", "draining")
+    await registry.note_carrier("s1", "fra", clock())
+    await clock.advance(1.2)
+    back = await registry.upsert("fra", registration("fra"), clock())
+    assert back.state == "active" and await registry.carrying("s1") == []
+
+
+async def test_carrier_hints_lapse_after_their_ttl_and_a_new_hint_renews_them(registry_backend: RegistryBackend) -> None:
+    registry = await registry_backend.make(hint_ttl_s=QUICK_HINT_TTL_S)
+    clock = registry_backend.clock
+    await registry.upsert("fra", registration("fra"), clock(), source="static")
+    await registry.upsert("ash", registration("ash"), clock(), source="static")
+    await registry.note_carrier("s1", "fra", clock())
+    await registry.note_carrier("s1", "ash", clock())
+    assert await registry.carrier_hints("s1") == {"fra", "ash"}
+
+    await clock.advance(1.2)
+    await registry.note_carrier("s1", "ash", clock())  # renewed: another TTL from now
+    assert await registry.carrier_hints("s1") == {"ash"}
+    assert [b.name for b in await registry.carrying("s1")] == ["ash"]
+    await clock.advance(1.2)
+    assert await registry.carrier_hints("s1") == frozenset() and await registry.carrying("s1") == []
 
 
 # --- playlists ---

@@ -1,45 +1,63 @@
-"""The lease contract, in memory (one node) and in Redis (a fleet): one holder at a time."""
+"""The lease contract, in memory (one node) and in Redis (a fleet): one holder at a time, extended by
+its holder, passed on once it lapses. Time is the test's own clock in memory; Redis keeps time
+itself, so there the deadlines are read back (PTTL) instead of waited for with margins."""
 
 from __future__ import annotations
 
 import asyncio
 
 from edge.store.leases import Leases, LocalLeases
+from edge.store.redis import RedisStore
+
+from .conftest import MakeRedisStore
 
 
 async def test_one_owner_at_a_time_until_released(leases: Leases) -> None:
-    assert await leases.holder("s1/source") is None
-    assert await leases.acquire("s1/source", "node-a", 10) is True
-    assert await leases.acquire("s1/source", "node-b", 10) is False
-    assert await leases.holder("s1/source") == "node-a"
-    assert await leases.acquire("s1/720p", "node-b", 10) is True  # another key, another lease
+    assert await leases.holder("s1") is None
+    assert await leases.acquire("s1", "node-a", 10) is True
+    assert await leases.acquire("s1", "node-b", 10) is False
+    assert await leases.holder("s1") == "node-a"
+    assert await leases.acquire("s2", "node-b", 10) is True  # another stream, another lease
 
-    await leases.release("s1/source", "node-b")  # not the holder: nothing happens
-    assert await leases.holder("s1/source") == "node-a"
-    await leases.release("s1/source", "node-a")
-    assert await leases.holder("s1/source") is None
-    assert await leases.acquire("s1/source", "node-b", 10) is True
+    await leases.release("s1", "node-b")  # not the holder: nothing happens
+    assert await leases.holder("s1") == "node-a"
+    await leases.release("s1", "node-a")
+    assert await leases.holder("s1") is None
+    assert await leases.acquire("s1", "node-b", 10) is True
     await leases.release("never-held", "node-a")
 
 
-async def test_the_holder_extends_and_a_lapsed_lease_passes_on(leases: Leases) -> None:
-    assert await leases.acquire("k", "node-a", 0.3) is True
-    await asyncio.sleep(0.2)
-    assert await leases.acquire("k", "node-a", 0.3) is True  # extended: 0.3 s from now
-    await asyncio.sleep(0.2)
-    assert await leases.acquire("k", "node-b", 0.3) is False  # would have lapsed unextended
-    await asyncio.sleep(0.2)
-    assert await leases.holder("k") is None
-    assert await leases.acquire("k", "node-b", 0.3) is True
-    assert await leases.holder("k") == "node-b"
-
-
-async def test_local_leases_run_on_the_clock_they_are_given() -> None:
+async def test_local_leases_are_extended_by_their_holder_and_pass_on_once_lapsed() -> None:
     now = [100.0]
     leases = LocalLeases(clock=lambda: now[0])
     assert await leases.acquire("k", "a", 5)
-    now[0] = 104.9
+    now[0] = 104.0
+    assert await leases.acquire("k", "a", 5)  # extended: until 109
+    now[0] = 108.9
+    assert await leases.acquire("k", "b", 5) is False  # would have lapsed at 105 unextended
     assert await leases.holder("k") == "a"
-    now[0] = 105.0  # at the deadline it has lapsed, as a Redis PX key does
+    now[0] = 109.0  # at the deadline it has lapsed, as a Redis PX key does
     assert await leases.holder("k") is None
     assert await leases.acquire("k", "b", 5)
+    assert await leases.holder("k") == "b"
+
+
+async def pttl(store: RedisStore, key: str) -> int:
+    return await store.db.client.pttl(store.db.key("lease", key))
+
+
+async def test_redis_leases_are_extended_by_their_holder_and_pass_on_once_lapsed(
+    make_redis_store: MakeRedisStore,
+) -> None:
+    store = await make_redis_store()
+    leases = store.leases
+    assert await leases.acquire("k", "a", 1)
+    assert 0 < await pttl(store, "k") <= 1000
+    assert await leases.acquire("k", "a", 60)  # extended: its deadline moved to a minute from now
+    assert 1000 < await pttl(store, "k") <= 60_000
+    assert await leases.acquire("k", "b", 60) is False
+    assert await leases.acquire("short", "a", 0.001)  # 1 ms
+    await asyncio.sleep(0.05)  # waiting longer never breaks this: it can only have lapsed
+    assert await leases.holder("short") is None
+    assert await leases.acquire("short", "b", 60)
+    assert await leases.holder("short") == "b"

@@ -35,7 +35,7 @@ async def test_a_broadcaster_that_stops_heartbeating_is_forgotten_by_key_expiry(
     store = await make_redis_store(liveness=SHORT)
     registry = store.registry
     await registry.upsert("quiet", registration("quiet", "s1"), NOW)
-    await registry.note_handout("s2", "quiet", NOW)
+    await registry.note_carrier("s2", "quiet", NOW)
     await registry.upsert("fixed", registration("fixed", "s1"), NOW, source="static")
     assert 0 < await pttl(store, "broadcaster", "quiet") <= 1000
     assert await pttl(store, "broadcaster", "fixed") == -1  # the operator's: never expires
@@ -59,7 +59,7 @@ async def test_a_broadcaster_back_after_expiry_starts_afresh_even_if_nobody_list
 ) -> None:
     store = await make_redis_store(liveness=SHORT)
     await store.registry.upsert("quiet", registration("quiet", "s1"), NOW)
-    await store.registry.note_handout("s2", "quiet", NOW)
+    await store.registry.note_carrier("s2", "quiet", NOW)
     await asyncio.sleep(1.1)
     back = await store.registry.upsert("quiet", registration("quiet"), NOW + 5)
     assert back.registered_at == NOW + 5
@@ -88,9 +88,9 @@ async def test_only_heartbeats_renew_the_expiry(make_redis_store: MakeRedisStore
 
 
 async def test_handouts_lapse_after_their_ttl(make_redis_store: MakeRedisStore) -> None:
-    store = await make_redis_store(handout_ttl_s=0.3)
+    store = await make_redis_store(hint_ttl_s=0.3)
     await store.registry.upsert("ash", registration("ash"), NOW)
-    await store.registry.note_handout("s1", "ash", NOW)
+    await store.registry.note_carrier("s1", "ash", NOW)
     assert [b.name for b in await store.registry.carrying("s1")] == ["ash"]
     await asyncio.sleep(0.45)
     assert await store.registry.carrying("s1") == []
@@ -116,7 +116,7 @@ async def test_every_write_on_one_node_is_seen_by_another_at_once(make_redis_sto
     await b.registry.set_state("fra", "draining")
     drained = await a.registry.get("fra")
     assert drained is not None and drained.state == "draining"
-    await b.registry.note_handout("s1", "fra", NOW)
+    await b.registry.note_carrier("s1", "fra", NOW)
     assert await a.registry.carrying("s1") == [drained]
 
     assert await a.playlists.save("s1", {"source": b"state"}, 0) == 1
@@ -274,7 +274,7 @@ async def test_a_node_recovers_by_itself_when_redis_returns(own_redis: OwnRedis,
         created = stream("s1", 1000)
         await node.streams.create(created)
         await node.registry.upsert("fra", registration("fra", "s1"), NOW)
-        await node.registry.note_handout("s1", "fra", NOW)
+        await node.registry.note_carrier("s1", "fra", NOW)
         await node.playlists.save("s1", {"source": b"state"}, 0)
         await node.leases.acquire("s1/source", "node-a", 10)
         async with aioredis.Redis.from_url(own_redis.url, decode_responses=True) as raw:  # this test's own server

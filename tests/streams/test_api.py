@@ -148,12 +148,21 @@ async def test_hook_refuses_unknown_ended_and_malformed(client: httpx.AsyncClien
     assert (await client.post("/api/stream/hook", json={"url": "x"})).status_code == 401
 
 
+async def test_the_hook_takes_broadcaster_credentials_only(client: httpx.AsyncClient) -> None:
+    stream = await create(client)
+    body = {"url": f"http://b/live/{stream['id']}/1.ts"}
+    api_key = await client.post("/api/stream/hook", json=body, headers=auth())
+    assert api_key.status_code == 403 and api_key.json()["errors"][0].startswith("authorization:")
+    for token in (BROADCASTER_TOKEN, ADMIN_TOKEN):
+        assert (await client.post("/api/stream/hook", json=body, headers=auth(token))).status_code == 200
+
+
 async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
     health = (await client.get("/healthz")).json()
     assert health["status"] == "ok" and health["node"]
     assert (await client.get("/readyz")).json() == {"status": "ready"}
     await client.get("/api/stream", headers=auth())
-    await client.get("/api/stream/nope", headers=auth())
+    await client.get(f"/api/stream/{uuid.uuid4()}", headers=auth())
     text = (await client.get("/metrics")).text
     assert 'edge_http_requests_total{method="GET",route="/api/stream",status="200"} 1.0' in text
     assert 'edge_http_requests_total{method="GET",route="/api/stream/{id}",status="404"} 1.0' in text

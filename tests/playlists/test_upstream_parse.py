@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.playlists.layout import Layout
-from edge.playlists.upstream import ParseLimits, Reject, UpstreamPlaylist, parse_upstream
+from edge.playlists.upstream_parse import ParseLimits, Reject, UpstreamPlaylist, parse_upstream
 from edge.playlists.uri import resolve_uri
 
 ORIGIN = "https://b1.example.com:8935"

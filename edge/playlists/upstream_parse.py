@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from broadcaster_registry.origins import origin_of
 from edge.playlists.layout import SegmentPlace
 from edge.playlists.uri import resolve_uri
 
@@ -57,6 +58,14 @@ class ParseLimits:
     max_segment_seconds: float = 60.0
     max_number: int = 2**53
 
+    def __post_init__(self) -> None:
+        # Each message starts with the field's name, so settings can name the option it came from.
+        for name in ("max_bytes", "max_lines", "max_line_chars", "max_segments", "max_number"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1")
+        if not self.max_segment_seconds > 0:
+            raise ValueError("max_segment_seconds: must be a positive number of seconds")
+
 
 DEFAULT_LIMITS = ParseLimits()
 
@@ -87,7 +96,7 @@ _EMPTY_MAPPING: Mapping[str, int] = MappingProxyType({})
 _URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~/]+")
 _DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_SCHEMES = ("http", "https")
 _MASTER_TAGS = ("#EXT-X-STREAM-INF", "#EXT-X-MEDIA:", "#EXT-X-I-FRAME-STREAM-INF")
 
 
@@ -202,7 +211,7 @@ class _Base:
     """The playlist URL, prepared once for resolving its segment URIs."""
 
     url: str
-    origin: tuple[str, str, int]
+    origin: str  # the broadcaster's, normalised (broadcaster_registry.origins)
     # Prefixes for the fast path, or None when the playlist URL itself is not on the origin.
     root: str | None  # "scheme://authority", for absolute paths
     directory: str | None  # "scheme://authority/path/to/", for relative paths
@@ -210,10 +219,10 @@ class _Base:
     @staticmethod
     @lru_cache(maxsize=4096)  # the same few URLs every refresh; URL parsing is a third of a small parse
     def of(url: str, broadcaster_origin: str) -> _Base | None:
-        origin = _origin_key(broadcaster_origin)
+        origin = origin_of(broadcaster_origin)
         if origin is None:
             return None
-        if _origin_key(url) != origin or "@" in url.partition("://")[2].partition("/")[0]:
+        if origin_of(url) != origin:
             return _Base(url, origin, None, None)
         parts = urlsplit(url)
         root = f"{parts.scheme}://{parts.netloc}"
@@ -245,14 +254,12 @@ def _segment(
         uri = resolve_uri(base.url, line)
         try:
             parts = urlsplit(uri)
-            port = parts.port
-        except ValueError:  # bad port or IPv6 literal
+            _ = parts.port  # raises on a bad port
+        except ValueError:  # or on a bad IPv6 literal
             return Reject.BAD_URI
-        if parts.scheme not in _DEFAULT_PORTS:
+        if parts.scheme not in _SCHEMES:
             return Reject.BAD_SCHEME
-        if parts.username is not None or parts.password is not None:
-            return Reject.OTHER_ORIGIN
-        if (parts.scheme, parts.hostname or "", port or _DEFAULT_PORTS[parts.scheme]) != base.origin:
+        if origin_of(uri) != base.origin:  # user info included: no origin of ours has any
             return Reject.OTHER_ORIGIN
         if parts.query or "?" in uri:
             return Reject.OUTSIDE_LAYOUT  # the layout has no query; one could steer the broadcaster
@@ -309,17 +316,6 @@ def _date(text: str) -> datetime | None:
         return None
     # RFC 8216 requires an offset; a naive time would silently be read in our local zone.
     return value if value.tzinfo is not None else None
-
-
-def _origin_key(origin: str) -> tuple[str, str, int] | None:
-    try:
-        parts = urlsplit(origin)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    return parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme]
 
 
 def _rejected_whole(reason: Reject) -> UpstreamPlaylist:

@@ -1,5 +1,5 @@
 """The broadcasters that can be among the best few for a located client, found without scoring the
-whole fleet: the ranking stays broadcaster_registry.ranking's, this only decides what it is given.
+whole fleet: the ranking stays ranking.py's, this only decides what it is given.
 
 Ranking costs (see ranking.py) are "km beyond the nearest eligible candidate + a load penalty", and
 a load penalty is never below the broadcaster's current load without reservations (its floor). So a
