@@ -37,7 +37,7 @@ async def measure(mode: str, store: str, segments: int, size: int) -> list[float
             fake = await edge.add_broadcaster("a", window=6)
             fake.media = {n: os.urandom(size) for n in range(segments)}
             sid = (await edge.create_stream())["id"]
-            await edge.svc.store.registry.note_handout(sid, "a", edge.svc.clock())
+            await edge.svc.store.registry.note_carrier(sid, "a", edge.svc.clock())
             for n in range(segments):
                 fake.add(sid, "source", n)
                 added = time.perf_counter()

@@ -25,7 +25,7 @@ def metric(text: str, name: str) -> float:
 
 async def carried(edge: Edge, sid: str, *names: str) -> None:
     for name in names:
-        await edge.svc.store.registry.note_handout(sid, name, edge.svc.clock())
+        await edge.svc.store.registry.note_carrier(sid, name, edge.svc.clock())
 
 
 async def download_all(edge: Edge, playlist: m3u8.M3U8) -> dict[str, bytes]:
