@@ -184,7 +184,8 @@ def _uri(key: str, segment: PublishedSegment, policy: SegmentPolicy, copies: Cop
     return f"{policy.public_base.rstrip('/')}/{key}" if policy.public_base else edge_path(key)
 
 
-_NAME = re.compile(r"^(?:e[1-9][0-9]{0,8}-)?(?:0|[1-9][0-9]{0,19})$")
+SEGMENT_NAME_PATTERN = r"^(?:e[1-9][0-9]{0,8}-)?(?:0|[1-9][0-9]{0,19})$"
+_NAME = re.compile(SEGMENT_NAME_PATTERN)
 
 
 def key_of(stream_id: str, rendition: str, name: str) -> str | None:

@@ -10,18 +10,21 @@ publish. It never changes for a number, while what stands behind it may:
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from broadcaster_registry.liveness import is_serving
 from edge.auth import Role
-from edge.errors import api_json
+from edge.errors import api_json, error_response
 from edge.playlists.feed import Feed
 from edge.playlists.service import NotFound, NotYet
 from edge.segments.policy import SegmentMode, edge_path, epoch_of, key_of, segment_name
 from edge.services import Services, services
 
+log = logging.getLogger("edge.segments")
 STORED_CACHE = "public, max-age=31536000, immutable"
 REDIRECT_CACHE = "public, max-age=2"  # a carrier may die: a CDN asks again soon
 CORS = {"Access-Control-Allow-Origin": "*"}
@@ -99,7 +102,11 @@ async def store_usage(request: Request) -> Response:
     store = svc.segment_store
     if store is None:
         return api_json({"store": None})
-    usage = await store.usage()
+    try:
+        usage = await store.usage()
+    except Exception:  # an unreachable bucket: say so, like any store outage
+        log.warning("segment store usage unavailable", exc_info=True)
+        return error_response(503, ["segment store: unavailable, try again shortly"], {"Retry-After": "2"})
     return api_json({"store": store.describe(), "defaultMode": svc.settings.segment_mode,
                      "objects": usage.objects, "bytes": usage.bytes})
 
