@@ -4,6 +4,7 @@ what handlers prepared once and keep (per app, not per process: two apps never s
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
@@ -65,6 +66,7 @@ class Services:
     playlists: PlaylistService = field(init=False)  # built from these services (its clock is ours)
     # Players' responses, ready to send: per media playlist version (freed with it: versions are
     # immutable values replaced on every change), and per stream value for master playlists.
+    media_responses: Memo[Any, Any] = field(default_factory=lambda: Memo(weakref.WeakKeyDictionary()))
     master_responses: Memo[Any, Any] = field(default_factory=lambda: Memo(LRUCache(maxsize=4096)))
 
 

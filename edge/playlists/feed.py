@@ -146,6 +146,9 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self._errors_logged: set[str] = set()
         self._lease_until = float("-inf")  # on ctx.clock: until when our lease surely holds
+        # This node held the lease when the shared store became unreachable: nobody can publish
+        # until it is back, so its states are the newest. Cleared once the store answers again.
+        self.published_last = False
         self._last_progress = ctx.clock()  # when players last got a new segment
         # Renditions whose state here is newer than the stored one (the store lost writes, say a
         # Redis restarted from a slightly old file): saved again with the next publish.
@@ -390,8 +393,10 @@ class Feed:
         except StoreUnavailable:
             # The store may come back without our lease (a restarted Redis): until it is renewed,
             # players here are answered only after checking what the store holds.
+            self.published_last = self.published_last or was_leader
             self._lease_until = float("-inf")
             raise
+        self.published_last = False
         if not self.leader:
             self._lease_until = float("-inf")
             return False

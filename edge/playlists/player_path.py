@@ -56,7 +56,7 @@ class PlayerPath:
             rendered = playlists.at_hand(stream_id, rendition)  # only valid names are ever at hand
             if rendered is None:
                 return None, ""
-            return routes.media_answer(scope, rendered, _PLAIN, self.services.clock()), routes.MEDIA.path
+            return routes.media_answer(scope, rendered, _PLAIN, self.services), routes.MEDIA.path
         feed = playlists.feeds.get(stream_id)
         if feed is None:
             return None, ""

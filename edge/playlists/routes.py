@@ -9,7 +9,6 @@ before routing by edge.playlists.player_path, with the same answers built here.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,7 +21,7 @@ from edge.playlists.blocking import Answer, BadDirectives, Directives, Refuse, c
 from edge.playlists.feed import Rendered
 from edge.playlists.master import master_playlist
 from edge.playlists.render import encoded
-from edge.playlists.service import NotFound, NotYet
+from edge.playlists.service import CannotTell, NotFound, NotYet
 from edge.services import Services, services
 from edge.streams.model import Stream, is_rendition_name, is_stream_id
 
@@ -140,9 +139,9 @@ class Variants:
         return Prepared(200, [*headers, age_header], b"" if scope["method"] == "HEAD" else body)
 
 
-def media_answer(scope: Scope, rendered: Rendered, directives: Directives, now: float) -> Prepared:
+def media_answer(scope: Scope, rendered: Rendered, directives: Directives, svc: Services) -> Prepared:
     """The answer to a media playlist request that may be answered with `rendered`."""
-    return _variants(rendered, directives).answer(scope, int(now - rendered.changed_at))
+    return _variants(rendered, directives, svc).answer(scope, int(svc.clock() - rendered.changed_at))
 
 
 async def media(request: Request) -> ASGIApp:
@@ -171,19 +170,17 @@ async def media(request: Request) -> ASGIApp:
         response = _error(404, str(exc), 1)
         response.headers["Retry-After"] = "1"
         return response
-    return media_answer(request.scope, rendered, directives, svc.clock())
+    except CannotTell as exc:
+        return Response(f"{exc}\n", status_code=503, media_type="text/plain",
+                        headers={"Cache-Control": "no-store", "Retry-After": "1", **CORS})
+    return media_answer(request.scope, rendered, directives, svc)
 
 
 # Per playlist version and kind of answer, once, and freed with the version: Rendered values are
 # immutable and replaced on every change, so they key a weak dictionary by identity.
-_VARIANTS: weakref.WeakKeyDictionary[Rendered, dict[tuple[bool, bool], Variants]] = weakref.WeakKeyDictionary()
-
-
-def _variants(rendered: Rendered, directives: Directives) -> Variants:
+def _variants(rendered: Rendered, directives: Directives, svc: Services) -> Variants:
     delta = directives.skip and rendered.delta is not None
-    kinds = _VARIANTS.get(rendered)
-    if kinds is None:
-        kinds = _VARIANTS[rendered] = {}
+    kinds: dict[tuple[bool, bool], Variants] = svc.media_responses(rendered, lambda _: {})
     variants = kinds.get((delta, directives.blocking))
     if variants is None:
         max_age = cache_seconds(directives, rendered.target_duration, rendered.ended, ENDED_MAX_AGE)

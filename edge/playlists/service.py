@@ -30,6 +30,11 @@ class NotYet(Exception):
     """The stream exists but nothing has been published for this rendition yet."""
 
 
+class CannotTell(Exception):
+    """The shared store is unreachable and this node cannot tell whether its playlist is the newest
+    one served (another node published it): answering it could take a player back."""
+
+
 class PlaylistService:
     def __init__(self, ctx: FeedContext, first_round_timeout: float) -> None:
         self.ctx = ctx
@@ -79,7 +84,14 @@ class PlaylistService:
                 try:
                     await feed.sync(await self.ctx.store.playlists.revision(stream_id))
                 except StoreUnavailable:
-                    pass  # the shared store is down: serve what this node has (logged by the feed)
+                    # Nobody can publish while the store is down, so the node that was publishing
+                    # when it went down holds the newest playlist and keeps serving it; any other
+                    # node may be a version behind what a player just got from that one.
+                    if not feed.published_last:
+                        raise CannotTell(
+                            f"stream {stream_id}: the shared store is unreachable; this node cannot "
+                            "tell whether its playlist is the newest, try again shortly"
+                        ) from None
             rendered = feed.rendered.get(rendition)
             if rendered is not None and rendered.has_segments:
                 return rendered
