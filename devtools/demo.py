@@ -54,6 +54,9 @@ class Demo:
     presets: tuple[str, ...] = ("P360p30fps16x9",)
     heartbeat_ttl: float = 6.0  # short, so a dead broadcaster shows as down within seconds
     playlist_window: float | None = None  # seconds; None: the edge's default
+    # mirror: every segment is copied to the edge's store before it is listed, so killing the
+    # broadcaster in use costs players nothing (direct: its listed segments die with it).
+    segment_mode: str = "mirror"
     out: TextIO = sys.stdout
 
     settings: Settings | None = None
@@ -72,7 +75,7 @@ class Demo:
         self.settings = Settings.load({
             "host": "127.0.0.1", "port": self.port, "data_dir": self.data_dir,
             "heartbeat_ttl": self.heartbeat_ttl, "default_region": PLACES[0].region,
-            "poll_interval": 0.5, "lease_ttl": 2.0, "access_log": False,
+            "poll_interval": 0.5, "lease_ttl": 2.0, "access_log": False, "segment_mode": self.segment_mode,
             # The demo's broadcasters are on this machine: an allowance a real edge never needs.
             "broadcaster_networks": ["127.0.0.0/8", "::1/128"],
             **({"playlist_window": self.playlist_window} if self.playlist_window is not None else {}),
@@ -148,8 +151,8 @@ class Demo:
         print(text, file=self.out, flush=True)
 
 
-async def run(port: int, data_dir: str, kill_after: float) -> int:
-    demo = Demo(port=port, data_dir=data_dir)
+async def run(port: int, data_dir: str, kill_after: float, segment_mode: str = "mirror") -> int:
+    demo = Demo(port=port, data_dir=data_dir, segment_mode=segment_mode)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -161,6 +164,7 @@ async def run(port: int, data_dir: str, kill_after: float) -> int:
         demo.say(f"  player page:   {demo.url}/play/{demo.stream_id}")
         demo.say(f"  operator page: {demo.url}/   (admin token: the file {data_dir}/admin-token)")
         demo.say(f"  master playlist: {demo.url}/stream/{demo.stream_id}.m3u8")
+        demo.say(f"  segments: {demo.segment_mode} (--segment-mode direct|redirect|mirror)")
         demo.say("")
         demo.say(f"The ingest moves to another broadcaster every {demo.switch_every} segments; in "
                  f"{kill_after:.0f} s the broadcaster it is using is killed. Ctrl-C stops everything.")
@@ -182,6 +186,6 @@ async def run(port: int, data_dir: str, kill_after: float) -> int:
     return 0
 
 
-def main(port: int = 8080, data_dir: str = "data/demo", kill_after: float = 40.0) -> int:
+def main(port: int = 8080, data_dir: str = "data/demo", kill_after: float = 40.0, segment_mode: str = "mirror") -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return asyncio.run(run(port, data_dir, kill_after))
+    return asyncio.run(run(port, data_dir, kill_after, segment_mode))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -29,6 +30,12 @@ from edge.playlists import routes as playlist_routes
 from edge.playlists.feed import FeedContext, FeedMetrics
 from edge.playlists.player_path import PlayerPath
 from edge.playlists.service import PlaylistService
+from edge.segments import routes as segment_routes
+from edge.segments.copier import MAX_SEGMENT_BYTES, Copier, CopierMetrics
+from edge.segments.policy import SegmentDefaults, SegmentMode
+from edge.segments.s3 import S3Store
+from edge.segments.store import DirectoryStore, SegmentStore
+from edge.tasks import cancel
 from edge.upstream import AddressGuard, UpstreamFetcher, UpstreamMetrics
 from edge.services import Services
 from edge.settings import Settings
@@ -75,11 +82,20 @@ def build_services(settings: Settings) -> Services:
         guard=guard,
         node_id=uuid.uuid4().hex[:12],
     )
+    fetcher = UpstreamFetcher(
+        settings.upstream_timeout, settings.upstream_max_bytes, UpstreamMetrics(metrics.registry), guard,
+    )
+    svc.segment_store = open_segment_store(settings)
+
+    async def fetch_segment(broadcaster: str, url: str) -> bytes | None:
+        result = await fetcher.fetch(broadcaster, url, timeout_s=COPY_TIMEOUT_S, max_bytes=MAX_SEGMENT_BYTES)
+        return result.body if result.ok else None
+
+    svc.copier = Copier(svc.segment_store, fetch_segment, CopierMetrics(metrics.registry),
+                        concurrency=settings.copy_concurrency)
     feeds = FeedContext(
         store=store,
-        fetcher=UpstreamFetcher(
-            settings.upstream_timeout, settings.upstream_max_bytes, UpstreamMetrics(metrics.registry), guard,
-        ),
+        fetcher=fetcher,
         clock=lambda: svc.clock(),  # follows Services.clock, which tests may replace
         policy=settings.merge_policy(),
         liveness=liveness,
@@ -94,9 +110,37 @@ def build_services(settings: Settings) -> Services:
         layout=settings.layout,
         # Every node of a fleet has the same admin tokens, so they agree on the order of carriers.
         tiebreak_key=hashlib.blake2b("\n".join(sorted(settings.admin_tokens)).encode(), person=b"carrier-order").digest(),
+        segments=SegmentDefaults(
+            mode=SegmentMode(settings.segment_mode), public_base=settings.segment_public_base,
+            mirror_wait=settings.mirror_wait, max_recording=settings.max_recording,
+            recording_retention=settings.recording_retention,
+        ),
+        copier=svc.copier,
     )
     svc.playlists = PlaylistService(feeds, settings.upstream_timeout)
     return svc
+
+
+COPY_TIMEOUT_S = 10.0  # one segment from one broadcaster; the mirror wait bounds what players wait
+SWEEP_INTERVAL_S = 60.0
+
+
+def open_segment_store(settings: Settings) -> SegmentStore:
+    if settings.segment_store.startswith("s3://"):
+        return S3Store(settings.segment_store, public_base=settings.segment_public_base)
+    return DirectoryStore(settings.data_path / "segments", settings.segment_store_max_bytes,
+                          settings.segment_retention, public_base=settings.segment_public_base)
+
+
+async def _sweep_segments(svc: Services) -> None:
+    """Retention and the size bound of the segment store, applied now and then."""
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            if svc.segment_store is not None:
+                await svc.segment_store.sweep(svc.clock())
+        except Exception:
+            log.exception("segment store sweep failed")
 
 
 def open_city_database(settings: Settings) -> CityDatabase | None:
@@ -131,6 +175,8 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await svc.store.open()
+        if svc.segment_store is not None:
+            await svc.segment_store.open()
         fetcher = svc.playlists.ctx.fetcher
         await fetcher.start()
         try:
@@ -147,6 +193,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
                         "they are refused; set shared_broadcaster_token or issue each broadcaster its own "
                         "credential (POST /api/broadcasters/{name}/credentials)")
         await svc.playlists.start()
+        sweeper = asyncio.create_task(_sweep_segments(svc), name="segment-sweeper")
         if svc.city_db is None:
             svc.city_db = open_city_database(settings)
         log.info("edge ready", extra={"fields": {
@@ -158,6 +205,11 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
         finally:
             await prober.stop()
             await svc.playlists.stop()
+            await cancel(sweeper)
+            if svc.copier is not None:
+                await svc.copier.close()
+            if svc.segment_store is not None:
+                await svc.segment_store.close()
             await fetcher.close()
             if svc.city_db is not None:
                 svc.city_db.close()
@@ -168,7 +220,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
     app = EdgeApp(
         PlayerPath(svc, recorder),
         # Players' routes first: matched on every reload, and no other route overlaps them.
-        routes=[*playlist_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES,
+        routes=[*playlist_routes.ROUTES, *segment_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES,
                 *openapi.ROUTES, *page_routes.ROUTES],
         middleware=[Middleware(ObservabilityMiddleware, recorder=recorder)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", default="data/demo", help="the demo's own data directory (default data/demo)")
     demo.add_argument("--kill-after", type=float, default=40.0,
                       help="seconds after which the broadcaster in use is killed (default 40)")
+    demo.add_argument("--segment-mode", choices=("direct", "redirect", "mirror"), default="mirror",
+                      help="segment URIs of the demo's stream (default mirror: a killed broadcaster costs players nothing)")
     return parser
 
 
@@ -60,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Development tooling: imported only for this command, never by the service itself.
         from devtools.demo import main as demo_main
 
-        return demo_main(args.port, args.data_dir, args.kill_after)
+        return demo_main(args.port, args.data_dir, args.kill_after, args.segment_mode)
     if args.command != "serve":
         parser.print_help()
         return 2

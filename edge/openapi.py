@@ -18,6 +18,7 @@ from starlette.routing import Route
 from broadcaster_registry.validation import NAME, REGISTRATION, STATE_BODY
 from edge.errors import api_json
 from edge.pages.routes import page
+from edge.segments.policy import SEGMENT_NAME_PATTERN
 from edge.services import services
 from edge.streams.model import RENDITION_PATTERN, STREAM_ID as STREAM_ID_PATTERN
 from edge.streams.parse import HOOK, create_rule
@@ -78,6 +79,8 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str) -> d
 # The same patterns the handlers check (a value that breaks them is a 404 or 400).
 STREAM_ID_SCHEMA = {"type": "string", "pattern": STREAM_ID_PATTERN.pattern}
 STREAM_ID = _param("id", "path", STREAM_ID_SCHEMA, "A stream id, as POST /api/stream answered it")
+SEGMENT_NAME = _param("name", "path", {"type": "string", "pattern": SEGMENT_NAME_PATTERN},
+                      "The ingest's number, `e<epoch>-<number>` after an ingest restart")
 RENDITION = _param("rendition", "path", {"type": "string", "pattern": RENDITION_PATTERN},
                    "A rendition name; `source` is the untranscoded input")
 BROADCASTER_NAME = _param("name", "path", NAME.schema(), "A broadcaster name: a DNS label")
@@ -118,6 +121,12 @@ def _schemas(max_dvr_window: int) -> dict[str, Any]:
                 "sourceInfo": {"type": "object", "required": ["width", "height", "fps"], "properties": {
                     "width": {"type": "integer"}, "height": {"type": "integer"}, "fps": {"type": "number"}}},
                 "dvrWindowSeconds": {"type": "integer"},
+                "segmentMode": {"enum": ["direct", "redirect", "mirror"]},
+                "record": {"type": "boolean"},
+                "recording": {"type": "object", "required": ["playbackUrl", "renditions", "ready"], "properties": {
+                    "playbackUrl": {"type": "string"}, "ready": {"type": "boolean"},
+                    "renditions": {"type": "object", "additionalProperties": {"type": "string"}}},
+                    "description": "with record: the recording's playlists (VOD once ready)"},
                 "renditions": {"type": "object", "required": ["source"], "additionalProperties": {"type": "string"},
                                "description": "rendition name -> path of its media playlist"},
                 "playbackUrl": {"type": "string"}, "ended": {"type": "boolean"}, "isActive": {"type": "boolean"},
@@ -278,6 +287,25 @@ def _paths() -> dict[str, Any]:
             "parameters": [STREAM_ID, RENDITION],
             "get": _op("mediaPlaylist", "One rendition's live media playlist, merged (players; no key)", None,
                        _playlist_responses()),
+        },
+        "/stream/{id}/{rendition}/{name}.ts": {
+            "parameters": [STREAM_ID, RENDITION, SEGMENT_NAME],
+            "get": _op("segment", "A segment published in redirect or mirror mode (players; no key): its stored "
+                       "bytes (long cache), or a redirect to a live copy (short cache) or to the store", None, {
+                           "200": {"description": "The stored segment",
+                                   "content": {"video/mp2t": {"schema": {"type": "string", "format": "binary"}}}},
+                           "302": {"description": "To a live copy, or to the store's public URL",
+                                   "headers": {"Location": {"required": True, "schema": {"type": "string"}}}},
+                           "404": {"description": "No such segment, or no copy left",
+                                   "content": {"text/plain": {"schema": {"type": "string"}}}},
+                           "503": _error_response(503),
+                       }),
+        },
+        "/api/segment-store": {
+            "get": _op("segmentStore", "The segment store and its use", ["adminToken"], _responses(
+                {200: _json({"type": "object", "required": ["store"], "properties": {
+                    "store": {"type": ["string", "null"]}, "defaultMode": {"enum": ["direct", "redirect", "mirror"]},
+                    "objects": {"type": "integer"}, "bytes": {"type": "integer"}}})}, {401, 403, 503})),
         },
         "/healthz": {
             "get": _op("healthz", "The process answers", None, {"200": _json({

@@ -21,6 +21,8 @@ from edge.broadcasters.selection import Selector
 from edge.observability import Metrics
 from edge.playlists.service import PlaylistService
 from edge.settings import Settings
+from edge.segments.copier import Copier
+from edge.segments.store import SegmentStore
 from edge.store import Store
 from edge.upstream import AddressGuard
 from geo.database import CityDatabase
@@ -59,6 +61,8 @@ class Services:
     node_id: str = ""  # this process among the edge nodes sharing a store
     city_db: CityDatabase | None = None  # opened in the lifespan
     clock: Callable[[], float] = field(default=time.time)
+    segment_store: SegmentStore | None = None  # where segment copies are kept
+    copier: Copier | None = None
     playlists: PlaylistService = field(init=False)  # built from these services (its clock is ours)
     # Players' responses, ready to send: per media playlist version (freed with it: versions are
     # immutable values replaced on every change), and per stream value for master playlists.

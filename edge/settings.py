@@ -130,6 +130,35 @@ class Settings:
         3.0, "Seconds a node's claim to poll a stream lasts unless renewed; another node takes over after it.",
     )
     idle_timeout: float = _opt(120.0, "Seconds without players or carriers after which a stream is no longer polled.")
+    segment_mode: str = _opt(
+        "direct", "Which URIs playlists give segments: direct (on the broadcasters), redirect (the edge's "
+        "/stream/<id>/<rendition>/<n>.ts, redirecting to a live copy) or mirror (copied into the segment "
+        "store first). A stream may choose its own (segmentMode).",
+    )
+    segment_store: str = _opt(
+        "", "Where segment copies are kept: empty for DATA_DIR/segments, or "
+        "s3://bucket[/prefix]?endpoint=https://host&region=us-east-1 (credentials from the AWS_* variables).",
+        secret=True,
+    )
+    segment_public_base: str = _opt(
+        "", "URL prefix under which players fetch stored segments directly (a CDN or the bucket); empty: "
+        "through the edge's segment route.",
+    )
+    segment_store_max_bytes: int = _opt(
+        20 * 1024**3, "Largest size of the directory segment store, in bytes; the oldest segments go first.",
+    )
+    segment_retention: float = _opt(
+        7 * 86400.0, "Seconds stored segments (and so recordings) are kept in the directory store; with S3 "
+        "set a lifecycle rule on the bucket instead.",
+    )
+    mirror_wait: float = _opt(
+        2.0, "Seconds a segment may wait for its copy in mirror mode before it is published direct (counted).",
+    )
+    copy_concurrency: int = _opt(8, "Segment copies a node runs at once.")
+    max_recording: float = _opt(14400.0, "Seconds of a recorded stream (record: true) its playlists keep.")
+    recording_retention: float = _opt(
+        3 * 86400.0, "Seconds an ended recording is served (then its playlists are 404 and its segments deleted).",
+    )
     log_level: str = _opt("info", "Log level: debug, info, warning or error.")
     access_log: bool = _opt(True, "Write one JSON line per request to standard error.")
     metrics_networks: tuple[str, ...] = _opt(
@@ -181,7 +210,8 @@ class Settings:
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
         for name in ("header_timeout", "probe_interval", "probe_timeout", "upstream_timeout", "poll_interval",
-                     "discovery_interval", "hole_wait", "idle_timeout", "lease_ttl"):
+                     "discovery_interval", "hole_wait", "idle_timeout", "lease_ttl",
+                     "mirror_wait", "segment_retention", "max_recording", "recording_retention"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name}: must be a positive number of seconds")
         # What feeds a policy is checked by building the policy: its bounds are the ones that hold.
@@ -212,6 +242,15 @@ class Settings:
             Layout(playlist=self.upstream_playlist_path, segment=self.upstream_segment_path)
         except ValueError as exc:
             raise SettingsError(f"upstream_{exc}") from None
+        if self.segment_mode not in ("direct", "redirect", "mirror"):
+            raise SettingsError(f"segment_mode: {self.segment_mode!r} is not direct, redirect or mirror")
+        if self.segment_store and not self.segment_store.startswith("s3://"):
+            raise SettingsError("segment_store: not a supported URL (empty, or s3://bucket/prefix?endpoint=...)")
+        if not self.segment_store and self.segment_retention < self.recording_retention + self.max_recording:
+            raise SettingsError("segment_retention: must cover recording_retention + max_recording, or the "
+                                "store deletes a recording's first segments while it is still served")
+        if self.copy_concurrency < 1:
+            raise SettingsError("copy_concurrency: must be at least 1")
         if self.lease_ttl <= 2 * self.poll_interval:
             raise SettingsError("lease_ttl: must be more than twice poll_interval, or leases lapse between renewals")
 

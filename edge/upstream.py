@@ -182,13 +182,16 @@ class UpstreamFetcher:
             await self._session.close()
             self._session = None
 
-    async def fetch(self, broadcaster: str, url: str, timeout_s: float | None = None) -> FetchResult:
-        """GET `url` from `broadcaster` within `timeout_s` (default: the upstream timeout)."""
+    async def fetch(
+        self, broadcaster: str, url: str, timeout_s: float | None = None, max_bytes: int | None = None
+    ) -> FetchResult:
+        """GET `url` from `broadcaster` within `timeout_s` (default: the upstream timeout), reading at
+        most `max_bytes` (default: the playlist cap; segments are larger)."""
         refused = self.guard.refuse_url(url)
         if refused is not None:
             result = FetchResult(broadcaster, url, "refused", detail=refused)
         else:
-            result = await self._fetch(broadcaster, url, timeout_s or self.timeout_s)
+            result = await self._fetch(broadcaster, url, timeout_s or self.timeout_s, max_bytes or self.max_bytes)
         self.metrics.fetches.labels(broadcaster, result.outcome).inc()
         if result.outcome == "refused":
             self.guard.refused[broadcaster] = result.detail
@@ -203,7 +206,7 @@ class UpstreamFetcher:
                 "broadcaster": broadcaster, "url": url, "outcome": result.outcome, "detail": result.detail}})
         return result
 
-    async def _fetch(self, broadcaster: str, url: str, timeout_s: float) -> FetchResult:
+    async def _fetch(self, broadcaster: str, url: str, timeout_s: float, max_bytes: int) -> FetchResult:
         if self._session is None:
             raise RuntimeError("UpstreamFetcher.start() was not awaited")
         started = time.perf_counter()
@@ -214,13 +217,13 @@ class UpstreamFetcher:
                 if response.status != 200:
                     return FetchResult(broadcaster, url, "http_error", response.status, detail=f"HTTP {response.status}")
                 declared = response.content_length
-                if declared is not None and declared > self.max_bytes:
+                if declared is not None and declared > max_bytes:
                     return FetchResult(broadcaster, url, "too_large", 200, detail=f"{declared} bytes declared")
                 body = bytearray()
                 async for chunk in response.content.iter_chunked(65536):
                     body += chunk
-                    if len(body) > self.max_bytes:
-                        return FetchResult(broadcaster, url, "too_large", 200, detail=f"over {self.max_bytes} bytes")
+                    if len(body) > max_bytes:
+                        return FetchResult(broadcaster, url, "too_large", 200, detail=f"over {max_bytes} bytes")
                 return FetchResult(broadcaster, url, "ok", 200, bytes(body))
         except asyncio.TimeoutError:
             return FetchResult(broadcaster, url, "timeout", detail=f"no answer within {timeout_s:g} s")

@@ -28,6 +28,8 @@ from edge.playlists.render import encoded, render_media, skippable
 from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate, with_dvr_window
 from edge.playlists.served import Served
 from edge.playlists.upstream_parse import ParseLimits, UpstreamPlaylist, parse_upstream
+from edge.segments.copier import Copier
+from edge.segments.policy import Copies, SegmentDefaults, SegmentMode, SegmentPolicy, wanted
 from edge.store.base import Store, StoreUnavailable
 from edge.streams.model import SOURCE, Stream
 from edge.upstream import FetchResult, UpstreamFetcher
@@ -57,8 +59,8 @@ class Rendered:
     delta: bytes | None = None  # the Playlist Delta Update, when the window is long enough to skip any
 
     @classmethod
-    def of(cls, state: PublishedState, now: float) -> "Rendered":
-        body = render_media(state)
+    def of(cls, state: PublishedState, now: float, vod: bool = False) -> "Rendered":
+        body = render_media(state, vod=vod)
         gzipped, etag = encoded(body)
         return cls(
             body=body,
@@ -86,6 +88,10 @@ class FeedMetrics:
         self.published = Counter(
             "edge_playlist_versions", "New versions of merged media playlists.", registry=registry,
         )
+        self.fallbacks = Counter(
+            "edge_segment_direct_fallbacks", "Segments published direct in mirror mode: not stored in time.",
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,8 @@ class FeedContext:
     lease_ttl: float  # a dead lease holder is replaced within this many seconds
     layout: Layout = Layout()  # where broadcasters keep playlists and segments
     tiebreak_key: bytes = b""  # secret of the deployment: orders equally trusted carriers
+    segments: SegmentDefaults = SegmentDefaults()  # segment modes, recordings
+    copier: Copier | None = None  # fills the segment store (mirror mode, recordings)
 
 
 # Past this many segments, rendering and serialising take milliseconds: done in a thread so that the
@@ -145,20 +153,46 @@ class Feed:
         # Renditions whose state here is newer than the stored one (the store lost writes, say a
         # Redis restarted from a slightly old file): saved again with the next publish.
         self._ahead: set[str] = set()
+        # Last round's copies on offer, (rendition, number) -> (broadcaster, URL), best first: where
+        # the segment route redirects when the chosen broadcaster is down.
+        self.offers: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        self.answered: dict[str, bool] = {}  # last round (as leader): which broadcasters answered
         self._policy = self._stream_policy(stream)
 
     def _stream_policy(self, stream: Stream) -> StreamPolicy:
         bitrates = {p.name: p.bitrate for p in stream.profiles}
         bitrates[SOURCE] = max([UNKNOWN_SOURCE_BPS, *(2 * b for b in bitrates.values())])
+        ctx, defaults = self.ctx, self.ctx.segments
+        mode = SegmentMode(stream.segment_mode) if stream.segment_mode else defaults.mode
+        window = stream.dvr_window_seconds
+        if stream.record:  # the whole recording stays listed, up to the longest recording kept
+            window = max(window or 0, defaults.max_recording)
         return StreamPolicy(
-            merge=with_dvr_window(self.ctx.policy, stream.dvr_window_seconds),
-            fixed_target_duration=self.ctx.fixed_target_duration,
+            merge=with_dvr_window(ctx.policy, window),
+            fixed_target_duration=ctx.fixed_target_duration,
             substitutes=substitutes_by_bitrate({r: bitrates.get(r, 0) for r in stream.rendition_names}),
+            segments=SegmentPolicy(
+                mode=mode, stream_id=stream.id, public_base=defaults.public_base, mirror_wait=defaults.mirror_wait,
+                copy=ctx.copier is not None and (mode is SegmentMode.MIRROR or stream.record),
+            ),
         )
 
+    @property
+    def expired(self) -> bool:
+        """An ended recording past its retention: no longer served."""
+        ended_at = self.stream.ended_at
+        return (self.stream.record and ended_at is not None
+                and self.ctx.clock() - ended_at / 1000 > self.ctx.segments.recording_retention)
+
+    @property
+    def segment_mode(self) -> SegmentMode:
+        return self._policy.segments.mode
+
     def _renders(self, changed: dict[str, PublishedState], now: float) -> dict[str, Rendered]:
-        """New renderings of these states (pure: may run in a thread)."""
-        return {rendition: Rendered.of(state, now) for rendition, state in changed.items()}
+        """New renderings of these states (pure: may run in a thread). A recording's ended
+        playlists are VOD: players may then seek anywhere in it."""
+        vod = self.stream.record
+        return {rendition: Rendered.of(state, now, vod=vod and state.ended) for rendition, state in changed.items()}
 
     # --- lifecycle ---
 
@@ -308,8 +342,15 @@ class Feed:
         renditions = self.stream.rendition_names
         fetched = dict(zip(renditions, await asyncio.gather(*(self._fetch(r, carriers, refs) for r in renditions))))
         ended_at = self.stream.ended_at / 1000 if self.stream.ended_at is not None else None
-        outcome = decide(self.states, fetched, now, self._policy, ended_at=ended_at)
+        self.offers = _offers(fetched)
+        copies = await self._copy(fetched, now)
+        outcome = decide(self.states, fetched, now, self._policy, ended_at=ended_at, copies=copies)
         await self._record_health(outcome.health, now)
+        self.answered = dict(outcome.health)
+        if outcome.fell_back:
+            ctx.metrics.fallbacks.inc(len(outcome.fell_back))
+            log.warning("feed %s: %d segment(s) not stored within %g s, published direct",
+                        self.stream.id, len(outcome.fell_back), ctx.segments.mirror_wait)
         for event, count in outcome.events.items():
             ctx.metrics.merge_events.labels(event).inc(count)
         if outcome.changed:
@@ -330,6 +371,17 @@ class Feed:
         self.finished = self.finished or outcome.final or (
             not self.states and ended_at is not None and now - ended_at >= self._policy.merge.hole_wait_seconds
         )
+
+    async def _copy(self, fetched: Mapping[str, Sequence[FetchedPlaylist]], now: float) -> Copies:
+        """Ask for copies of what may be published next, and give them part of a poll to land, so
+        that a number is usually published in the round that first saw it."""
+        copier, policy = self.ctx.copier, self._policy.segments
+        if copier is None or not policy.copy:
+            return Copies()
+        want = wanted(self.states, fetched, policy)
+        copier.want(want, now)
+        await copier.settle(want, self.ctx.poll_interval / 2)
+        return copier.copies(want)
 
     async def _hold_lease(self, now: float) -> bool:
         """Take or renew the stream's lease. A node that just took it over first reads the newest
@@ -437,3 +489,13 @@ class Feed:
         """Passive health: the round's verdict per broadcaster, written only when it changes something."""
         for name, alive in verdicts.items():  # the store writes only what changes something
             await self.ctx.store.registry.record_fetch(name, alive, now, self.ctx.liveness)
+
+
+def _offers(fetched: Mapping[str, Sequence[FetchedPlaylist]]) -> dict[tuple[str, int], list[tuple[str, str]]]:
+    out: dict[tuple[str, int], list[tuple[str, str]]] = {}
+    for rendition, items in fetched.items():
+        for item in sorted(items, key=lambda i: (i.broadcaster.rank, i.broadcaster.tiebreak, i.broadcaster.name)):
+            if item.playlist is not None:
+                for segment in item.playlist.segments:
+                    out.setdefault((rendition, segment.number), []).append((item.broadcaster.name, segment.uri))
+    return out

@@ -46,8 +46,9 @@ def skippable(state: PublishedState) -> int:
     return skipped
 
 
-def render_media(state: PublishedState, delta: bool = False) -> bytes:
-    """The media playlist for `state`: UTF-8 without BOM, absolute segment URIs; with `delta`, the
+def render_media(state: PublishedState, delta: bool = False, vod: bool = False) -> bytes:
+    """The media playlist for `state`: UTF-8 without BOM, absolute segment URIs. `vod`: an ended
+    recording, announced as EXT-X-PLAYLIST-TYPE:VOD (it never changes again). With `delta`, the
     Playlist Delta Update (`_HLS_skip=YES`): the same playlist with the segments before the skip
     boundary replaced by one EXT-X-SKIP tag (MEDIA-SEQUENCE and DISCONTINUITY-SEQUENCE unchanged).
 
@@ -64,6 +65,10 @@ def render_media(state: PublishedState, delta: bool = False) -> bytes:
         f"#EXT-X-DISCONTINUITY-SEQUENCE:{state.discontinuity_sequence}",
         server_control(state.target_duration),
     ]
+    if vod and state.ended:
+        lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
+    if vod and state.ended:
+        lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
     append = lines.append
     if skipped:
         append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")

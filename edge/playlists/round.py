@@ -19,6 +19,7 @@ from edge.playlists.merge import (
     choose_target_duration,
     merge_stream,
 )
+from edge.segments.policy import Copies, SegmentPolicy, assign_uris, hold_back
 
 # The target duration can never change once published, so it leaves room for encoders whose
 # keyframes (and so segment ends) drift: 2.0 s segments get a target of 3, not 2.
@@ -33,6 +34,7 @@ class StreamPolicy:
     fixed_target_duration: int = 0  # 0: chosen from the first segments seen
     # Per rendition, the renditions whose copies stand in for a missing one, best first.
     substitutes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    segments: SegmentPolicy = SegmentPolicy()  # which URIs published numbers get (direct, redirect, mirror)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +45,7 @@ class Round:
     health: Mapping[str, bool]  # broadcaster name -> it answered this round
     events: Mapping[str, int]  # merge events to count (holes passed, substitutes shown, ...)
     final: bool  # nothing will ever change again: ended and closed, or ended before any publish
+    fell_back: frozenset[str] = frozenset()  # mirror mode: segments published direct, not stored in time
 
 
 def decide(
@@ -52,10 +55,13 @@ def decide(
     policy: StreamPolicy,
     *,
     ended_at: float | None = None,
+    copies: Copies = Copies(),
 ) -> Round:
     """The round's outcome. `fetched` has one entry per rendition of the stream (what each carrier
-    answered for it); `ended_at` is when the stream was ended (seconds), None while it is live."""
+    answered for it); `ended_at` is when the stream was ended (seconds), None while it is live;
+    `copies`: which segments the store holds (mirror mode publishes a number once stored)."""
     health = _health(fetched)
+    fetched = hold_back(states, fetched, now, policy.segments, copies)
     target = next((s.target_duration for s in states.values()), None)
     if target is None:
         target = _choose_target(fetched, policy.merge.max_target_duration)
@@ -64,10 +70,12 @@ def decide(
     closing = ended_at is not None and now - ended_at >= policy.merge.hole_wait_seconds
     if target is None:  # nothing published anywhere yet, and nothing offered to start with
         return Round(states=states, changed={}, visible=frozenset(), health=health, events={}, final=closing)
-    after = merge_stream(
+    merged = merge_stream(
         {r: states.get(r) for r in fetched}, fetched, now, policy.merge, target,
         substitutes=policy.substitutes, ended=closing,
     )
+    assigned = assign_uris(states, merged, policy.segments, copies)
+    after = assigned.states
     changed = {r: s for r, s in after.items() if s is not states.get(r)}
     visible = frozenset(r for r, s in changed.items() if r not in states or _visible(states[r]) != _visible(s))
     return Round(
@@ -77,6 +85,7 @@ def decide(
         health=health,
         events=_events(states, after),
         final=all(s.ended for s in after.values()),
+        fell_back=assigned.fell_back,
     )
 
 

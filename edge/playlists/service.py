@@ -59,7 +59,7 @@ class PlaylistService:
         runs, publishes alone or alone serves the store, and has segments); None otherwise: ask
         `media`. The player path's question, answered by the rules `media` also follows."""
         feed = self.feeds.get(stream_id)
-        if feed is None or (self.ctx.store.shared and not feed.publishes_alone):
+        if feed is None or (self.ctx.store.shared and not feed.publishes_alone) or feed.expired:
             return None
         rendered = feed.rendered.get(rendition)
         if rendered is None or not rendered.has_segments:
@@ -74,6 +74,8 @@ class PlaylistService:
         if rendered is not None:
             return rendered
         feed = self.feeds.get(stream_id)
+        if feed is not None and feed.expired:
+            raise NotFound(f"stream {stream_id}: its recording has expired")
         if feed is not None:
             feed.last_request = self.ctx.clock()
             feed.ensure_running()
@@ -95,6 +97,8 @@ class PlaylistService:
                 return rendered
         else:
             feed = await self._feed(stream_id)
+            if feed.expired:
+                raise NotFound(f"stream {stream_id}: its recording has expired")
         if rendition not in feed.stream.rendition_names:
             raise NotFound(f"rendition {rendition}: not in stream {stream_id}")
         if not feed.first_round.is_set():
@@ -148,6 +152,26 @@ class PlaylistService:
         self._followers[feed.stream.id] = task = asyncio.create_task(follow(), name=f"follow-{feed.stream.id}")
         task.add_done_callback(forget)
 
+    async def watch(self, stream_id: str) -> Feed:
+        """The stream's feed, polling and past its first round (a segment request counts as a
+        player's interest, like a playlist request)."""
+        feed = self.feeds.get(stream_id) or await self._feed(stream_id)
+        feed.last_request = self.ctx.clock()
+        feed.ensure_running()
+        if not feed.first_round.is_set():
+            try:
+                await asyncio.wait_for(asyncio.shield(feed.first_round.wait()), self.first_round_timeout)
+            except asyncio.TimeoutError:
+                pass
+        if self.ctx.store.shared and not feed.publishes_alone:
+            try:
+                await feed.sync(await self.ctx.store.playlists.revision(stream_id))
+            except StoreUnavailable:
+                pass
+        if feed.gone or feed.expired:
+            raise NotFound(f"stream {stream_id}: not found")
+        return feed
+
     async def stream(self, stream_id: str) -> Stream:
         feed = self.feeds.get(stream_id)
         if feed is not None:
@@ -192,12 +216,19 @@ class PlaylistService:
             await feed.stop()
         await self.ctx.store.playlists.delete(stream_id)
         await self.ctx.store.registry.forget_stream(stream_id)
+        copier = self.ctx.copier
+        if copier is not None:  # its copies (recording included) go with it
+            copier.forget(stream_id + "/")
+            await copier.store.delete_prefix(stream_id + "/")
 
     async def _reap(self) -> None:
         """Drop feeds that stopped (idle, deleted); ended ones stay while players still ask."""
         while True:
             await asyncio.sleep(max(1.0, self.ctx.poll_interval))
             for stream_id, feed in list(self.feeds.items()):
-                if feed.idle or feed.gone:
+                if feed.idle or feed.gone or feed.expired:
                     self.feeds.pop(stream_id, None)
                     await feed.stop()
+                if feed.expired and self.ctx.copier is not None:  # its segments go too (every node may)
+                    self.ctx.copier.forget(stream_id + "/")
+                    await self.ctx.copier.store.delete_prefix(stream_id + "/")

@@ -80,6 +80,8 @@
     video.play().catch(() => {});
   }
 
+  let defaultMode = "direct";
+
   function renderStreams(list) {
     const body = document.querySelector("#streams tbody");
     body.replaceChildren();
@@ -87,6 +89,7 @@
       const row = body.insertRow();
       cell(row, s.name);
       cell(row, s.ended ? "ended" : "live", s.ended ? "muted" : "up");
+      cell(row, (s.segmentMode || defaultMode) + (s.record ? " · recording" : ""));
       const td = row.insertCell();
       const all = document.createElement("button");
       all.textContent = "play";
@@ -106,7 +109,11 @@
   async function refresh() {
     if (!token()) { form.hidden = false; return; }
     try {
-      const [broadcasters, streams] = await Promise.all([api("/api/broadcasters"), api("/api/stream?limit=50")]);
+      const [broadcasters, streams, store] = await Promise.all(
+        [api("/api/broadcasters"), api("/api/stream?limit=50"), api("/api/segment-store")]);
+      defaultMode = store.defaultMode || "direct";
+      document.getElementById("segment-store").textContent = store.store
+        ? `segment store: ${store.store}, ${store.objects} segments, ${(store.bytes / 1e6).toFixed(1)} MB` : "";
       renderBroadcasters(Array.isArray(broadcasters) ? broadcasters : broadcasters.broadcasters || []);
       renderStreams(streams);
       errorBox.textContent = "";

@@ -29,6 +29,12 @@ def to_document(stream: Stream) -> dict[str, Any]:
         doc["sourceInfo"] = {"width": info.width, "height": info.height, "fps": info.fps}
     if stream.dvr_window_seconds is not None:
         doc["dvrWindowSeconds"] = stream.dvr_window_seconds
+    # Added fields, no new version: a node that does not know them reads the stream as direct,
+    # not recorded (during a rolling upgrade only).
+    if stream.segment_mode is not None:
+        doc["segmentMode"] = stream.segment_mode
+    if stream.record:
+        doc["record"] = True
     return doc
 
 
@@ -53,6 +59,8 @@ def from_document(doc: dict[str, Any]) -> Stream:
         source_info=SourceInfo(width=source["width"], height=source["height"], fps=source["fps"]) if source else None,
         ended_at=doc.get("endedAt"),
         dvr_window_seconds=doc.get("dvrWindowSeconds"),
+        segment_mode=doc.get("segmentMode"),
+        record=bool(doc.get("record", False)),
     )
 
 

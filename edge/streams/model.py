@@ -93,6 +93,11 @@ class StreamSpec:
     presets: tuple[str, ...] = ()
     source_info: SourceInfo | None = None
     dvr_window_seconds: int | None = None
+    segment_mode: str | None = None  # direct, redirect or mirror; None: the deployment's
+    record: bool = False
+
+
+SEGMENT_MODES = ("direct", "redirect", "mirror")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,8 @@ class Stream:
     source_info: SourceInfo | None = None
     ended_at: int | None = None
     dvr_window_seconds: int | None = None  # a longer playlist window than the edge's default
+    segment_mode: str | None = None  # one of SEGMENT_MODES; None: the deployment's
+    record: bool = False  # keep every segment; the ended playlists are the recording (VOD)
 
     @property
     def ended(self) -> bool:
@@ -131,11 +138,18 @@ class Stream:
             doc["sourceInfo"] = self.source_info.to_json()
         if self.dvr_window_seconds is not None:
             doc["dvrWindowSeconds"] = self.dvr_window_seconds
+        if self.segment_mode is not None:
+            doc["segmentMode"] = self.segment_mode
         doc["kind"] = "stream"
         doc["renditions"] = self.renditions()
         doc["playbackUrl"] = f"/stream/{self.id}.m3u8"
         doc["ended"] = self.ended
         doc["isActive"] = not self.ended
+        doc["record"] = self.record
+        if self.record:
+            # The same playlists: live while the stream is, the whole recording (VOD) once ended.
+            doc["recording"] = {"playbackUrl": doc["playbackUrl"], "renditions": self.renditions(),
+                                "ready": self.ended}
         return doc
 
 

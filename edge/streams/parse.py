@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from edge.streams.model import (
     RENDITION_PATTERN,
     RENDITION_RULE,
+    SEGMENT_MODES,
     SOURCE,
     Profile,
     SourceInfo,
@@ -112,6 +113,9 @@ def create_rule(max_dvr_window: int = MAX_DVR_WINDOW) -> Object:
             "presets": Array(Text(choices=tuple(PRESETS)), MAX_PROFILES, unique=True),
             "wowza": WOWZA,
             "dvrWindowSeconds": Integer(1, max_dvr_window, doc="A longer live window than the edge's default"),
+            "segmentMode": Text(choices=SEGMENT_MODES, doc="Segment URIs: on the broadcasters (direct), the "
+                                "edge's redirecting route (redirect) or stored copies (mirror); default: the edge's"),
+            "record": Boolean(doc="Keep every segment; once ended, the playlists are the recording (VOD)"),
         },
         required=("name",),
     )
@@ -137,10 +141,18 @@ def parse_create(body: Any, max_dvr_window: int = MAX_DVR_WINDOW) -> StreamSpec:
     _check_names(profiles, errors, "wowza" if "wowza" in obj else "profiles")
     if len(profiles) > MAX_PROFILES:
         errors.append(f"profiles: at most {MAX_PROFILES} renditions")
+    segment_mode: str | None = obj.get("segmentMode")
+    record: bool = obj.get("record", False)
+    if record and segment_mode == "direct":
+        # A recording must outlive the broadcasters: its URIs point at the store or at the edge.
+        errors.append("record: needs segmentMode mirror or redirect, not direct")
+    if record and segment_mode is None:
+        segment_mode = "mirror"
     if errors:
         raise FieldErrors(errors)
     return StreamSpec(name=name, profiles=tuple(profiles), presets=presets, source_info=source_info,
-                      dvr_window_seconds=obj.get("dvrWindowSeconds"))
+                      dvr_window_seconds=obj.get("dvrWindowSeconds"), segment_mode=segment_mode,
+                      record=record)
 
 
 def _profile(fields: Mapping[str, Any]) -> Profile:

@@ -45,6 +45,8 @@ async def create_stream(request: Request) -> Response:
         presets=spec.presets,
         source_info=spec.source_info,
         dvr_window_seconds=spec.dvr_window_seconds,
+        segment_mode=spec.segment_mode,
+        record=spec.record,
         created_at=int(svc.clock() * 1000),
     )
     await svc.store.streams.create(stream)

@@ -45,6 +45,21 @@ async def redis_prefix() -> str:
     await delete_prefix(REDIS_URL, prefix)
 
 
+async def start_nodes(tmp_path: Path, env: dict[str, str]) -> list[EdgeProcess]:
+    """Two edge processes, n1 and n2, each in its own directory under `tmp_path`."""
+    for name in ("n1", "n2"):
+        (tmp_path / name).mkdir()
+    return list(await asyncio.gather(
+        asyncio.to_thread(start_edge, tmp_path / "n1", env), asyncio.to_thread(start_edge, tmp_path / "n2", env),
+    ))
+
+
+async def create_stream(http: httpx.AsyncClient, node: EdgeProcess) -> str:
+    created = await http.post(f"{node.url}/api/stream", json={"name": "cam"}, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
 async def register(http: httpx.AsyncClient, node: EdgeProcess, fake: FakeBroadcaster, streams: list[str]) -> None:
     response = await http.put(
         f"{node.url}/api/broadcasters/{fake.name}",
@@ -55,20 +70,13 @@ async def register(http: httpx.AsyncClient, node: EdgeProcess, fake: FakeBroadca
 
 
 async def test_a_player_alternating_between_two_nodes_sees_every_rule_hold(tmp_path: Path, redis_prefix: str) -> None:
-    env = node_env(redis_prefix)
-    for name in ("n1", "n2"):
-        (tmp_path / name).mkdir()
-    nodes = list(await asyncio.gather(
-        asyncio.to_thread(start_edge, tmp_path / "n1", env), asyncio.to_thread(start_edge, tmp_path / "n2", env),
-    ))
+    nodes = await start_nodes(tmp_path, node_env(redis_prefix))
     fakes = [FakeBroadcaster("fra-1"), FakeBroadcaster("fra-2")]
     for fake in fakes:
         await fake.start()
     try:
         async with httpx.AsyncClient(timeout=5) as http:
-            created = await http.post(f"{nodes[0].url}/api/stream", json={"name": "cam"},
-                                      headers={"Authorization": f"Bearer {API_KEY}"})
-            sid = created.json()["id"]
+            sid = await create_stream(http, nodes[0])
             # A stream created on one node is served by the other at once.
             other = await http.get(f"{nodes[1].url}/api/stream/{sid}", headers={"Authorization": f"Bearer {API_KEY}"})
             assert other.status_code == 200 and other.json()["id"] == sid

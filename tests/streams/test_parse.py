@@ -145,3 +145,27 @@ def test_every_problem_is_reported_at_once() -> None:
         "extra: unknown field", "name: must be at least 1 character(s)",
         "profiles[0].width: must be >= 128", "profiles[0].fps: must be >= 1",
     }
+
+
+@pytest.mark.parametrize(
+    "extra, mode, record, errors",
+    [
+        ({}, None, False, []),  # the deployment's mode
+        ({"segmentMode": "redirect"}, "redirect", False, []),
+        ({"segmentMode": "mirror", "record": True}, "mirror", True, []),
+        ({"record": True}, "mirror", True, []),  # a recording is mirrored unless told otherwise
+        ({"record": True, "segmentMode": "redirect"}, "redirect", True, []),
+        ({"record": True, "segmentMode": "direct"}, None, None, ["record: needs segmentMode mirror or redirect, not direct"]),
+        ({"segmentMode": "copy"}, None, None, ["segmentMode: must be one of direct, redirect, mirror"]),
+        ({"record": "yes"}, None, None, ["record: must be true or false"]),
+    ],
+)
+def test_segment_mode_and_record(extra: dict, mode: str | None, record: bool | None, errors: list[str]) -> None:
+    body = {"name": "cam", **extra}
+    if errors:
+        with pytest.raises(FieldErrors) as caught:
+            parse_create(body)
+        assert caught.value.errors == errors
+        return
+    spec = parse_create(body)
+    assert (spec.segment_mode, spec.record) == (mode, record)
