@@ -22,7 +22,7 @@ from broadcaster_registry.model import Broadcaster
 from edge.tasks import cancel
 from edge.playlists.codec import dump_state, load_state
 from edge.playlists.layout import Layout
-from edge.playlists.master import UNKNOWN_SOURCE_BPS
+from edge.playlists.master import renditions as announced_variants
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
 from edge.playlists.render import encoded, render_media, skippable
 from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate, with_dvr_window
@@ -160,8 +160,8 @@ class Feed:
         self._policy = self._stream_policy(stream)
 
     def _stream_policy(self, stream: Stream) -> StreamPolicy:
-        bitrates = {p.name: p.bitrate for p in stream.profiles}
-        bitrates[SOURCE] = max([UNKNOWN_SOURCE_BPS, *(2 * b for b in bitrates.values())])
+        # The bandwidths the master playlist announces: one estimate of the source's, not two.
+        bitrates = {variant.name: variant.bandwidth for variant in announced_variants(stream)}
         ctx, defaults = self.ctx, self.ctx.segments
         mode = SegmentMode(stream.segment_mode) if stream.segment_mode else defaults.mode
         window = stream.dvr_window_seconds
