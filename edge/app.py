@@ -37,6 +37,7 @@ from edge.segments.s3 import S3Store
 from edge.segments.store import DirectoryStore, SegmentStore
 from edge.tasks import cancel
 from edge.upstream import AddressGuard, UpstreamFetcher, UpstreamMetrics
+from edge.health_metrics import HealthGauges
 from edge.services import Services
 from edge.settings import Settings
 from edge.store import StoreUnavailable, open_store
@@ -118,6 +119,7 @@ def build_services(settings: Settings) -> Services:
         copier=svc.copier,
     )
     svc.playlists = PlaylistService(feeds, settings.upstream_timeout)
+    svc.health = HealthGauges(metrics.registry)
     return svc
 
 

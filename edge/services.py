@@ -18,6 +18,7 @@ from broadcaster_registry.liveness import LivenessPolicy
 from broadcaster_registry.ranking import RankingPolicy
 from edge.auth import Credentials
 from edge.broadcasters.selection import Selector
+from edge.health_metrics import HealthGauges
 from edge.observability import Metrics
 from edge.playlists.service import PlaylistService
 from edge.settings import Settings
@@ -64,6 +65,7 @@ class Services:
     segment_store: SegmentStore | None = None  # where segment copies are kept
     copier: Copier | None = None
     playlists: PlaylistService = field(init=False)  # built from these services (its clock is ours)
+    health: HealthGauges = field(init=False)  # refreshed at each scrape of /metrics
     # Players' responses, ready to send: per media playlist version (freed with it: versions are
     # immutable values replaced on every change), and per stream value for master playlists.
     media_responses: Memo[Any, Any] = field(default_factory=lambda: Memo(weakref.WeakKeyDictionary()))

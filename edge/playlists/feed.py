@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
-from broadcaster_registry.liveness import LivenessPolicy, is_serving
+from broadcaster_registry.liveness import LivenessPolicy, is_ejected, is_serving
 from broadcaster_registry.model import Broadcaster
 from edge.tasks import cancel
 from edge.playlists.codec import dump_state, load_state
@@ -91,6 +91,18 @@ class FeedMetrics:
         self.fallbacks = Counter(
             "edge_segment_direct_fallbacks", "Segments published direct in mirror mode: not stored in time.",
             registry=registry,
+        )
+        self.round_errors = Counter(
+            "edge_feed_round_errors", "Feed rounds that failed, by error (StoreUnavailable: the store).",
+            ["error"], registry=registry,
+        )
+        self.lease_changes = Counter(
+            "edge_stream_lease_changes", "Stream leases this node took (acquired) or lost (lost).",
+            ["change"], registry=registry,
+        )
+        self.ejections = Counter(
+            "edge_broadcaster_ejections", "Broadcasters ejected after failed fetches by this node.",
+            ["broadcaster"], registry=registry,
         )
 
 
@@ -233,6 +245,11 @@ class Feed:
         return self.leader and self.ctx.clock() < self._lease_until
 
     @property
+    def last_progress(self) -> float:
+        """When players here last got a new segment (on ctx.clock)."""
+        return self._last_progress
+
+    @property
     def idle(self) -> bool:
         return self.ctx.clock() - self.last_request > self.ctx.idle_timeout
 
@@ -249,6 +266,7 @@ class Feed:
                     raise
                 except Exception as exc:  # a bug or a store outage: log once per kind, keep serving
                     kind = type(exc).__name__
+                    self.ctx.metrics.round_errors.labels(kind).inc()
                     if kind not in self._errors_logged:
                         self._errors_logged.add(kind)
                         log.exception("feed %s: refresh failed", self.stream.id)
@@ -387,7 +405,7 @@ class Feed:
         """Take or renew the stream's lease. A node that just took it over first reads the newest
         stored states, so it continues from exactly where the previous holder left off."""
         ctx = self.ctx
-        was_leader = self.publishes_alone
+        was_leader, held = self.publishes_alone, self.leader
         try:
             self.leader = await ctx.store.leases.acquire(self.lease_key, ctx.node_id, ctx.lease_ttl)
         except StoreUnavailable:
@@ -397,6 +415,8 @@ class Feed:
             self._lease_until = float("-inf")
             raise
         self.published_last = False
+        if self.leader != held:
+            self.ctx.metrics.lease_changes.labels("acquired" if self.leader else "lost").inc()
         if not self.leader:
             self._lease_until = float("-inf")
             return False
@@ -488,7 +508,10 @@ class Feed:
     async def _record_health(self, verdicts: Mapping[str, bool], now: float) -> None:
         """Passive health: the round's verdict per broadcaster, written only when it changes something."""
         for name, alive in verdicts.items():  # the store writes only what changes something
-            await self.ctx.store.registry.record_fetch(name, alive, now, self.ctx.liveness)
+            updated = await self.ctx.store.registry.record_fetch(name, alive, now, self.ctx.liveness)
+            # The carriers polled were serving at the round's start, so an ejected one is news.
+            if not alive and updated is not None and is_ejected(updated, now):
+                self.ctx.metrics.ejections.labels(name).inc()
 
 
 def _offers(fetched: Mapping[str, Sequence[FetchedPlaylist]]) -> dict[tuple[str, int], list[tuple[str, str]]]:
