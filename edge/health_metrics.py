@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections import Counter as Tally
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Gauge
 
 from broadcaster_registry.liveness import LivenessPolicy, health, is_ejected
-from broadcaster_registry.model import Broadcaster
+from broadcaster_registry.model import Broadcaster, EjectionState
 from broadcaster_registry.storage import RegistryUnavailable
 from edge.playlists.service import PlaylistService
 from edge.store.base import Store
@@ -28,13 +28,16 @@ STALL_TARGET_DURATIONS = 3.0
 
 
 def broadcaster_state(b: Broadcaster, now: float, policy: LivenessPolicy) -> str:
-    """One of BROADCASTER_STATES: the registry's verdict (liveness.health) reduced to a label."""
+    """One of BROADCASTER_STATES: the registry's verdict (liveness.health) reduced to a label. An
+    ejected broadcaster that is also gone (heartbeat expired, probed down) is "down", the worse."""
     verdict = health(b, now, policy)
     if verdict.healthy:
         return "healthy"
     if verdict.serving:
         return "draining"
-    return "ejected" if is_ejected(b, now) else "down"
+    if is_ejected(b, now) and health(replace(b, ejection=EjectionState()), now, policy).serving:
+        return "ejected"
+    return "down"
 
 
 def broadcaster_counts(fleet: Iterable[Broadcaster], now: float, policy: LivenessPolicy) -> dict[str, int]:
