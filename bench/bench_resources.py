@@ -86,8 +86,10 @@ async def player(session: aiohttp.ClientSession, url: str, rng: random.Random, s
         started = time.monotonic()
         try:
             async with session.get(url) as response:
-                await response.read()
-                tally["ok" if response.status == 200 else f"HTTP {response.status}"] += 1
+                body = await response.read()
+                # A refusal is named by its first words ("stream ...: the shared store is unreachable").
+                said = body.decode(errors="replace").split(":", 1)[-1].strip()[:48]
+                tally["ok" if response.status == 200 else f"HTTP {response.status} ({said})"] += 1
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             tally[type(exc).__name__] += 1
         await asyncio.sleep(max(0.0, PLAYER_RELOAD_S - (time.monotonic() - started)))

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.tools import DASHBOARD, DEPLOY, RULES, RULES_TESTS, dashboard_exprs, exported_names, metric_names, rule_exprs, run,
-                                tool
+from tests.deploy.tools import (
+    DASHBOARD, DEPLOY, RULES, RULES_TESTS, dashboard_exprs, exported_names, metric_names, rule_exprs, run, tool,
+)
 
 
 def test_the_rules_are_valid() -> None:
