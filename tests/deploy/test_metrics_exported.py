@@ -6,13 +6,16 @@ stops (a stall), then Redis stopped (a node without its store)."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import API_KEY, start_edge
-from tests.deploy.tools import PROMETHEUS_MADE, dashboard_exprs, exported_names, metric_names, recorded_names, rule_exprs
+from tests.deploy.tools import (
+    PROMETHEUS_MADE, dashboard_exprs, exported_names, metric_names, recorded_names, rule_exprs, tool,
+)
 from tests.fakes import FakeBroadcaster
 from tests.multinode.test_multinode import create_stream, node_env, register
 from tests.processes import OwnRedis
@@ -84,6 +87,9 @@ async def test_the_rules_and_the_dashboard_use_metrics_a_real_edge_exports(tmp_p
             await fake.stop()
         edge.stop()
 
+    for scrape in (live, without_store):  # Prometheus's own lint: names, units, help texts
+        linted = subprocess.run([tool("promtool"), "check", "metrics"], input=scrape, capture_output=True, text=True)
+        assert linted.returncode == 0 and not linted.stdout + linted.stderr, linted.stdout + linted.stderr
     exported = set().union(*(exported_names(s) for s in (live, stalled, without_store, after)))
     known = exported | recorded_names() | PROMETHEUS_MADE
     used = {f"rule {name}": metric_names(expr) for name, expr in rule_exprs().items()}
