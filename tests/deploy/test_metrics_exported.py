@@ -10,26 +10,14 @@ import subprocess
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import API_KEY, start_edge
 from tests.deploy.tools import (
-    PROMETHEUS_MADE, dashboard_exprs, exported_names, metric_names, recorded_names, rule_exprs, tool,
+    PROMETHEUS_MADE, dashboard_exprs, exported_names, metric_names, recorded_names, rule_exprs, tool, value,
 )
 from tests.fakes import FakeBroadcaster
 from tests.multinode.test_multinode import create_stream, node_env, register
 from tests.processes import OwnRedis
-
-
-def samples(exposition: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(exposition) for sample in family.samples
-    }
-
-
-def value(exposition: str, name: str, **labels: str) -> float:
-    return samples(exposition).get((name, frozenset(labels.items())), 0.0)
 
 
 async def until(http: httpx.AsyncClient, url: str, check, timeout: float = 20.0) -> str:  # type: ignore[no-untyped-def]

@@ -1,6 +1,6 @@
 """What the deployment tests share: where deploy/ is, the validators (installed by install.sh or
-Debian's prometheus package; a missing one fails the test, it never skips), and the metric names a
-PromQL expression or a scrape holds."""
+Debian's prometheus package; a missing one fails the test, it never skips), the metric names a
+PromQL expression or a scrape holds, and a series' value in a scrape."""
 
 from __future__ import annotations
 
@@ -93,3 +93,15 @@ def exported_names(exposition: str) -> set[str]:
         names.update(sample.name for sample in family.samples)
         names.update(family.name + suffix for suffix in _SUFFIXES.get(family.type, ("",)))
     return names
+
+
+def samples(exposition: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(exposition) for sample in family.samples
+    }
+
+
+def value(exposition: str, name: str, **labels: str) -> float:
+    """One series' value in a scrape, 0 when absent (a counter not yet counted)."""
+    return samples(exposition).get((name, frozenset(labels.items())), 0.0)
