@@ -1,9 +1,12 @@
-"""The embedded store: one SQLite file, one connection, used from one worker thread.
+"""The embedded store: one SQLite file, one connection per process, used from one worker thread.
 
 SQLite calls block, so they run on a single-thread executor: the event loop never waits on disk, and
 one thread owning the connection serialises writers without extra locks. WAL keeps readers from
 blocking on a writer; synchronous=NORMAL in WAL mode is durable across process crashes.
-This backend serves one edge node; several nodes share the Redis backend instead.
+This backend serves one edge node; several nodes share the Redis backend instead. The worker
+processes of one node (`edge serve --workers N`) share the file: opened `shared`, its leases live in
+a table (one poller per stream across the workers) and each worker's registry follows the changes
+the others made (see SqliteRegistry).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any, Callable, Iterable, TypeVar
 from broadcaster_registry.codec import from_doc, to_doc
 from broadcaster_registry.credentials import Credential
 from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy
-from broadcaster_registry.model import Broadcaster
+from broadcaster_registry.model import Broadcaster, Registration, Source, State
 from broadcaster_registry.storage import CARRIER_HINT_TTL_S, MemoryRegistryStore
 from edge.store.base import Page, StoredStates, StoreUnavailable
 from edge.store.leases import LocalLeases
@@ -70,6 +73,11 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     CREATE INDEX broadcaster_credentials_by_name ON broadcaster_credentials (name, created_at);
+    """,
+    """
+    CREATE TABLE leases (key TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);
+    CREATE TABLE registry_changes (id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);
+    INSERT INTO registry_changes (id, seq) VALUES (0, 0);
     """,
 )
 
@@ -201,61 +209,79 @@ class SqliteStreams:
 class SqliteRegistryRows:
     """Where SqliteRegistry persists each change of its in-memory registry: one row per broadcaster
     (its stored document) and one per carrier hint. Every method submits its statement to the
-    single SQLite thread before it awaits, so rows are written in the order the changes were made."""
+    single SQLite thread before it awaits, so rows are written in the order the changes were made.
+    `counted`: each change also moves `registry_changes` on, and `seen` is the count as of this
+    process's last read or write (other workers' changes are behind a higher count)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqliteDatabase, *, counted: bool = False) -> None:
         self.db = db
+        self.counted = counted
+        self.seen = 0
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], object]) -> None:
+        def _in_transaction() -> None:
+            conn = self.db.conn
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                fn(conn)
+                if self.counted:
+                    (seq,) = conn.execute(
+                        "UPDATE registry_changes SET seq = seq + 1 WHERE id = 0 RETURNING seq"
+                    ).fetchone()
+                    if seq == self.seen + 1:  # nobody else wrote since: memory is still the file
+                        self.seen = seq
+
+        await self.db.run(_in_transaction)
 
     async def save(self, b: Broadcaster, *, afresh: bool = False) -> None:
         doc = _dumps(to_doc(b))
 
-        def _save() -> None:
-            with self.db.conn:
-                self.db.conn.execute("BEGIN")
-                if afresh:
-                    self.db.conn.execute("DELETE FROM handouts WHERE name = ?", (b.name,))
-                self.db.conn.execute(
-                    "INSERT INTO broadcasters (name, doc) VALUES (?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
-                    (b.name, doc),
-                )
+        def _save(conn: sqlite3.Connection) -> None:
+            if afresh:
+                conn.execute("DELETE FROM handouts WHERE name = ?", (b.name,))
+            conn.execute(
+                "INSERT INTO broadcasters (name, doc) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                (b.name, doc),
+            )
 
-        await self.db.run(_save)
+        await self._write(_save)
 
     async def forget(self, names: Iterable[str]) -> None:
         rows = [(name,) for name in names]
 
-        def _forget() -> None:
-            with self.db.conn:
-                self.db.conn.execute("BEGIN")
-                self.db.conn.executemany("DELETE FROM broadcasters WHERE name = ?", rows)
-                self.db.conn.executemany("DELETE FROM handouts WHERE name = ?", rows)
+        def _forget(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM broadcasters WHERE name = ?", rows)
+            conn.executemany("DELETE FROM handouts WHERE name = ?", rows)
 
-        await self.db.run(_forget)
+        await self._write(_forget)
 
     async def save_hint(self, stream_id: str, name: str, at: float) -> None:
-        await self.db.run(
-            lambda: self.db.conn.execute(
-                "INSERT OR REPLACE INTO handouts (stream_id, name, at) VALUES (?, ?, ?)", (stream_id, name, at)
-            )
-        )
+        await self._write(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO handouts (stream_id, name, at) VALUES (?, ?, ?)", (stream_id, name, at)
+        ))
 
     async def drop_hints(self, stream_id: str, names: Iterable[str] | None = None) -> None:
         if names is None:
-            await self.db.run(
-                lambda: self.db.conn.execute("DELETE FROM handouts WHERE stream_id = ?", (stream_id,))
-            )
+            await self._write(lambda conn: conn.execute("DELETE FROM handouts WHERE stream_id = ?", (stream_id,)))
             return
         rows = [(stream_id, name) for name in names]
-        await self.db.run(
-            lambda: self.db.conn.executemany("DELETE FROM handouts WHERE stream_id = ? AND name = ?", rows)
+        await self._write(
+            lambda conn: conn.executemany("DELETE FROM handouts WHERE stream_id = ? AND name = ?", rows)
         )
 
 
 class SqliteRegistry(MemoryRegistryStore):
     """RegistryStore on SQLite: the shared in-memory registry (broadcaster_registry.storage), loaded
-    from the file at start and persisting every change to it. One node owns an SQLite file, so
-    memory is always what the file holds, and reads cost no disk I/O."""
+    from the file at start and persisting every change to it. One process alone on the file: memory
+    is always what the file holds, and reads cost no disk I/O.
+
+    `shared` (worker processes on one file): every write also counts in `registry_changes`, and every
+    call first reads that count, one row, reloading the registry when another worker changed it; so
+    a heartbeat that reached one worker is seen by all of them at their next call. A read-modify-write
+    (a heartbeat, a probe's outcome) is computed from the registry as of that check: two workers
+    writing one broadcaster at the same instant keep the last write, as the same broadcaster's two
+    heartbeats would on one node."""
 
     def __init__(
         self,
@@ -264,20 +290,81 @@ class SqliteRegistry(MemoryRegistryStore):
         liveness: LivenessPolicy = DEFAULT_LIVENESS,
         hint_ttl_s: float = CARRIER_HINT_TTL_S,
         clock: Callable[[], float] = time.time,
+        shared: bool = False,
     ) -> None:
-        super().__init__(liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock, rows=SqliteRegistryRows(db))
+        rows = SqliteRegistryRows(db, counted=shared)
+        super().__init__(liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock, rows=rows)
         self.db = db
+        self.shared = shared
+        self._rows = rows
 
     async def load(self) -> None:
-        def _load() -> tuple[list[tuple[str]], list[tuple[str, str, float]]]:
+        def _load() -> tuple[int, list[tuple[str]], list[tuple[str, str, float]]]:
             conn = self.db.conn
-            return (
-                conn.execute("SELECT doc FROM broadcasters").fetchall(),
-                conn.execute("SELECT stream_id, name, at FROM handouts").fetchall(),
-            )
+            with conn:  # one snapshot: the count and the rows it counts
+                conn.execute("BEGIN")
+                return (
+                    _registry_seq(conn),
+                    conn.execute("SELECT doc FROM broadcasters").fetchall(),
+                    conn.execute("SELECT stream_id, name, at FROM handouts").fetchall(),
+                )
 
-        docs, hints = await self.db.run(_load)
+        seq, docs, hints = await self.db.run(_load)
         self.replace_all((from_doc(json.loads(d[0])) for d in docs), hints)
+        self._rows.seen = seq
+
+    async def _follow(self) -> None:
+        """Reload if another worker changed the registry since this one last read or wrote it."""
+        if self.shared and await self.db.run(_registry_seq, self.db.conn) != self._rows.seen:
+            await self.load()
+
+    async def upsert(self, name: str, registration: Registration, now: float, source: Source = "self") -> Broadcaster:
+        await self._follow()
+        return await super().upsert(name, registration, now, source)
+
+    async def get(self, name: str) -> Broadcaster | None:
+        await self._follow()
+        return await super().get(name)
+
+    async def list_all(self) -> list[Broadcaster]:
+        await self._follow()
+        return await super().list_all()
+
+    async def set_state(self, name: str, state: State) -> Broadcaster | None:
+        await self._follow()
+        return await super().set_state(name, state)
+
+    async def delete(self, name: str) -> bool:
+        await self._follow()
+        return await super().delete(name)
+
+    async def record_probe(self, name: str, ok: bool, now: float, policy: LivenessPolicy) -> Broadcaster | None:
+        await self._follow()
+        return await super().record_probe(name, ok, now, policy)
+
+    async def record_fetch(self, name: str, ok: bool, now: float, policy: LivenessPolicy) -> Broadcaster | None:
+        await self._follow()
+        return await super().record_fetch(name, ok, now, policy)
+
+    async def note_carrier(self, stream_id: str, name: str, now: float) -> None:
+        await self._follow()
+        await super().note_carrier(stream_id, name, now)
+
+    async def carrying(self, stream_id: str) -> list[Broadcaster]:
+        await self._follow()
+        return await super().carrying(stream_id)
+
+    async def carrier_hints(self, stream_id: str) -> frozenset[str]:
+        await self._follow()
+        return await super().carrier_hints(stream_id)
+
+    async def forget_stream(self, stream_id: str) -> None:
+        await self._follow()
+        await super().forget_stream(stream_id)
+
+
+def _registry_seq(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT seq FROM registry_changes WHERE id = 0").fetchone()[0]
 
 
 class SqliteCredentials:
@@ -383,8 +470,40 @@ class SqlitePlaylists:
         await self.db.run(_delete)
 
 
+class SqliteLeases:
+    """Leases (edge.store.leases) in a table, for the worker processes sharing the file: one
+    statement takes, extends or refuses a lease, so it is atomic between processes. Deadlines are on
+    `clock`, wall-clock seconds: every process reads the same clock, and a deadline written before
+    a reboot is not in the future of the next boot's clock (a monotonic one would be)."""
+
+    def __init__(self, db: SqliteDatabase, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def acquire(self, key: str, owner: str, ttl_s: float) -> bool:
+        now = self.clock()
+        cursor = await self.db.run(lambda: self.db.conn.execute(
+            "INSERT INTO leases (key, owner, until) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+            "WHERE leases.owner = excluded.owner OR leases.until <= ?",
+            (key, owner, now + ttl_s, now),
+        ))
+        return cursor.rowcount == 1
+
+    async def release(self, key: str, owner: str) -> None:
+        await self.db.run(lambda: self.db.conn.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner)))
+
+    async def holder(self, key: str) -> str | None:
+        now = self.clock()
+        row = await self.db.run(
+            lambda: self.db.conn.execute("SELECT owner FROM leases WHERE key = ? AND until > ?", (key, now)).fetchone()
+        )
+        return row[0] if row else None
+
+
 class SqliteStore:
-    """Every repository on one SQLite file."""
+    """Every repository on one SQLite file. `shared`: several worker processes open it (see the
+    module's docstring); alone, leases are kept in memory."""
 
     def __init__(
         self,
@@ -393,16 +512,18 @@ class SqliteStore:
         liveness: LivenessPolicy = DEFAULT_LIVENESS,
         hint_ttl_s: float = CARRIER_HINT_TTL_S,
         clock: Callable[[], float] = time.time,
+        shared: bool = False,
+        lease_clock: Callable[[], float] = time.time,
     ) -> None:
         """`clock`: wall-clock seconds, the clock callers take the registry's `now` from
-        (broadcasters are forgotten and carrier hints lapse on it)."""
+        (broadcasters are forgotten and carrier hints lapse on it); `lease_clock`: the leases'."""
         self.db = SqliteDatabase(path)
         self.streams = SqliteStreams(self.db)
-        self.registry = SqliteRegistry(self.db, liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock)
+        self.registry = SqliteRegistry(self.db, liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock, shared=shared)
         self.credentials = SqliteCredentials(self.db)
         self.playlists = SqlitePlaylists(self.db)
-        self.leases = LocalLeases()
-        self.shared = False  # one node owns the file
+        self.leases: LocalLeases | SqliteLeases = SqliteLeases(self.db, lease_clock) if shared else LocalLeases()
+        self.shared = shared  # worker processes share the file: players must see the newest revision
 
     async def open(self) -> None:
         await self.db.open()
