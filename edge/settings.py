@@ -38,6 +38,10 @@ def _opt(default: Any, help: str, *, secret: bool = False) -> Any:
 class Settings:
     host: str = _opt("127.0.0.1", "Address to listen on (0.0.0.0 for every interface).")
     port: int = _opt(8080, "TCP port to listen on.")
+    workers: int = _opt(
+        0, "Worker processes serving the port, each restarted if it dies; 0: one per core. They share "
+        "the store (SQLite too): one poller per stream among them, the same playlists from each.",
+    )
     config: str = _opt("", "Path of a TOML config file whose keys are these option names.")
     data_dir: str = _opt("data", "Directory of the embedded store (SQLite) and generated credentials.")
     store: str = _opt(
@@ -203,6 +207,8 @@ class Settings:
     def _check(self) -> None:
         if not 0 < self.port < 65536:
             raise SettingsError(f"port: {self.port} is not a TCP port")
+        if self.workers < 0:
+            raise SettingsError("workers: must be 0 (one per core) or more")
         if self.max_body_bytes < 1024:
             raise SettingsError("max_body_bytes: must be at least 1024")
         if not 1 <= self.page_size <= 100:
@@ -273,6 +279,10 @@ class Settings:
     @property
     def shared_store(self) -> bool:
         return self.store.startswith(("redis://", "rediss://", "unix://"))
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     @property
     def data_path(self) -> Path:
