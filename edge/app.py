@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import random
 import uuid
 from typing import Any, AsyncIterator
@@ -183,6 +184,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
             # A bad broadcasters file stops the start-up here, naming the entry and the field.
             prober = await start_static_fleet(
                 settings, svc.store.registry, svc.liveness, lambda: svc.clock(), fetcher, svc.destinations,
+                leases=svc.store.leases, owner=svc.node_id,
             )
         except Exception:
             await fetcher.close()
@@ -199,6 +201,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
         log.info("edge ready", extra={"fields": {
             "store": svc.store.describe(),
             "city_database": svc.city_db.info.path if svc.city_db else None,
+            "node": svc.node_id, "pid": os.getpid(),  # which worker process is which node
         }})
         try:
             yield
