@@ -16,25 +16,12 @@ from pathlib import Path
 import httpx
 
 from devtools.playlist_rules import Seen, check_one, check_reload
-from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, LOOPBACK_FLEET_ENV, EdgeProcess, start_edge
+from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, EdgeProcess, start_edge
 from tests.fakes import FakeBroadcaster
-
-POLL = 0.2
-
+from tests.multinode.test_multinode import edge_env
 
 def env(workers: int) -> dict[str, str]:
-    return {
-        **LOOPBACK_FLEET_ENV,
-        "EDGE_WORKERS": str(workers),
-        "EDGE_API_KEYS": API_KEY,
-        "EDGE_ADMIN_TOKENS": ADMIN_TOKEN,
-        "EDGE_BROADCASTER_TOKENS": BROADCASTER_TOKEN,
-        "EDGE_POLL_INTERVAL": str(POLL),
-        "EDGE_LEASE_TTL": "1.0",
-        "EDGE_HOLE_WAIT": "1.0",
-        "EDGE_DISCOVERY_INTERVAL": "30",
-        "EDGE_ACCESS_LOG": "false",
-    }
+    return {**edge_env(), "EDGE_WORKERS": str(workers)}
 
 
 def worker_pids(edge: EdgeProcess) -> set[int]:
