@@ -105,10 +105,14 @@ def _owner_only(path: Path) -> None:
 class SqliteDatabase:
     """The connection, its thread and its schema; repositories run their SQL through `run`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, reader: bool = False) -> None:
+        """`reader`: also a read-only connection for the event loop's own one-row reads (see
+        SqlitePlaylists.revision)."""
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._wants_reader = reader
+        self.reader: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         await self.run(self._open)
@@ -124,6 +128,11 @@ class SqliteDatabase:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             conn.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
         self._conn = conn
+        if self._wants_reader:
+            reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            reader.execute("PRAGMA query_only=1")
+            reader.execute("PRAGMA busy_timeout=100")
+            self.reader = reader
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -140,9 +149,10 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            for conn in (self.reader, self._conn):
+                if conn is not None:
+                    conn.close()
+            self._conn = self.reader = None
 
         await self.run(_close)
         self._executor.shutdown(wait=True)
@@ -437,7 +447,19 @@ class SqlitePlaylists:
         return row[0] if row else 0
 
     async def revision(self, stream_id: str) -> int:
-        return await self.db.run(self._revision, stream_id)
+        reader = self.db.reader
+        if reader is None:
+            return await self.db.run(self._revision, stream_id)
+        # The follower's check on every player request (store.shared): one row by its key, read on
+        # the event loop itself. In WAL mode a reader never waits for a writer, so this costs a few
+        # microseconds where the hop to the SQLite thread and back costs tens.
+        try:
+            row = reader.execute(
+                "SELECT revision FROM playlist_revisions WHERE stream_id = ?", (stream_id,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite {self.db.path}: {exc}") from exc
+        return row[0] if row else 0
 
     async def save(self, stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:
         def _save() -> int | None:
@@ -517,7 +539,7 @@ class SqliteStore:
     ) -> None:
         """`clock`: wall-clock seconds, the clock callers take the registry's `now` from
         (broadcasters are forgotten and carrier hints lapse on it); `lease_clock`: the leases'."""
-        self.db = SqliteDatabase(path)
+        self.db = SqliteDatabase(path, reader=shared)
         self.streams = SqliteStreams(self.db)
         self.registry = SqliteRegistry(self.db, liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock, shared=shared)
         self.credentials = SqliteCredentials(self.db)
