@@ -76,6 +76,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     CREATE TABLE leases (key TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);
+    CREATE TABLE members (grp TEXT NOT NULL, member TEXT NOT NULL, until REAL NOT NULL, PRIMARY KEY (grp, member));
     CREATE TABLE registry_changes (id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);
     INSERT INTO registry_changes (id, seq) VALUES (0, 0);
     """,
@@ -521,6 +522,28 @@ class SqliteLeases:
             lambda: self.db.conn.execute("SELECT owner FROM leases WHERE key = ? AND until > ?", (key, now)).fetchone()
         )
         return row[0] if row else None
+
+    async def announce(self, group: str, member: str, ttl_s: float) -> frozenset[str]:
+        now = self.clock()
+
+        def _announce() -> frozenset[str]:
+            conn = self.db.conn
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT INTO members (grp, member, until) VALUES (?, ?, ?) "
+                    "ON CONFLICT (grp, member) DO UPDATE SET until = excluded.until",
+                    (group, member, now + ttl_s),
+                )
+                conn.execute("DELETE FROM members WHERE grp = ? AND until <= ?", (group, now))
+                return frozenset(r[0] for r in conn.execute("SELECT member FROM members WHERE grp = ?", (group,)))
+
+        return await self.db.run(_announce)
+
+    async def leave(self, group: str, member: str) -> None:
+        await self.db.run(
+            lambda: self.db.conn.execute("DELETE FROM members WHERE grp = ? AND member = ?", (group, member))
+        )
 
 
 class SqliteStore:

@@ -91,3 +91,19 @@ async def test_sqlite_leases_hold_between_the_workers_sharing_a_file(tmp_path: P
     finally:
         for worker in workers:
             await worker.close()
+
+
+async def test_membership_counts_announced_members_until_they_leave(leases: Leases) -> None:
+    assert await leases.announce("g", "a", 60) == {"a"}
+    assert await leases.announce("g", "b", 60) == {"a", "b"}
+    assert await leases.announce("other", "c", 60) == {"c"}  # groups are apart
+    assert await leases.announce("g", "a", 60) == {"a", "b"}  # announcing again: still once
+    await leases.leave("g", "a")
+    assert await leases.announce("g", "b", 60) == {"b"}
+    await leases.leave("g", "never-there")
+
+
+async def test_a_member_silent_past_its_ttl_is_no_longer_counted(leases: Leases) -> None:
+    assert await leases.announce("g", "short", 0.001) == {"short"}  # 1 ms
+    await asyncio.sleep(0.05)  # waiting longer never breaks this: it can only have lapsed
+    assert await leases.announce("g", "b", 60) == {"b"}
