@@ -25,6 +25,7 @@ from edge.broadcasters import routes as broadcaster_routes
 from edge.broadcasters.prober import start_static_fleet
 from edge.broadcasters.selection import Selector
 from edge.errors import EXCEPTION_HANDLERS, error_response
+from edge.fleet import Membership
 from edge.observability import AccessLog, Metrics, ObservabilityMiddleware, Recorder
 from edge.pages import routes as page_routes
 from edge.playlists import routes as playlist_routes
@@ -117,6 +118,8 @@ def build_services(settings: Settings) -> Services:
             recording_retention=settings.recording_retention,
         ),
         copier=svc.copier,
+        # Nodes (or workers) sharing a store share its streams evenly; alone, a node owns them all.
+        fleet=Membership(store.leases, svc.node_id, settings.fleet_interval) if store.shared else None,
     )
     svc.playlists = PlaylistService(feeds, settings.upstream_timeout)
     return svc

@@ -25,7 +25,7 @@ import enum
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 from edge.store.base import StoreUnavailable
 from edge.store.leases import Leases
@@ -119,11 +119,10 @@ class Membership:
     """This node's announcements and its view of the live nodes, refreshed every `interval` seconds
     in one background task; `live` is read by every feed without a store call."""
 
-    def __init__(self, leases: Leases, node: str, interval: float, clock: Callable[[], float]) -> None:
+    def __init__(self, leases: Leases, node: str, interval: float) -> None:
         self.leases = leases
         self.node = node
         self.interval = interval
-        self.clock = clock
         self.live: frozenset[str] = frozenset({node})
         self._task: asyncio.Task[None] | None = None
         self._failing = False

@@ -133,6 +133,11 @@ class Settings:
     lease_ttl: float = _opt(
         3.0, "Seconds a node's claim to poll a stream lasts unless renewed; another node takes over after it.",
     )
+    fleet_interval: float = _opt(
+        2.0, "Seconds between a node's announcements to the nodes sharing its store; streams are spread "
+        "over the live ones (a joining node takes its share within a few of these; a silent one is "
+        "counted out after 3 and its streams move).",
+    )
     idle_timeout: float = _opt(120.0, "Seconds without players or carriers after which a stream is no longer polled.")
     segment_mode: str = _opt(
         "direct", "Which URIs playlists give segments: direct (on the broadcasters), redirect (the edge's "
@@ -216,7 +221,7 @@ class Settings:
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
         for name in ("header_timeout", "probe_interval", "probe_timeout", "upstream_timeout", "poll_interval",
-                     "discovery_interval", "hole_wait", "idle_timeout", "lease_ttl",
+                     "discovery_interval", "hole_wait", "idle_timeout", "lease_ttl", "fleet_interval",
                      "mirror_wait", "segment_retention", "max_recording", "recording_retention"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name}: must be a positive number of seconds")
