@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass, field
 
 from hypothesis import given, settings, strategies as st
 
-from edge.fleet import GROUP, MISSED_ANNOUNCEMENTS, Seat, Step, decide, owner, take_turn
-from edge.store.leases import LocalLeases
+from devtools.fleet_sim import Fleet, Periods
+from edge.fleet import Step, decide, owner
 
 KEYS = [f"feed:stream-{i}" for i in range(3000)]
 node_names = st.lists(st.text("abcdef0123456789", min_size=4, max_size=12), min_size=1, max_size=8, unique=True)
@@ -68,50 +67,22 @@ def test_decide_table() -> None:
 
 # --- the protocol, simulated -----------------------------------------------------------------
 
-TICK = 0.1
-ROUND_TICKS = 2  # each node's round every 0.2 s (the poll interval)
-LEASE_TTL = 1.0
-INTERVAL_TICKS = 5  # membership announced every 0.5 s, forgotten after 1.5 s
-GRACE = 2 * ROUND_TICKS * TICK
+PERIODS = Periods(tick=0.1, round_ticks=2, interval_ticks=5, lease_ttl=1.0)
 STREAMS = [f"feed:s{i}" for i in range(12)]
-# A lease lapses LEASE_TTL after its dead holder's last renewal; the owner takes it at its next
-# round, or, while the others still count a dead owner live, whoever sees it free for GRACE.
-LONGEST_UNPOLLED = LEASE_TTL + GRACE + 3 * ROUND_TICKS * TICK
+# A lease lapses lease_ttl after its dead holder's last renewal; the owner takes it at its next
+# round, or, while the others still count a dead owner live, whoever sees it free for the grace.
+LONGEST_UNPOLLED = PERIODS.lease_ttl + PERIODS.grace + 3 * PERIODS.round_ticks * PERIODS.tick
 
 
-@dataclass
-class Node:
-    name: str
-    phase: int
-    interested: frozenset[str]  # the streams its players ask it for (it has feeds for these)
-    live: frozenset[str] = frozenset()
-    seats: dict[str, Seat] = field(default_factory=dict)
+class CheckedFleet(Fleet):
+    """After every step: never two pollers of a stream, never one wanted by a node unpolled long."""
 
-
-class Fleet:
     def __init__(self) -> None:
-        self.now = 1000.0
-        self.leases = LocalLeases(clock=lambda: self.now)
-        self.nodes: dict[str, Node] = {}
-        self.tick = 0
+        super().__init__(PERIODS)
         self.unpolled_since: dict[str, float] = {}
 
     async def step(self) -> None:
-        self.tick += 1
-        self.now += TICK
-        for node in list(self.nodes.values()):
-            if (self.tick + node.phase) % INTERVAL_TICKS == 0:
-                node.live = await self.leases.announce(GROUP, node.name, MISSED_ANNOUNCEMENTS * INTERVAL_TICKS * TICK)
-            if (self.tick + node.phase) % ROUND_TICKS == 0:
-                for key in node.interested:
-                    seat = node.seats.setdefault(key, Seat())
-                    await take_turn(self.leases, key, node.name, node.live, seat, self.now, LEASE_TTL, GRACE)
-        self.check()
-
-    def pollers(self, key: str) -> list[str]:
-        return [n.name for n in self.nodes.values() if key in n.seats and n.seats[key].holding]
-
-    def check(self) -> None:
+        await super().step()
         for key in STREAMS:
             pollers = self.pollers(key)
             assert len(pollers) <= 1, f"{key} polled by {pollers}"
@@ -121,22 +92,6 @@ class Fleet:
                 continue
             since = self.unpolled_since.setdefault(key, self.now)
             assert self.now - since <= LONGEST_UNPOLLED + 1e-9, f"{key} unpolled for {self.now - since:.1f} s"
-
-    async def join(self, name: str, phase: int, interested: frozenset[str]) -> None:
-        node = Node(name, phase, interested)
-        node.live = await self.leases.announce(GROUP, name, MISSED_ANNOUNCEMENTS * INTERVAL_TICKS * TICK)
-        self.nodes[name] = node
-
-    async def leave(self, name: str) -> None:
-        """A graceful stop: its feeds release their leases, it leaves the membership."""
-        node = self.nodes.pop(name)
-        for key, seat in node.seats.items():
-            if seat.holding:
-                await self.leases.release(key, name)
-        await self.leases.leave(GROUP, name)
-
-    def kill(self, name: str) -> None:
-        del self.nodes[name]  # no goodbye: its leases and its announcement lapse
 
 
 events = st.lists(
@@ -150,7 +105,7 @@ events = st.lists(
 @given(events)
 def test_never_two_pollers_never_unpolled_for_long_and_settling_on_the_owners(script: list) -> None:
     async def run() -> None:
-        fleet = Fleet()
+        fleet = CheckedFleet()
         await fleet.join("n0", 0, frozenset(STREAMS))
         names = iter(f"n{i}" for i in range(1, 100))
         for wait, action, which, phase, partial in script:
@@ -163,9 +118,12 @@ def test_never_two_pollers_never_unpolled_for_long_and_settling_on_the_owners(sc
                 await fleet.join(next(names), phase, interested)
             elif len(alive) > 1:
                 victim = alive[which % len(alive)]
-                await (fleet.leave(victim) if action == "leave" else asyncio.sleep(0, fleet.kill(victim)))
+                if action == "leave":
+                    await fleet.leave(victim)
+                else:
+                    fleet.kill(victim)
         # Quiet: memberships settle, dead leases lapse, owners ask and get their streams.
-        for _ in range(int((MISSED_ANNOUNCEMENTS * INTERVAL_TICKS * TICK + 2 * LEASE_TTL) / TICK) + 10):
+        for _ in range(int((PERIODS.membership_ttl + 2 * PERIODS.lease_ttl) / PERIODS.tick) + 10):
             await fleet.step()
         alive = sorted(fleet.nodes)
         for key in STREAMS:
