@@ -158,6 +158,18 @@ async def test_two_workers_serve_one_numbering_with_one_poller_and_survive_a_kil
                 await asyncio.sleep(0.25)
 
         feeder = asyncio.create_task(ingest())
+
+        # A blocking reload (LL-HLS _HLS_msn) at the worker that does not poll wakes when the
+        # poller publishes the segment it waits for.
+        follower = next(p for node, p in pinned.items() if node != lease_holder(tmp_path / "two", sid))
+        now = Seen.of((await follower.http.get(path)).text)
+        wanted = now.msn + len(now.segments)  # the next one, not yet published
+        blocked = await follower.http.get(f"{path}?_HLS_msn={wanted}", timeout=15)
+        assert blocked.status_code == 200, blocked.text
+        answer = Seen.of(blocked.text)
+        assert answer.msn + len(answer.segments) > wanted
+        assert await follower.ask_node() != lease_holder(tmp_path / "two", sid)  # answered by the follower
+
         seen: list[Seen] = []
         answered_by: set[str] = set()
         killed = None
