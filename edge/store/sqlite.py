@@ -77,8 +77,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE leases (key TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);
     CREATE TABLE members (grp TEXT NOT NULL, member TEXT NOT NULL, until REAL NOT NULL, PRIMARY KEY (grp, member));
-    CREATE TABLE registry_changes (id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);
-    INSERT INTO registry_changes (id, seq) VALUES (0, 0);
+    CREATE TABLE registry_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, stream_id TEXT);
     """,
 )
 
@@ -217,30 +216,42 @@ class SqliteStreams:
         return cursor.rowcount > 0
 
 
+# One entry per change in `registry_log`: a broadcaster's name (its document and all its hints) or
+# a stream id (all its hints). Workers read the entries past the last one they applied; the oldest
+# are trimmed, and a worker that fell behind the trimmed ones reloads the whole registry.
+LOG_KEPT = 10_000
+LOG_TRIM_EVERY = 1_000
+
+
 class SqliteRegistryRows:
     """Where SqliteRegistry persists each change of its in-memory registry: one row per broadcaster
     (its stored document) and one per carrier hint. Every method submits its statement to the
     single SQLite thread before it awaits, so rows are written in the order the changes were made.
-    `counted`: each change also moves `registry_changes` on, and `seen` is the count as of this
-    process's last read or write (other workers' changes are behind a higher count)."""
+    `logged`: each change is also entered in `registry_log`, and `seen` is the last entry this
+    process's memory reflects (other workers' changes are behind later entries)."""
 
-    def __init__(self, db: SqliteDatabase, *, counted: bool = False) -> None:
+    def __init__(self, db: SqliteDatabase, *, logged: bool = False) -> None:
         self.db = db
-        self.counted = counted
+        self.logged = logged
         self.seen = 0
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], object]) -> None:
+    async def _write(self, fn: Callable[[sqlite3.Connection], object], names: Iterable[str] = (),
+                     streams: Iterable[str] = ()) -> None:
+        entries = [(name, None) for name in names] + [(None, stream_id) for stream_id in streams]
+
         def _in_transaction() -> None:
             conn = self.db.conn
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 fn(conn)
-                if self.counted:
-                    (seq,) = conn.execute(
-                        "UPDATE registry_changes SET seq = seq + 1 WHERE id = 0 RETURNING seq"
-                    ).fetchone()
-                    if seq == self.seen + 1:  # nobody else wrote since: memory is still the file
-                        self.seen = seq
+                if self.logged and entries:
+                    before = conn.execute("SELECT coalesce(max(seq), 0) FROM registry_log").fetchone()[0]
+                    conn.executemany("INSERT INTO registry_log (name, stream_id) VALUES (?, ?)", entries)
+                    last = before + len(entries)
+                    if before == self.seen:  # nobody else wrote since: memory is still the file
+                        self.seen = last
+                    if last // LOG_TRIM_EVERY != before // LOG_TRIM_EVERY:
+                        conn.execute("DELETE FROM registry_log WHERE seq <= ?", (last - LOG_KEPT,))
 
         await self.db.run(_in_transaction)
 
@@ -256,7 +267,7 @@ class SqliteRegistryRows:
                 (b.name, doc),
             )
 
-        await self._write(_save)
+        await self._write(_save, names=[b.name])
 
     async def forget(self, names: Iterable[str]) -> None:
         rows = [(name,) for name in names]
@@ -265,20 +276,22 @@ class SqliteRegistryRows:
             conn.executemany("DELETE FROM broadcasters WHERE name = ?", rows)
             conn.executemany("DELETE FROM handouts WHERE name = ?", rows)
 
-        await self._write(_forget)
+        await self._write(_forget, names=[name for (name,) in rows])
 
     async def save_hint(self, stream_id: str, name: str, at: float) -> None:
         await self._write(lambda conn: conn.execute(
             "INSERT OR REPLACE INTO handouts (stream_id, name, at) VALUES (?, ?, ?)", (stream_id, name, at)
-        ))
+        ), streams=[stream_id])
 
     async def drop_hints(self, stream_id: str, names: Iterable[str] | None = None) -> None:
         if names is None:
-            await self._write(lambda conn: conn.execute("DELETE FROM handouts WHERE stream_id = ?", (stream_id,)))
+            await self._write(lambda conn: conn.execute("DELETE FROM handouts WHERE stream_id = ?", (stream_id,)),
+                              streams=[stream_id])
             return
         rows = [(stream_id, name) for name in names]
         await self._write(
-            lambda conn: conn.executemany("DELETE FROM handouts WHERE stream_id = ? AND name = ?", rows)
+            lambda conn: conn.executemany("DELETE FROM handouts WHERE stream_id = ? AND name = ?", rows),
+            streams=[stream_id],
         )
 
 
@@ -287,9 +300,10 @@ class SqliteRegistry(MemoryRegistryStore):
     from the file at start and persisting every change to it. One process alone on the file: memory
     is always what the file holds, and reads cost no disk I/O.
 
-    `shared` (worker processes on one file): every write also counts in `registry_changes`, and every
-    call first reads that count, one row, reloading the registry when another worker changed it; so
-    a heartbeat that reached one worker is seen by all of them at their next call. A read-modify-write
+    `shared` (worker processes on one file): every write is also entered in `registry_log`, and
+    every call first reads the entries past the last one this worker applied (usually none: one
+    index lookup) and reloads just the names and streams they name; so a heartbeat that reached one
+    worker is seen by all of them at their next call. A read-modify-write
     (a heartbeat, a probe's outcome) is computed from the registry as of that check: two workers
     writing one broadcaster at the same instant keep the last write, as the same broadcaster's two
     heartbeats would on one node."""
@@ -303,7 +317,7 @@ class SqliteRegistry(MemoryRegistryStore):
         clock: Callable[[], float] = time.time,
         shared: bool = False,
     ) -> None:
-        rows = SqliteRegistryRows(db, counted=shared)
+        rows = SqliteRegistryRows(db, logged=shared)
         super().__init__(liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock, rows=rows)
         self.db = db
         self.shared = shared
@@ -312,10 +326,10 @@ class SqliteRegistry(MemoryRegistryStore):
     async def load(self) -> None:
         def _load() -> tuple[int, list[tuple[str]], list[tuple[str, str, float]]]:
             conn = self.db.conn
-            with conn:  # one snapshot: the count and the rows it counts
+            with conn:  # one snapshot: the last log entry and the rows as of it
                 conn.execute("BEGIN")
                 return (
-                    _registry_seq(conn),
+                    _last_entry(conn),
                     conn.execute("SELECT doc FROM broadcasters").fetchall(),
                     conn.execute("SELECT stream_id, name, at FROM handouts").fetchall(),
                 )
@@ -325,9 +339,48 @@ class SqliteRegistry(MemoryRegistryStore):
         self._rows.seen = seq
 
     async def _follow(self) -> None:
-        """Reload if another worker changed the registry since this one last read or wrote it."""
-        if self.shared and await self.db.run(_registry_seq, self.db.conn) != self._rows.seen:
+        """Apply what other workers changed since this one last read or wrote the registry."""
+        if not self.shared:
+            return
+        seen = self._rows.seen
+
+        def _changes() -> tuple[int, bool, dict[str, str | None], list[tuple[str, str, float]], dict[str, dict[str, float]]]:
+            conn = self.db.conn
+            with conn:  # one snapshot: the entries and the rows as of the last one
+                conn.execute("BEGIN")
+                entries = conn.execute(
+                    "SELECT seq, name, stream_id FROM registry_log WHERE seq > ? ORDER BY seq", (seen,)
+                ).fetchall()
+                if not entries:
+                    return seen, False, {}, [], {}
+                trimmed = entries[0][0] != seen + 1 and seen < _first_entry(conn)
+                names = sorted({name for _, name, _ in entries if name is not None})
+                streams = sorted({stream_id for _, _, stream_id in entries if stream_id is not None})
+                docs: dict[str, str | None] = dict.fromkeys(names)
+                their_hints: list[tuple[str, str, float]] = []
+                stream_hints: dict[str, dict[str, float]] = {s: {} for s in streams}
+                for chunk in _chunks(names):
+                    marks = ",".join("?" * len(chunk))
+                    docs.update(conn.execute(f"SELECT name, doc FROM broadcasters WHERE name IN ({marks})", chunk))
+                    their_hints += conn.execute(
+                        f"SELECT stream_id, name, at FROM handouts WHERE name IN ({marks})", chunk).fetchall()
+                for chunk in _chunks(streams):
+                    marks = ",".join("?" * len(chunk))
+                    for stream_id, name, at in conn.execute(
+                        f"SELECT stream_id, name, at FROM handouts WHERE stream_id IN ({marks})", chunk
+                    ):
+                        stream_hints[stream_id][name] = at
+                return entries[-1][0], trimmed, docs, their_hints, stream_hints
+
+        last, trimmed, docs, their_hints, stream_hints = await self.db.run(_changes)
+        if trimmed:  # fell behind the trimmed entries: start over from the file
             await self.load()
+            return
+        if last == seen or self._rows.seen != seen:  # nothing new, or a write of ours moved on meanwhile
+            return
+        broadcasters = {name: from_doc(json.loads(doc)) if doc is not None else None for name, doc in docs.items()}
+        self.replace_some(broadcasters, their_hints, stream_hints)
+        self._rows.seen = last
 
     async def upsert(self, name: str, registration: Registration, now: float, source: Source = "self") -> Broadcaster:
         await self._follow()
@@ -374,8 +427,17 @@ class SqliteRegistry(MemoryRegistryStore):
         await super().forget_stream(stream_id)
 
 
-def _registry_seq(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT seq FROM registry_changes WHERE id = 0").fetchone()[0]
+def _last_entry(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT coalesce(max(seq), 0) FROM registry_log").fetchone()[0]
+
+
+def _first_entry(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT coalesce(min(seq), 0) FROM registry_log").fetchone()[0]
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
+    """Below SQLite's limit of bound parameters in one statement."""
+    return (values[i:i + size] for i in range(0, len(values), size))
 
 
 class SqliteCredentials:
