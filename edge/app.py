@@ -11,6 +11,7 @@ import random
 import uuid
 from typing import Any, AsyncIterator
 
+from prometheus_client import Gauge
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -84,6 +85,9 @@ def build_services(settings: Settings) -> Services:
         guard=guard,
         node_id=uuid.uuid4().hex[:12],
     )
+    # Which process a scrape reached: with `edge serve --workers`, each worker has its own /metrics.
+    Gauge("edge_node_info", "This process (1): its node id among those sharing the store, and its pid.",
+          ["node", "pid"], registry=metrics.registry).labels(svc.node_id, str(os.getpid())).set(1)
     fetcher = UpstreamFetcher(
         settings.upstream_timeout, settings.upstream_max_bytes, UpstreamMetrics(metrics.registry), guard,
     )
