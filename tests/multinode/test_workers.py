@@ -9,7 +9,10 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -218,3 +221,19 @@ async def test_two_workers_serve_one_numbering_with_one_poller_and_survive_a_kil
         await fake.stop()
         for e in edges:
             e.stop()
+
+
+def test_workers_that_cannot_have_the_port_stop_the_start_with_status_3(tmp_path: Path) -> None:
+    """Another program listens on the port (without SO_REUSEPORT): the supervisor says so and exits
+    3 at once, rather than forking workers that die one after another."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+        done = subprocess.run(
+            [sys.executable, "-m", "edge", "serve", "--port", str(port), "--workers", "2"],
+            cwd=tmp_path, env={**environment, **env(2)}, capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 3, done.stderr
+    assert "Address already in use" in done.stderr
