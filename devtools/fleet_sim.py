@@ -13,7 +13,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
-from edge.fleet import GROUP, MISSED_ANNOUNCEMENTS, Seat, owner, take_turn
+from edge.fleet import GRACE_ROUNDS, GROUP, MISSED_ANNOUNCEMENTS, Seat, owner, take_turn
 from edge.settings import Settings
 from edge.store.leases import LocalLeases
 
@@ -35,7 +35,7 @@ class Periods:
 
     @property
     def grace(self) -> float:
-        return 2 * self.round_ticks * self.tick  # edge.playlists.feed.GRACE_ROUNDS polls
+        return GRACE_ROUNDS * self.round_ticks * self.tick
 
     @property
     def membership_ttl(self) -> float:

@@ -35,6 +35,9 @@ log = logging.getLogger("edge.fleet")
 
 GROUP = "edge-nodes"
 MISSED_ANNOUNCEMENTS = 3  # a node is forgotten after this many announcement periods of silence
+# A lease left free this many polls by its owner (no player asks that node for the stream) is
+# taken by another node with players: one poll is the owner's first chance.
+GRACE_ROUNDS = 2
 
 
 def _weight(node: str, key: str) -> bytes:

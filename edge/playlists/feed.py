@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from broadcaster_registry.liveness import LivenessPolicy, is_serving
 from broadcaster_registry.model import Broadcaster
-from edge.fleet import Membership, Seat, take_turn, want_key
+from edge.fleet import GRACE_ROUNDS, Membership, Seat, take_turn, want_key
 from edge.tasks import cancel
 from edge.playlists.codec import dump_state, load_state
 from edge.playlists.layout import Layout
@@ -122,9 +122,6 @@ class FeedContext:
 # Past this many segments, rendering and serialising take milliseconds: done in a thread so that the
 # event loop keeps answering players meanwhile (zlib releases the GIL; the rest shares it fairly).
 LARGE_WINDOW = 300
-# A lease left free this many polls by its owner (no player asks that node for the stream) is
-# taken by another node with players: one poll is the owner's first chance.
-GRACE_ROUNDS = 2
 
 
 async def _off_loop_if_large(states: Iterable[PublishedState], work: Callable[[], T]) -> T:
