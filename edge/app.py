@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import random
 import uuid
 from typing import Any, AsyncIterator
 
+from prometheus_client import Gauge
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -24,6 +26,7 @@ from edge.broadcasters import routes as broadcaster_routes
 from edge.broadcasters.prober import start_static_fleet
 from edge.broadcasters.selection import Selector
 from edge.errors import EXCEPTION_HANDLERS, error_response
+from edge.fleet import Membership
 from edge.observability import AccessLog, Metrics, ObservabilityMiddleware, Recorder
 from edge.pages import routes as page_routes
 from edge.playlists import routes as playlist_routes
@@ -83,6 +86,9 @@ def build_services(settings: Settings) -> Services:
         guard=guard,
         node_id=uuid.uuid4().hex[:12],
     )
+    # Which process a scrape reached: with `edge serve --workers`, each worker has its own /metrics.
+    Gauge("edge_node_info", "This process (1): its node id among those sharing the store, and its pid.",
+          ["node", "pid"], registry=metrics.registry).labels(svc.node_id, str(os.getpid())).set(1)
     fetcher = UpstreamFetcher(
         settings.upstream_timeout, settings.upstream_max_bytes, UpstreamMetrics(metrics.registry), guard,
     )
@@ -117,6 +123,8 @@ def build_services(settings: Settings) -> Services:
             recording_retention=settings.recording_retention,
         ),
         copier=svc.copier,
+        # Nodes (or workers) sharing a store share its streams evenly; alone, a node owns them all.
+        fleet=Membership(store.leases, svc.node_id, settings.fleet_interval) if store.shared else None,
     )
     svc.playlists = PlaylistService(feeds, settings.upstream_timeout)
     svc.health = HealthGauges(metrics.registry)
@@ -185,6 +193,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
             # A bad broadcasters file stops the start-up here, naming the entry and the field.
             prober = await start_static_fleet(
                 settings, svc.store.registry, svc.liveness, lambda: svc.clock(), fetcher, svc.destinations,
+                leases=svc.store.leases, owner=svc.node_id,
             )
         except Exception:
             await fetcher.close()
@@ -201,6 +210,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
         log.info("edge ready", extra={"fields": {
             "store": svc.store.describe(),
             "city_database": svc.city_db.info.path if svc.city_db else None,
+            "node": svc.node_id, "pid": os.getpid(),  # which worker process is which node
         }})
         try:
             yield

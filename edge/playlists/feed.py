@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from broadcaster_registry.liveness import LivenessPolicy, is_ejected, is_serving
 from broadcaster_registry.model import Broadcaster
+from edge.fleet import GRACE_ROUNDS, Membership, Seat, take_turn, want_key
 from edge.tasks import cancel
 from edge.playlists.codec import dump_state, load_state
 from edge.playlists.layout import Layout
@@ -127,6 +128,7 @@ class FeedContext:
     tiebreak_key: bytes = b""  # secret of the deployment: orders equally trusted carriers
     segments: SegmentDefaults = SegmentDefaults()  # segment modes, recordings
     copier: Copier | None = None  # fills the segment store (mirror mode, recordings)
+    fleet: Membership | None = None  # the nodes sharing the store; None: take leases as they come
 
 
 # Past this many segments, rendering and serialising take milliseconds: done in a thread so that the
@@ -158,6 +160,7 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self._errors_logged: set[str] = set()
         self._lease_until = float("-inf")  # on ctx.clock: until when our lease surely holds
+        self._seat = Seat()  # what this node knows of the lease between rounds (edge.fleet)
         # This node held the lease when the shared store became unreachable: nobody can publish
         # until it is back, so its states are the newest. Cleared once the store answers again.
         self.published_last = False
@@ -226,11 +229,14 @@ class Feed:
         return f"feed:{self.stream.id}"
 
     async def _resign(self) -> None:
-        if self.leader:
+        seat, self._seat = self._seat, Seat()
+        if self.leader or seat.asking:
             self.leader = False
             self._lease_until = float("-inf")
             try:
                 await self.ctx.store.leases.release(self.lease_key, self.ctx.node_id)
+                if seat.asking:
+                    await self.ctx.store.leases.release(want_key(self.lease_key), self.ctx.node_id)
             except Exception:  # the lease expires by itself
                 log.warning("feed %s: could not release its lease", self.stream.id)
 
@@ -407,7 +413,11 @@ class Feed:
         ctx = self.ctx
         was_leader, held = self.publishes_alone, self.leader
         try:
-            self.leader = await ctx.store.leases.acquire(self.lease_key, ctx.node_id, ctx.lease_ttl)
+            if ctx.fleet is None:
+                self.leader = await ctx.store.leases.acquire(self.lease_key, ctx.node_id, ctx.lease_ttl)
+            else:  # the stream's owner among the live nodes polls it (edge.fleet)
+                self.leader = await take_turn(ctx.store.leases, self.lease_key, ctx.node_id, ctx.fleet.live,
+                                              self._seat, now, ctx.lease_ttl, GRACE_ROUNDS * ctx.poll_interval)
         except StoreUnavailable:
             # The store may come back without our lease (a restarted Redis): until it is renewed,
             # players here are answered only after checking what the store holds.

@@ -34,7 +34,8 @@ Key layout, every key under the prefix (P, default "edge:"):
     P credential:<id>      hash    version, name, salt, digest, created of a broadcaster credential
     P credentials:<name>   zset    credential id -> created, the ones bound to <name>
     P playlist:<stream>    hash    rendition -> published state (opaque bytes)
-    P lease:<key>          string  owner; PX ttl
+    P lease:<key>          string  owner; PX ttl (also want:<key>, the owner asking for it)
+    P members:<group>      zset    live member -> deadline (ms, Redis clock): the fleet's nodes
 
 The scripts build key names from the prefix, so this needs one Redis (or a primary with replicas
 and Sentinel), not Redis Cluster.
@@ -769,6 +770,15 @@ _LEASE_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 """
 
+# Membership on Redis's clock: count the member until now + ttl, drop the lapsed, list the rest.
+_ANNOUNCE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
 
 class RedisLeases:
     """edge.store.leases.Leases across the fleet: the lease is a key holding its owner, expiring
@@ -778,6 +788,7 @@ class RedisLeases:
         self.db = db
         self._acquire = db.script(_LEASE_ACQUIRE)
         self._release = db.script(_LEASE_RELEASE)
+        self._announce = db.script(_ANNOUNCE)
 
     @_unavailable_as_store_error
     async def acquire(self, key: str, owner: str, ttl_s: float) -> bool:
@@ -792,6 +803,16 @@ class RedisLeases:
     async def holder(self, key: str) -> str | None:
         raw = await self.db.client.get(self.db.key("lease", key))
         return _text(raw) if raw is not None else None
+
+    @_unavailable_as_store_error
+    async def announce(self, group: str, member: str, ttl_s: float) -> frozenset[str]:
+        ttl_ms = max(1, round(ttl_s * 1000))
+        members = await self._announce(keys=[self.db.key("members", group)], args=[member, ttl_ms])
+        return frozenset(_text(m) for m in members)
+
+    @_unavailable_as_store_error
+    async def leave(self, group: str, member: str) -> None:
+        await self.db.client.zrem(self.db.key("members", group), member)
 
 
 # --- the store ---
