@@ -104,8 +104,8 @@ class Prober:
             if attempts >= MAX_ATTEMPTS or now - last < RETRY_AFTER_S:
                 continue
             chosen = candidates(rendition, state, offers)
-            if not chosen:
-                continue
+            if len(chosen) < PROBE_SEGMENTS:
+                continue  # a few seconds more: one segment's bit rate is a poor peak
             self._attempts[rendition] = (attempts + 1, now)
             task = asyncio.create_task(self._probe(stream.id, rendition, chosen), name=f"probe-{stream.id}-{rendition}")
             self._tasks[rendition] = task
