@@ -61,11 +61,12 @@ class Browser:
             await asyncio.sleep(0.1)
         self._ws = await self._session.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0)
 
-    async def evaluate(self, expression: str) -> Any:
+    async def evaluate(self, expression: str, await_promise: bool = False) -> Any:
+        """The value of `expression` in the page; with `await_promise`, of the promise it returns."""
         assert self._ws is not None
         message_id = next(self._ids)
-        await self._ws.send_json({"id": message_id, "method": "Runtime.evaluate",
-                                  "params": {"expression": expression, "returnByValue": True}})
+        await self._ws.send_json({"id": message_id, "method": "Runtime.evaluate", "params": {
+            "expression": expression, "returnByValue": True, "awaitPromise": await_promise}})
         async for message in self._ws:
             data = json.loads(message.data)
             if data.get("id") == message_id:

@@ -52,6 +52,17 @@ def _measured(declared: Rendition, media: RenditionMedia | None, estimated: bool
                    average_bandwidth=media.average_bandwidth)
 
 
+# How long players and CDNs may keep a master playlist: the ladder never changes, but what the
+# renditions carry is learnt from their first segments, so until every one is known the master is
+# kept briefly, and players and CDNs that ask after the probe get CODECS.
+MAX_AGE_S = 60
+MAX_AGE_UNPROBED_S = 2
+
+
+def max_age(stream: Stream) -> int:
+    return MAX_AGE_S if all(stream.media_of(r) is not None for r in stream.rendition_names) else MAX_AGE_UNPROBED_S
+
+
 def master_playlist(stream: Stream) -> tuple[bytes, str]:
     """(body, ETag) of the stream's master playlist (cached by the route, per stream value)."""
     body = render_master(stream.id, renditions(stream))

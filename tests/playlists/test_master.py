@@ -9,7 +9,7 @@ import m3u8
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.playlists.master import master_playlist, renditions
+from edge.playlists.master import MAX_AGE_S, MAX_AGE_UNPROBED_S, master_playlist, max_age, renditions
 from edge.streams.model import RenditionMedia, SourceInfo, Stream, Profile
 
 STREAM_ID = "00000000-0000-4000-8000-000000000001"
@@ -111,3 +111,9 @@ def test_every_probed_combination_renders_a_strictly_valid_master(found: list[Re
         assert (variant.get("CODECS") is not None) == (known is not None)
         if known is not None:
             assert variant["CODECS"] == '"' + ",".join(known.codecs) + '"'
+
+
+def test_the_master_is_kept_briefly_until_every_rendition_is_probed() -> None:
+    assert max_age(STREAM) == MAX_AGE_UNPROBED_S
+    assert max_age(STREAM.with_media(RenditionMedia("source", ("avc1.64001f",)))) == MAX_AGE_UNPROBED_S
+    assert max_age(probed(STREAM)) == MAX_AGE_S
