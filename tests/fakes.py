@@ -86,7 +86,8 @@ class FakeBroadcaster:
         bodies = self.rendition_media.get(key[1], self.media)
         if n not in self.segments.get(key, []) or n not in bodies:
             return web.Response(status=404, text="no such segment")
-        return web.Response(body=bodies[n], content_type="video/mp2t")
+        # As go-livepeer does: players in browsers fetch segments from the broadcasters themselves.
+        return web.Response(body=bodies[n], content_type="video/mp2t", headers={"Access-Control-Allow-Origin": "*"})
 
     async def _playlist(self, request: web.Request) -> web.StreamResponse:
         key = (request.match_info["stream"], request.match_info["rendition"])

@@ -1,7 +1,8 @@
 """Players choosing variants by the CODECS the edge probed: real segments (H.264 + AAC, H.264 + AC-3,
-HEVC) on a loopback broadcaster, the edge's master playlist, and hls.js in headless Chromium, which
-keeps only the variants whose every codec MediaSource supports. Without CODECS (before probing) it
-keeps them all and finds out only when it tries to play one."""
+HEVC + AAC) on a loopback broadcaster, the edge's master playlist, and two players in headless
+Chromium, hls.js 1.7 and Shaka Player 5.2 (with mux.js, its MPEG-TS transmuxer), each of which keeps
+only the variants it can play by their CODECS. Without CODECS (before probing) both keep them all
+and find out only when they try to play one."""
 
 from __future__ import annotations
 
@@ -47,13 +48,41 @@ LEVELS = """new Promise((resolve) => {
 })"""
 
 
+SHAKA = """(async () => {
+  shaka.polyfill.installAll();
+  const video = document.createElement("video");
+  video.muted = true;
+  document.body.appendChild(video);
+  const player = new shaka.Player();
+  await player.attach(video);
+  try {
+    await player.load(%s);
+    return JSON.stringify(player.getVariantTracks().map((t) => t.codecs));
+  } finally {
+    await player.destroy();
+    video.remove();
+  }
+})()"""
+NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
+
+
 async def hlsjs_levels(browser: Browser, master: str) -> list[str | None]:
+    """The CODECS of the variants hls.js keeps."""
     result = json.loads(await browser.evaluate(LEVELS % json.dumps(master), await_promise=True))
     assert isinstance(result, list), result
     return result
 
 
-async def test_hlsjs_keeps_only_the_variants_whose_probed_codecs_it_can_play(tmp_path: Path) -> None:
+async def shaka_variants(browser: Browser, master: str) -> list[str]:
+    """The codecs of the variants Shaka keeps (its guess where the master names none)."""
+    if not await browser.evaluate("typeof shaka !== 'undefined'"):
+        for script in ("mux.js/dist/mux.min.js", "shaka-player/dist/shaka-player.compiled.js"):
+            await browser.evaluate((NODE_MODULES / script).read_text())
+    codecs = json.loads(await browser.evaluate(SHAKA % json.dumps(master), await_promise=True))
+    return [c.replace(" ", "") for c in codecs]
+
+
+async def test_players_keep_only_the_variants_whose_probed_codecs_they_can_play(tmp_path: Path) -> None:
     media = {name: encode(tmp_path / name, size, codecs) for name, (size, codecs) in RENDITIONS.items()}
     async with asynccontextmanager(open_edge)(tmp_path / "edge") as edge:
         fake = await edge.add_broadcaster("a")
@@ -69,11 +98,17 @@ async def test_hlsjs_keeps_only_the_variants_whose_probed_codecs_it_can_play(tmp
                         break
                     await asyncio.sleep(0.05)
                 master = f"{url}/stream/{sid}.m3u8"
+                for name in RENDITIONS:  # two segments: playable, too few to probe
+                    fake.add(sid, name, 0, 1)
+                await edge.playlist(sid)
+                feed = edge.svc.playlists.feeds[sid]
+                await edge.wait_for(lambda: all(len(s.segments) == 2 for s in feed.states.values()) and len(feed.states) == 3)
                 assert await hlsjs_levels(browser, master) == [None, None, None]  # not probed: all kept
+                guessed = await shaka_variants(browser, master)
+                assert len(guessed) == 3 and all(c.startswith("avc1.") for c in guessed), guessed  # a guess for all
 
                 for name in RENDITIONS:
                     fake.add(sid, name, *range(SEGMENTS))
-                await edge.playlist(sid)
                 async with httpx.AsyncClient() as http:
                     for _ in range(200):
                         text = (await http.get(master)).text
@@ -92,5 +127,7 @@ async def test_hlsjs_keeps_only_the_variants_whose_probed_codecs_it_can_play(tmp
                 kept = await hlsjs_levels(browser, master + "?probed")  # not the copy the browser cached
                 assert kept == [c for c, ok in zip(announced, supported) if ok]
                 assert announced[0] in kept and len(kept) < len(announced), (announced, supported)
+                # Shaka: its transmuxer (mux.js) takes H.264 and AAC only, so exactly the first.
+                assert await shaka_variants(browser, master + "?probed") == [announced[0]]
             finally:
                 await browser.close()
