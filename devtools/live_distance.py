@@ -40,6 +40,7 @@ from devtools.processes import free_port
 EXTINF = re.compile(r"#EXTINF:([0-9.]+),\s*\n(\S+)")
 NUMBER = re.compile(r"/([0-9]+)\.ts(?:\?|$)")
 OPENING = re.compile(r"Opening '([^']+\.ts[^']*)' for reading")
+JOIN_AFTER_S = 10.0  # seconds of media listed before the players start
 SETTLE_S = 6.0  # hls.js samples before this many seconds of playing are its start-up, not its hold
 
 
@@ -136,6 +137,10 @@ async def measure(target: int, seconds: float, work: Path) -> Run:
             watch = PlaylistWatch(f"{base}/source.m3u8")
             watcher = asyncio.create_task(watch.run(http))
             try:
+                # Players join a running stream: once the playlist holds more than the longest
+                # hold-back compared (3 x 3 s), so that none starts early for want of media.
+                while sum(d for _, d in watch.segments) < JOIN_AFTER_S:
+                    await asyncio.sleep(0.2)
                 until = time.monotonic() + seconds
                 await asyncio.gather(
                     follow_ffmpeg(f"{base}/source.m3u8", watch, run, work, until),
