@@ -12,7 +12,7 @@ what it chose for 2 s segments before) and plays the source rendition with
 
 It prints a Markdown table (median and range per player) and the master playlist of each run.
 
-    python -m devtools.live_distance [--seconds 40] [--targets 3,0]
+    python -m devtools.live_distance [--seconds 40] [--targets 3,0] [--repeat 2]
 
 Every process it starts is stopped by its own process group id; nothing listens beyond loopback.
 """
@@ -52,6 +52,7 @@ class Run:
     master: str = ""
     hlsjs: list[float] = field(default_factory=list)  # hls.latency samples, seconds
     hlsjs_target: float | None = None  # hls.targetLatency
+    hlsjs_stalls: int = 0  # 'waiting' events once it played: each one leaves it further behind
     ffmpeg: list[float] = field(default_factory=list)  # distance at each segment opened, seconds
     ffmpeg_waited: list[float] = field(default_factory=list)  # how long each was listed before it was opened
 
@@ -109,12 +110,18 @@ async def follow_hlsjs(page: str, run: Run, work: Path, until: float) -> None:
     browser = Browser(work / "chromium")
     try:
         await browser.open(page)
+        for _ in range(100):
+            if await browser.evaluate("!!document.getElementById('video')"):
+                break
+            await asyncio.sleep(0.1)
+        await browser.evaluate("window.stalls = 0; document.getElementById('video').addEventListener("
+                               "'waiting', () => { if (window.playerState.playing) window.stalls++; })")
         playing_since = None
         while time.monotonic() < until:
             await asyncio.sleep(1.0)
             state = await browser.evaluate(
                 "window.hls && window.playerState.playing ? JSON.stringify({latency: hls.latency, "
-                "target: hls.targetLatency, time: document.getElementById('video').currentTime}) : null")
+                "target: hls.targetLatency, stalls: window.stalls}) : null")
             if not state:
                 continue
             values = json.loads(state)
@@ -122,6 +129,7 @@ async def follow_hlsjs(page: str, run: Run, work: Path, until: float) -> None:
             if time.monotonic() - playing_since >= SETTLE_S and values["latency"] is not None:
                 run.hlsjs.append(round(float(values["latency"]), 2))
                 run.hlsjs_target = values["target"]
+                run.hlsjs_stalls = values["stalls"]
     finally:
         await browser.close()
 
@@ -169,14 +177,15 @@ def report(runs: list[Run], seconds: float) -> str:
         "(`python -m devtools.live_distance`):",
         "",
         "| EXT-X-TARGETDURATION | HOLD-BACK | hls.js `hls.latency` median (range) | hls.js target latency "
+        "| hls.js stalls "
         "| ffmpeg -re: behind the playlist's end at each segment opened, median (range) "
         "| ffmpeg: first segment opened, behind the end | ffmpeg: segment listed until opened, median (range) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         chosen = "chosen by the edge" if run.target_setting == 0 else "fixed"
         lines.append(f"| {run.target} ({chosen}) | {run.hold_back} s | {summary(run.hlsjs)} | "
-                     f"{run.hlsjs_target if run.hlsjs_target is not None else '-'} s | {summary(run.ffmpeg)} | "
+                     f"{run.hlsjs_target if run.hlsjs_target is not None else '-'} s | {run.hlsjs_stalls} | {summary(run.ffmpeg)} | "
                      f"{f'{run.ffmpeg[0]:.1f} s' if run.ffmpeg else '-'} | {summary(run.ffmpeg_waited)} |")
     return "\n".join(lines)
 
@@ -184,8 +193,8 @@ def report(runs: list[Run], seconds: float) -> str:
 async def main_async(args: argparse.Namespace) -> None:
     runs = []
     with tempfile.TemporaryDirectory(prefix="live-distance-") as tmp:
-        for target in args.targets:
-            runs.append(await measure(target, args.seconds, Path(tmp) / f"target-{target}"))
+        for i, target in enumerate(args.targets * args.repeat):  # interleaved: 3, 0, 3, 0, ...
+            runs.append(await measure(target, args.seconds, Path(tmp) / f"run-{i}-target-{target}"))
             print(f"target setting {target}: master playlist\n{runs[-1].master}", flush=True)
     print(report(runs, args.seconds))
 
@@ -195,6 +204,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40.0, help="measured per run (default 40)")
     parser.add_argument("--targets", type=lambda s: [int(v) for v in s.split(",")], default=[3, 0],
                         help="target durations to compare, 0: the edge's choice (default 3,0)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each, interleaved (default 1)")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -34,5 +34,5 @@ def test_the_report_has_a_row_per_run() -> None:
     runs = [Run(target_setting=3, target=3, hold_back="9.0", hlsjs=[6.0, 6.2], ffmpeg=[4.0, 2.0]),
             Run(target_setting=0, target=2, hold_back="6.0")]
     rows = report(runs, 40).splitlines()[-2:]
-    assert rows[0].startswith("| 3 (fixed) | 9.0 s | 6.1 s (6.0-6.2, n=2)") and "| 4.0 s |" in rows[0]
+    assert rows[0].startswith("| 3 (fixed) | 9.0 s | 6.1 s (6.0-6.2, n=2) | - s | 0 |") and "| 4.0 s |" in rows[0]
     assert rows[1].startswith("| 2 (chosen by the edge) | 6.0 s | no samples")
