@@ -6,6 +6,7 @@ input (truncated, garbage, hostile lengths) gives an answer or `None` (unknown),
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 from edge.media.bitstream import Video, adts, h264_sps, hevc_sps, nal_units
 
@@ -79,7 +80,7 @@ def _sync(data: bytes) -> int | None:
     return None
 
 
-def _packets(data: bytes, start: int):  # type: ignore[no-untyped-def]
+def _packets(data: bytes, start: int) -> Iterator[tuple[int, bool, bytes]]:
     """(pid, payload_unit_start, payload) of each well-formed packet; stops at lost sync."""
     for offset in range(start, len(data) - PACKET + 1, PACKET):
         packet = data[offset : offset + PACKET]
