@@ -4,6 +4,8 @@ probing once, and the knowledge kept in the store for the next node (here: the n
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +15,7 @@ import m3u8
 from tests.media import require
 from tests.playlists_http.harness import Edge
 from tests.playlists_http.harness import open_edge as _open_edge
+from tests.playlists_http.harness import serve_on_loopback
 from tests.media_probe.test_ts import ffprobe_streams
 
 P360 = {"name": "P360p30fps16x9", "width": 640, "height": 360, "bitrate": 1_000_000, "fps": 25}
@@ -80,6 +83,27 @@ async def test_the_master_names_what_each_rendition_carries_probed_once(tmp_path
 
     async with open_edge(tmp_path / "one") as edge:  # the next start: from the store, no fetch
         assert [p.stream_info.codecs for p in (await master(edge, sid)).playlists] == [i.codecs for i in infos]
+        fake = await edge.add_broadcaster("a")
+        later = range(SEGMENTS + 1, 2 * SEGMENTS + 1)
+        fake.rendition_media = {"source": {n: source[n % SEGMENTS] for n in later},
+                                "P360p30fps16x9": {n: low[n % SEGMENTS] for n in later}}
+        await edge.svc.store.registry.note_carrier(sid, "a", edge.svc.clock())
+        for rendition in ("source", "P360p30fps16x9"):
+            fake.add(sid, rendition, *later)
+        await edge.playlist(sid)
+        feed = edge.svc.playlists.feeds[sid]
+        await edge.wait_for(lambda: all(s.next_number == 2 * SEGMENTS + 1 for s in feed.states.values()))
+        async with asynccontextmanager(serve_on_loopback)(edge) as url:
+            # ffprobe reads the master as a player does: one program per variant, its streams as probed
+            result = await asyncio.to_thread(subprocess.run, [
+                require("ffprobe"), "-v", "error", "-show_entries",
+                "program=program_id:program_tags=variant_bitrate:stream=codec_name,profile,width,height",
+                "-of", "json", f"{url}/stream/{sid}.m3u8"], capture_output=True, timeout=60, check=True)
+        programs = json.loads(result.stdout)["programs"]
+        assert [int(p["tags"]["variant_bitrate"]) for p in programs] == [i.bandwidth for i in infos]
+        videos = [next(s for s in p["streams"] if s["codec_name"] == "h264") for p in programs]
+        assert [(v["profile"], v["width"], v["height"]) for v in videos] == [
+            ("High", 1280, 720), ("Constrained Baseline", 640, 360)]
 
 
 async def test_media_that_cannot_be_named_keeps_the_declaration(tmp_path: Path) -> None:
