@@ -89,6 +89,10 @@ class FeedMetrics:
         self.published = Counter(
             "edge_playlist_versions", "New versions of merged media playlists.", registry=registry,
         )
+        self.probes = Counter(
+            "edge_media_probes", "Renditions probed for their codecs and size, by outcome (probing.py).",
+            ["outcome"], registry=registry,
+        )
         self.fallbacks = Counter(
             "edge_segment_direct_fallbacks", "Segments published direct in mirror mode: not stored in time.",
             registry=registry,
@@ -159,7 +163,7 @@ class Feed:
         self.offers: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self.answered: dict[str, bool] = {}  # last round (as leader): which broadcasters answered
         self._policy = self._stream_policy(stream)
-        self.prober = Prober(ctx.fetcher, ctx.store.streams, ctx.clock, self._took)
+        self.prober = Prober(ctx.fetcher, ctx.store.streams, ctx.clock, self._took, ctx.metrics.probes)
 
     def _took(self, stream: Stream) -> None:
         """Take the stream as stored anew (its probed media, say): the master playlist follows."""

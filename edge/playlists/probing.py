@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
+from prometheus_client import Counter
+
 from edge.media.ts import Probed, probe
 from edge.playlists.merge import PublishedState
 from edge.store.base import StreamStore
@@ -86,8 +88,9 @@ class Prober:
     """Probes a stream's renditions in the background, each once (a few attempts if they fail)."""
 
     def __init__(self, fetcher: UpstreamFetcher, streams: StreamStore, clock: Callable[[], float],
-                 on_stored: Callable[[Stream], None]) -> None:
+                 on_stored: Callable[[Stream], None], outcomes: Counter) -> None:
         self.fetcher = fetcher
+        self.outcomes = outcomes  # named, unknown (fetched, not nameable), unfetched, error
         self.streams = streams
         self.clock = clock
         self.on_stored = on_stored
@@ -118,13 +121,15 @@ class Prober:
 
     async def _probe(self, stream_id: str, rendition: str, chosen: Sequence[Candidate]) -> None:
         try:
-            samples = await asyncio.gather(*(self._sample(c) for c in chosen))
-            media = measure(rendition, [s for s in samples if s is not None])
+            samples = [s for s in await asyncio.gather(*(self._sample(c) for c in chosen)) if s is not None]
+            media = measure(rendition, samples)
             if media is None:
+                self.outcomes.labels("unknown" if samples else "unfetched").inc()
                 log.info("feed %s: could not name the media of %s (attempt %d of %d)",
                          stream_id, rendition, self._attempts[rendition][0], MAX_ATTEMPTS)
                 return
             stored = await self.streams.update(stream_id, lambda s: s.with_media(media))
+            self.outcomes.labels("named").inc()
             if stored is not None:
                 log.info("feed %s: %s carries %s %s", stream_id, rendition, ",".join(media.codecs),
                          f"{media.width}x{media.height}" if media.width else "(no video)")
@@ -132,6 +137,7 @@ class Prober:
         except asyncio.CancelledError:
             raise
         except Exception:  # a store outage, a bug: the rendition keeps its declaration, retried later
+            self.outcomes.labels("error").inc()
             log.exception("feed %s: probing %s failed", stream_id, rendition)
 
     async def _sample(self, candidate: Candidate) -> Sample | None:

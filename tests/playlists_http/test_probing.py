@@ -76,6 +76,7 @@ async def test_the_master_names_what_each_rendition_carries_probed_once(tmp_path
 
         fetched = sum(n for path, n in fake.requests.items() if path.endswith(".ts"))
         assert fetched == 6  # three segments of each rendition, once
+        assert 'edge_media_probes_total{outcome="named"} 2.0' in (await edge.client.get("/metrics")).text
         fake.add(sid, "source", SEGMENTS)
         fake.add(sid, "P360p30fps16x9", SEGMENTS)
         await edge.wait_for(lambda: edge.svc.playlists.feeds[sid].states["source"].next_number == SEGMENTS + 1)
@@ -120,3 +121,4 @@ async def test_media_that_cannot_be_named_keeps_the_declaration(tmp_path: Path) 
         infos = [p.stream_info for p in (await master(edge, sid)).playlists]
         assert [i.codecs for i in infos] == [None, None]
         assert infos[1].resolution == (640, 360) and infos[1].bandwidth == 1_000_000
+        assert 'edge_media_probes_total{outcome="unknown"} 2.0' in (await edge.client.get("/metrics")).text
