@@ -76,7 +76,7 @@ ADMIN_TOKEN = "bench-admin-token"
 MPEGURL = "application/vnd.apple.mpegurl"
 
 SEGMENT_S = 2.0  # go-livepeer's usual segment length
-TARGET_DURATION = 3  # what the edge chooses for 2 s segments (TARGET_HEADROOM)
+TARGET_DURATION = 2  # what the edge chooses for 2 s segments (round.TARGET_HEADROOM_S)
 MOVE_EVERY = 3  # the ingest moves to the next broadcaster every 3 segments
 UPSTREAM_WINDOW = 6  # segments a go-livepeer broadcaster lists
 PRESET = "P360p30fps16x9"

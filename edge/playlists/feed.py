@@ -25,6 +25,7 @@ from edge.playlists.codec import dump_state, load_state
 from edge.playlists.layout import Layout
 from edge.playlists.master import renditions as announced_variants
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
+from edge.playlists.probing import Prober
 from edge.playlists.render import encoded, render_media, skippable
 from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate, with_dvr_window
 from edge.playlists.served import Served
@@ -88,6 +89,10 @@ class FeedMetrics:
         )
         self.published = Counter(
             "edge_playlist_versions", "New versions of merged media playlists.", registry=registry,
+        )
+        self.probes = Counter(
+            "edge_media_probes", "Renditions probed for their codecs and size, by outcome (probing.py).",
+            ["outcome"], registry=registry,
         )
         self.fallbacks = Counter(
             "edge_segment_direct_fallbacks", "Segments published direct in mirror mode: not stored in time.",
@@ -173,6 +178,12 @@ class Feed:
         self.offers: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self.answered: dict[str, bool] = {}  # last round (as leader): which broadcasters answered
         self._policy = self._stream_policy(stream)
+        self.prober = Prober(ctx.fetcher, ctx.store.streams, ctx.clock, self._took, ctx.metrics.probes)
+
+    def _took(self, stream: Stream) -> None:
+        """Take the stream as stored anew (its probed media, say): the master playlist follows."""
+        self.stream = stream
+        self._policy = self._stream_policy(stream)
 
     def _stream_policy(self, stream: Stream) -> StreamPolicy:
         # The bandwidths the master playlist announces: one estimate of the source's, not two.
@@ -222,6 +233,7 @@ class Feed:
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
+        await self.prober.stop()
         await self._resign()
 
     @property
@@ -392,6 +404,7 @@ class Feed:
             await self._adopt(changed, now, outcome.visible)
             if outcome.visible:
                 ctx.metrics.published.inc(len(outcome.visible))
+        self.prober.consider(self.stream, self.states, self.offers)  # each rendition's media, once
         self.finished = self.finished or outcome.final or (
             not self.states and ended_at is not None and now - ended_at >= self._policy.merge.hole_wait_seconds
         )
@@ -454,8 +467,7 @@ class Feed:
             self.finished = True  # deleted; the service drops this feed
             self.rendered.clear()
         elif stream != self.stream:
-            self.stream = stream
-            self._policy = self._stream_policy(stream)
+            self._took(stream)
 
     def _refs(self, carriers: Sequence[Broadcaster], handed: frozenset[str]) -> dict[str, BroadcasterRef]:
         """How much each carrier's copies are trusted (see RANK_*), and a tiebreak it cannot choose."""

@@ -68,7 +68,7 @@ from broadcaster_registry.storage import CARRIER_HINT_TTL_S, worth_writing
 from edge.store.base import Page, StoredStates, StoreUnavailable
 from edge.store.sqlite import decode_cursor, encode_cursor
 from edge.streams.codec import from_document, to_document
-from edge.streams.model import Stream
+from edge.streams.model import Stream, ended
 
 log = logging.getLogger("edge.store.redis")
 
@@ -219,21 +219,25 @@ class RedisStreams:
 
     @_unavailable_as_store_error
     async def end(self, stream_id: str, ended_at: int) -> Stream | None:
+        return await self.update(stream_id, functools.partial(ended, ended_at=ended_at))
+
+    @_unavailable_as_store_error
+    async def update(self, stream_id: str, change: Callable[[Stream], Stream]) -> Stream | None:
         key = self.db.key("stream", stream_id)
 
-        async def _end(pipe: Pipeline) -> Stream | None:
+        async def _update(pipe: Pipeline) -> Stream | None:
             raw = await pipe.get(key)
             if raw is None:
                 return None
             stream = from_document(json.loads(raw))
-            if stream.ended_at is None:  # idempotent: the first end time stays
-                stream = replace(stream, ended_at=ended_at)
+            changed = change(stream)
+            if changed != stream:
                 pipe.multi()
-                pipe.set(key, _dumps(to_document(stream)), xx=True)
+                pipe.set(key, _dumps(to_document(changed)), xx=True)
                 await pipe.execute()
-            return stream
+            return changed
 
-        return await self.db.transact([key], _end)
+        return await self.db.transact([key], _update)
 
     @_unavailable_as_store_error
     async def delete(self, stream_id: str) -> bool:

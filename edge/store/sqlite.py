@@ -18,7 +18,7 @@ import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -30,7 +30,7 @@ from broadcaster_registry.storage import CARRIER_HINT_TTL_S, MemoryRegistryStore
 from edge.store.base import Page, StoredStates, StoreUnavailable
 from edge.store.leases import LocalLeases
 from edge.streams.codec import from_document, to_document
-from edge.streams.model import Stream
+from edge.streams.model import Stream, ended
 
 T = TypeVar("T")
 
@@ -196,7 +196,10 @@ class SqliteStreams:
         return Page(items=streams, next_cursor=next_cursor)
 
     async def end(self, stream_id: str, ended_at: int) -> Stream | None:
-        def _end() -> Stream | None:
+        return await self.update(stream_id, partial(ended, ended_at=ended_at))
+
+    async def update(self, stream_id: str, change: Callable[[Stream], Stream]) -> Stream | None:
+        def _update() -> Stream | None:
             conn = self.db.conn
             with conn:  # one transaction: read, decide, write
                 conn.execute("BEGIN IMMEDIATE")
@@ -204,12 +207,12 @@ class SqliteStreams:
                 if row is None:
                     return None
                 stream = from_document(json.loads(row[0]))
-                if stream.ended_at is None:  # idempotent: the first end time stays
-                    stream = replace(stream, ended_at=ended_at)
-                    conn.execute("UPDATE streams SET doc = ? WHERE id = ?", (_dumps(to_document(stream)), stream_id))
-                return stream
+                changed = change(stream)
+                if changed != stream:
+                    conn.execute("UPDATE streams SET doc = ? WHERE id = ?", (_dumps(to_document(changed)), stream_id))
+                return changed
 
-        return await self.db.run(_end)
+        return await self.db.run(_update)
 
     async def delete(self, stream_id: str) -> bool:
         cursor = await self.db.run(lambda: self.db.conn.execute("DELETE FROM streams WHERE id = ?", (stream_id,)))
