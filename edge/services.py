@@ -17,6 +17,7 @@ from broadcaster_registry.destinations import DestinationPolicy
 from broadcaster_registry.liveness import LivenessPolicy
 from broadcaster_registry.ranking import RankingPolicy
 from edge.auth import Credentials
+from edge.broadcasters.answer import AnswerPieces
 from edge.broadcasters.selection import Selector
 from edge.observability import Metrics
 from edge.playlists.service import PlaylistService
@@ -68,6 +69,7 @@ class Services:
     # immutable values replaced on every change), and per stream value for master playlists.
     media_responses: Memo[Any, Any] = field(default_factory=lambda: Memo(weakref.WeakKeyDictionary()))
     master_responses: Memo[Any, Any] = field(default_factory=lambda: Memo(LRUCache(maxsize=4096)))
+    answer_pieces: AnswerPieces = field(default_factory=AnswerPieces)  # GET /api/broadcaster's
 
 
 def services(request: Request) -> Services:

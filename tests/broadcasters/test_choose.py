@@ -180,6 +180,7 @@ async def test_degraded_mode_answers_from_the_last_known_list(
 
         registry = edge.svc.store.registry
         monkeypatch.setattr(registry, "list_all", unreachable)
+        monkeypatch.setattr(registry, "revision", lambda: None)  # as a shared backend: read at every call
         monkeypatch.setattr(registry, "note_carrier", unreachable)
         monkeypatch.setattr(edge.svc.store.streams, "get", unreachable)
         with caplog.at_level(logging.WARNING, logger="edge.selection"):
