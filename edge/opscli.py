@@ -85,8 +85,9 @@ def _failure(status: int, raw: bytes, method: str, path: str) -> Failure:
 # --- what is shown ---------------------------------------------------------------------------
 
 
-def _when(t: float | None) -> str:
-    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t))
+def _when_ms(t: float | None) -> str:
+    """A stream's time (milliseconds since the epoch, Livepeer's unit) in UTC."""
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t / 1000))
 
 
 def _ago(t: float | None, now: float) -> str:
@@ -107,7 +108,7 @@ def _load(b: dict[str, Any]) -> str:
 def stream_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     header = ["ID", "NAME", "STATE", "RENDITIONS", "CREATED", "ENDED"]
     rows = [[s["id"], s.get("name", ""), "ended" if s.get("ended") else "live",
-             ",".join(s.get("renditions") or []) or "-", _when(s.get("createdAt")), _when(s.get("endedAt"))]
+             ",".join(s.get("renditions") or []) or "-", _when_ms(s.get("createdAt")), _when_ms(s.get("endedAt"))]
             for s in streams]
     return header, rows
 

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,7 +93,8 @@ def test_streams_list_show_end_delete(edge: EdgeProcess) -> None:
     stream = call(edge, "POST", "/api/stream", API_KEY, {"name": "cam-opscli"})
     assert isinstance(stream, dict)
     code, out, _ = ops(edge, "streams", "list")
-    assert code == OK and any(line.startswith(stream["id"]) and " live " in line for line in out.splitlines())
+    (line,) = [line for line in out.splitlines() if line.startswith(stream["id"])]
+    assert " live " in line and time.strftime("%Y-%m-%d", time.gmtime()) in line  # createdAt is in ms
     code, out, _ = ops(edge, "streams", "show", stream["id"], "--json")
     assert code == OK and json.loads(out)["name"] == "cam-opscli"
     assert ops(edge, "streams", "end", stream["id"])[:2] == (OK, f"stream {stream['id']} ended\n")
