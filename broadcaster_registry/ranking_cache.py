@@ -154,7 +154,7 @@ def answer(
     """The entry's candidates ranked with `reservations`, the first `limit` of them."""
     ordered, costs = reserved_order(entry, now, policy, reservations, penalties)
     exact = entry.cut == math.inf or (
-        len(costs) >= limit and costs[limit - 1] + policy.tie_epsilon_km < entry.cut
+        len(costs) >= limit and costs[limit - 1] + policy.tie_epsilon_km <= entry.cut
     )
     leaders = ordered[: leader_count(costs, policy)]
     return Answer(shuffle_leaders(ordered, costs, policy, rng)[:limit], leaders, exact)
