@@ -27,7 +27,7 @@ from edge.segments.store import SegmentStore
 from edge.store import Store
 from edge.upstream import AddressGuard
 from geo.database import CityDatabase
-from geo.locate import GeoPolicy
+from geo.locate import GeoPolicy, LocationCache
 
 
 K = TypeVar("K")
@@ -70,6 +70,10 @@ class Services:
     media_responses: Memo[Any, Any] = field(default_factory=lambda: Memo(weakref.WeakKeyDictionary()))
     master_responses: Memo[Any, Any] = field(default_factory=lambda: Memo(LRUCache(maxsize=4096)))
     answer_pieces: AnswerPieces = field(default_factory=AnswerPieces)  # GET /api/broadcaster's
+    locations: LocationCache = field(init=False)  # locate() per client, over `geo`
+
+    def __post_init__(self) -> None:
+        self.locations = LocationCache(self.geo)
 
 
 def services(request: Request) -> Services:

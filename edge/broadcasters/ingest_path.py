@@ -20,7 +20,6 @@ from edge.broadcasters.answer import MAX_ANSWER
 from edge.auth import Role
 from edge.observability import Recorder
 from edge.services import Services
-from geo.locate import locate
 
 log = logging.getLogger("edge.broadcasters")
 
@@ -40,7 +39,7 @@ def joined_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 async def choose_for(svc: Services, peer: str, headers: dict[str, str], now: float) -> list[Broadcaster]:
     """The broadcasters to answer a client at `peer` with these (lower-case, joined) headers."""
-    location = locate(peer, headers, svc.geo, svc.city_db)
+    location = svc.locations.locate(peer, headers, svc.city_db)
     chosen = await svc.selector.choose(location, now, MAX_ANSWER)
     if log.isEnabledFor(logging.DEBUG):  # never the address or the headers themselves
         log.debug("broadcasters chosen", extra={"fields": {
