@@ -543,8 +543,9 @@ def serving_ratios(pairs: list[tuple[LoadResult, LoadResult]]) -> list[Ratio]:
 
 
 def upstream_ratios(loads: list[UpstreamLoad]) -> list[Ratio]:
-    return [Ratio(f"upstream requests per broadcaster and rendition, {u.players:,} players / per-request fetching",
-                  u.per_rendition, u.player_rps / 2, "requests/s") for u in loads]
+    # Per-request fetching sends each broadcaster one request per player request (the table's last column).
+    return [Ratio(f"upstream requests/s each broadcaster, {u.players:,} players / per-request fetching",
+                  sum(u.per_broadcaster) / len(u.per_broadcaster), u.player_rps, "requests/s") for u in loads]
 
 
 def report_upstream(loads: list[UpstreamLoad], window_s: float) -> str:
