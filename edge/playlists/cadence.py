@@ -18,8 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Hashable, Iterable, Mapping, TypeVar
 
 NEVER = math.inf
+K = TypeVar("K", bound=Hashable)
+# New segments a carrier is watched at the `retry` pace before its own pace is trusted: enough to
+# tell a carrier listing at the pace of its durations (live) from one listing faster (catching up).
+LEARNING = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +56,10 @@ class Watch:
     unseen_at: float = -math.inf  # the last ask before that, which did not
     poked_at: float = -math.inf  # something said it carries the stream (hook, hand-out, discovery)
     found_waiting: int = 0  # how many segments in a row were already listed at the first ask
+    # Seconds between new segments when they come clearly faster than their durations (a carrier
+    # catching up, a test's compressed time); 0: at the pace of their durations, as live ingest does.
+    interval: float = 0.0
+    sightings: int = 0  # new newest numbers seen so far (up to LEARNING + 1)
 
 
 def observe(watch: Watch, now: float, newest: int | None, duration: float) -> Watch:
@@ -60,11 +69,23 @@ def observe(watch: Watch, now: float, newest: int | None, duration: float) -> Wa
         return replace(watch, asked_at=now, answered=True)
     if newest == watch.newest:
         return replace(watch, asked_at=now, answered=True)
+    duration = max(duration, 0.0)
+    interval = 0.0
+    # While learning (asks at the `retry` pace) or when several arrive at once, the spacing of new
+    # segments tells their pace; later, single sightings only keep a faster pace while it holds
+    # (their spacing says little: the asks that find them move around).
+    count = newest - watch.newest if watch.newest is not None else 0
+    learning = 0 < watch.sightings <= LEARNING
+    if 0 < count < 1000 and (count > 1 or learning or watch.interval):
+        spacing = (now - watch.seen_at) / (newest - watch.newest)
+        interval = spacing if spacing < 0.75 * duration else 0.0
+    pace = interval or duration
     # Found by a re-ask (the last ask was less than half a segment ago): the phase is known closely.
-    waiting = watch.found_waiting + 1 if now - watch.asked_at > duration / 2 else 0
+    waiting = watch.found_waiting + 1 if now - watch.asked_at > pace / 2 else 0
     return replace(
-        watch, asked_at=now, answered=True, newest=newest, duration=max(duration, 0.0),
+        watch, asked_at=now, answered=True, newest=newest, duration=duration, interval=interval,
         seen_at=now, unseen_at=watch.asked_at, found_waiting=min(waiting, 16),
+        sightings=min(watch.sightings + 1, LEARNING + 1),
     )
 
 
@@ -89,7 +110,7 @@ def expected_at(watch: Watch, cadence: Cadence) -> float | None:
         # Found waiting again and again: the estimate is late by an unknown amount, so it moves
         # earlier faster each time (doubling), until a re-ask pins the phase down again.
         appeared = max(watch.unseen_at, watch.seen_at - cadence.creep * step * 2 ** max(0, watch.found_waiting - 2))
-    return appeared + watch.duration
+    return appeared + _pace(watch)
 
 
 def due(watch: Watch, cadence: Cadence) -> float:
@@ -98,11 +119,11 @@ def due(watch: Watch, cadence: Cadence) -> float:
         return watch.poked_at if watch.asked_at == -math.inf else max(watch.poked_at, watch.asked_at)
     if not watch.answered:
         return watch.asked_at + cadence.retry
-    expected = expected_at(watch, cadence)
-    if expected is None:
-        return watch.asked_at + cadence.retry
-    if watch.asked_at - watch.seen_at >= cadence.window:
+    if watch.newest is not None and watch.asked_at - watch.seen_at >= cadence.window:
         return NEVER  # all it listed has left the window: it lost the ingest
+    expected = expected_at(watch, cadence)
+    if expected is None or watch.sightings <= LEARNING:
+        return watch.asked_at + cadence.retry
     if watch.asked_at < expected:
         return expected
     # Asked at or after the due time and it was not there yet: re-ask soon, then less and less
@@ -111,5 +132,20 @@ def due(watch: Watch, cadence: Cadence) -> float:
     return watch.asked_at + min(max(_step(watch, cadence), late / 2), max(cadence.retry, _step(watch, cadence)))
 
 
+def _pace(watch: Watch) -> float:
+    return watch.interval or watch.duration
+
+
 def _step(watch: Watch, cadence: Cadence) -> float:
-    return max(cadence.min_step, cadence.step * watch.duration)
+    return max(cadence.min_step, cadence.step * _pace(watch))
+
+
+def due_now(watches: Mapping[K, Watch], now: float, cadence: Cadence) -> set[K]:
+    """The watches to ask in a round at `now`: those due by then, or within a fraction of a step
+    (the renditions of one carrier come due together: one round asks them all)."""
+    return {key for key, watch in watches.items() if due(watch, cadence) <= now + cadence.min_step}
+
+
+def next_due(watches: Iterable[Watch], cadence: Cadence) -> float:
+    """When the first of these is due next (NEVER if none is)."""
+    return min((due(watch, cadence) for watch in watches), default=NEVER)

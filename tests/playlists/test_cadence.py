@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from edge.playlists.cadence import NEVER, Cadence, Watch, due, failed, observe, poke
+from edge.playlists.cadence import LEARNING, NEVER, Cadence, Watch, due, failed, observe, poke
 
 CADENCE = Cadence(retry=1.0, window=24.0)
 
@@ -64,9 +64,10 @@ def test_asks_per_segment_stay_below_one_and_a_half_with_small_jitter(duration, 
     jitters = [j * duration for j in jitters]  # up to 10 % of a segment
     times = arrivals(duration, offset, jitters)
     run = poll(times, duration, until=times[-1], latency=latency)
-    # The first segment is found at the `retry` pace, before the cadence is known.
-    steady = [t for t in run.asks if t > times[2]]
-    assert len(steady) <= 1.5 * (len(times) - 3) + 2
+    # The first segments are watched at the `retry` pace, while the cadence is learnt.
+    learnt = LEARNING + 2
+    steady = [t for t in run.asks if t > times[learnt]]
+    assert len(steady) <= 1.5 * (len(times) - learnt - 1) + 2, (duration, offset, jitters, latency)
 
 
 @settings(max_examples=150, deadline=None)
@@ -90,8 +91,9 @@ def test_asks_stay_bounded_for_any_jitter(duration, jitters):
     # Arrivals up to half a segment late, in any pattern: the asks stay within a fixed multiple.
     times = arrivals(duration, 1.0, [j * duration for j in jitters])
     run = poll(times, duration, until=times[-1])
-    steady = [t for t in run.asks if t > times[2]]
-    assert len(steady) <= 4 * (len(times) - 3) + 2
+    learnt = LEARNING + 2
+    steady = [t for t in run.asks if t > times[learnt]]
+    assert len(steady) <= 4 * (len(times) - learnt - 1) + 2
 
 
 @settings(max_examples=100, deadline=None)
@@ -128,13 +130,26 @@ def test_a_failing_carrier_is_retried_at_the_retry_pace():
     assert due(failed(watch, 11.0), CADENCE) == 12.0
 
 
+def learnt(at: float, newest: int) -> Watch:
+    """A carrier watched since well before `at`: `newest` first listed in (at - 0.2, at]."""
+    watch = Watch()
+    for n in range(newest - LEARNING - 1, newest):
+        watch = observe(observe(watch, at - 2.0 * (newest - n) - 0.2, n - 1, 2.0), at - 2.0 * (newest - n), n, 2.0)
+    return observe(observe(watch, at - 0.2, newest - 1, 2.0), at, newest, 2.0)
+
+
+def test_while_learning_a_carrier_is_asked_at_the_retry_pace():
+    watch = observe(observe(Watch(), 10.0, 4, 2.0), 10.2, 5, 2.0)
+    assert due(watch, CADENCE) == pytest.approx(11.2)
+
+
 def test_the_next_ask_is_one_segment_after_the_newest_appeared():
-    watch = observe(observe(Watch(), 10.0, 4, 2.0), 10.2, 5, 2.0)  # 5 appeared in (10.0, 10.2]
+    watch = learnt(10.2, 5)  # 5 appeared in (10.0, 10.2]
     assert due(watch, CADENCE) == pytest.approx(12.1)
 
 
 def test_a_late_segment_is_re_asked_in_steps_that_grow_with_the_lateness():
-    watch = observe(observe(Watch(), 10.0, 4, 2.0), 10.2, 5, 2.0)
+    watch = learnt(10.2, 5)
     asks = []
     now = 10.2
     for _ in range(8):
@@ -144,3 +159,13 @@ def test_a_late_segment_is_re_asked_in_steps_that_grow_with_the_lateness():
     gaps = [b - a for a, b in zip(asks, asks[1:])]
     assert gaps[0] == pytest.approx(0.25)
     assert gaps == sorted(gaps) and gaps[-1] <= CADENCE.retry
+
+
+@settings(max_examples=50, deadline=None)
+@given(duration=st.floats(1.0, 6.0), speedup=st.floats(2.0, 20.0))
+def test_a_carrier_listing_faster_than_its_durations_is_followed_at_its_pace(duration, speedup):
+    # A carrier catching up (or a compressed clock): segments of `duration` listed every duration/speedup.
+    spacing = duration / speedup
+    times = arrivals(spacing, 0.5, [0.0] * 400)
+    run = poll(times, duration, until=times[-1])
+    assert max(run.lags[100:]) <= 2 * spacing + max(CADENCE.min_step, CADENCE.step * spacing) + 1e-9
