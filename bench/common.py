@@ -45,9 +45,9 @@ class ServerProcess:
 
     @classmethod
     def start(cls, cmd: Sequence[str], env: Mapping[str, str], log_path: Path, port: int,
-              ready_path: str = "/") -> ServerProcess:
-        """Start `cmd` and wait until `ready_path` answers (any status below 500)."""
-        proc = subprocess.Popen(list(cmd), cwd=ROOT, env=dict(env), stdout=log_path.open("wb"),
+              ready_path: str = "/", cwd: Path = ROOT) -> ServerProcess:
+        """Start `cmd` (in `cwd`) and wait until `ready_path` answers (any status below 500)."""
+        proc = subprocess.Popen(list(cmd), cwd=cwd, env=dict(env), stdout=log_path.open("wb"),
                                 stderr=subprocess.STDOUT)
         server = cls(f"http://127.0.0.1:{port}", proc, log_path)
         deadline = time.monotonic() + START_TIMEOUT_S
