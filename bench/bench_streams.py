@@ -348,8 +348,8 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", default="50,200,1000", help="comma-separated stream counts")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per level")
-    parser.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring")
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per level")
+    parser.add_argument("--warmup", type=float, default=12.0, help="seconds before measuring")
     parser.add_argument("--quick", action="store_true", help="20 and 100 streams, 8 s each")
     parser.add_argument("--etag", action="store_true", help="broadcasters answer ETags and 304s")
     parser.add_argument("--edge-root", default=str(ROOT), help="checkout to run the edge from")

@@ -141,7 +141,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         end = self.buffer.find(b"\r\n\r\n")
-        if end < 0 or self.waiter is None:
+        if end < 0 or self.waiter is None or self.waiter.done():  # done: its caller was cancelled
             return
         head = bytes(self.buffer[:end]).lower()
         at = head.find(b"\r\ncontent-length:")
