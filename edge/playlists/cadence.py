@@ -37,7 +37,7 @@ class Cadence:
     min_step: float = 0.05  # seconds: the shortest re-ask step, whatever the segment duration
     # How much earlier than the ask that found it waiting a segment is taken to have appeared, as a
     # fraction of the step: smaller means fewer re-asks, larger a faster catch-up on a drift.
-    creep: float = 0.25
+    creep: float = 0.125
 
     def __post_init__(self) -> None:
         if not (self.retry > 0 and self.window > 0 and 0 < self.step <= 1 and self.min_step > 0):
@@ -143,7 +143,7 @@ def _step(watch: Watch, cadence: Cadence) -> float:
 def due_now(watches: Mapping[K, Watch], now: float, cadence: Cadence) -> set[K]:
     """The watches to ask in a round at `now`: those due by then, or within a fraction of a step
     (the renditions of one carrier come due together: one round asks them all)."""
-    return {key for key, watch in watches.items() if due(watch, cadence) <= now + cadence.min_step}
+    return {key for key, watch in watches.items() if due(watch, cadence) <= now}
 
 
 def next_due(watches: Iterable[Watch], cadence: Cadence) -> float:

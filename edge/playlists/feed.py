@@ -170,7 +170,11 @@ class Feed:
         self._watches: dict[tuple[str, str], Watch] = {}
         self._answers: dict[tuple[str, str], _Answer] = {}
         self._poked_at = float("-inf")
-        self._next_round = float("-inf")  # on ctx.clock: when the next ask is due
+        self._next_round = float("inf")  # on ctx.clock: when the next ask is due (leader only)
+        # The carriers as last read, and when: re-read when an ask is due, on a poke, and at least
+        # every STREAM_RECHECK_S (a carrier that stopped serving); rounds that ask nothing skip it.
+        self._carriers: tuple[list[Broadcaster], frozenset[str]] | None = None
+        self._carriers_at = float("-inf")
         self._first_seen: dict[int, float] = {}  # number -> the first fetch that listed it
         self.last_publish_lag: float | None = None  # of the newest published segment (seconds)
 
@@ -346,17 +350,20 @@ class Feed:
         await self._recheck_stream(now)
         if self.finished:
             return
+        self._next_round = float("inf")
         if not await self._hold_lease(now):
+            self._carriers = None
             await self.sync(await ctx.store.playlists.revision(self.stream.id))
             return
-        carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
-        handed = await ctx.store.registry.carrier_hints(self.stream.id)
+        carriers, handed = await self._carriers_now(now)
         target = next((s.target_duration for s in self.states.values()), 0)
         if discovery_due(now, self._last_discovery, self._last_progress, target, ctx.poll_interval, ctx.discovery_interval):
             self._last_discovery = now
             found = await self._discover(carriers, now)
             carriers += found
             handed |= {b.name for b in found}
+            if found:
+                self._carriers = None  # read again next round, with what was found
         refs = self._refs(carriers, handed)
         fetched, asked = await self._poll(carriers, refs, now)
         ended_at = self.stream.ended_at / 1000 if self.stream.ended_at is not None else None
@@ -506,6 +513,18 @@ class Feed:
                 item = answer.fetched
                 fetched[rendition].append(item if item.broadcaster == ref else replace(item, broadcaster=ref))
         return fetched, {name for name, _ in asked}
+
+    async def _carriers_now(self, now: float) -> tuple[list[Broadcaster], frozenset[str]]:
+        """The serving carriers and those handed out or found: read again unless this round asks
+        nothing (then nothing was poked, nothing is due, and the last read is recent)."""
+        ctx = self.ctx
+        if (self._carriers is None or self._poked_at >= self._carriers_at or now - self._carriers_at >= STREAM_RECHECK_S
+                or next_due(self._watches.values(), self._cadence()) <= now):
+            self._carriers_at = now
+            carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
+            self._carriers = (carriers, frozenset(await ctx.store.registry.carrier_hints(self.stream.id)))
+        carriers, handed = self._carriers
+        return list(carriers), handed
 
     def _cadence(self) -> Cadence:
         return Cadence(retry=self.ctx.poll_interval, window=self._policy.merge.window_seconds)
