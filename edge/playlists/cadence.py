@@ -149,3 +149,9 @@ def due_now(watches: Mapping[K, Watch], now: float, cadence: Cadence) -> set[K]:
 def next_due(watches: Iterable[Watch], cadence: Cadence) -> float:
     """When the first of these is due next (NEVER if none is)."""
     return min((due(watch, cadence) for watch in watches), default=NEVER)
+
+
+def wake_idle(watches: Mapping[K, Watch], now: float, cadence: Cadence) -> dict[K, Watch]:
+    """The watches with those left alone (NEVER due) poked: when the feed looks for carriers anyway
+    (discovery), a carrier that lost the ingest is asked too, in case it came back unannounced."""
+    return {key: poke(watch, now) if due(watch, cadence) == NEVER else watch for key, watch in watches.items()}

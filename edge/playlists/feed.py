@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from broadcaster_registry.liveness import LivenessPolicy, is_serving
 from broadcaster_registry.model import Broadcaster
 from edge.tasks import cancel
-from edge.playlists.cadence import Cadence, Watch, due_now, failed, next_due, observe, poke
+from edge.playlists.cadence import Cadence, Watch, due_now, failed, next_due, observe, poke, wake_idle
 from edge.playlists.codec import dump_state, load_state
 from edge.playlists.layout import Layout
 from edge.playlists.master import renditions as announced_variants
@@ -171,8 +171,8 @@ class Feed:
         self._answers: dict[tuple[str, str], _Answer] = {}
         self._poked_at = float("-inf")
         self._next_round = float("inf")  # on ctx.clock: when the next ask is due (leader only)
-        # The carriers as last read, and when: re-read when an ask is due, on a poke, and at least
-        # every STREAM_RECHECK_S (a carrier that stopped serving); rounds that ask nothing skip it.
+        # The carriers as last read, and when: re-read on a poke and at least every poll interval (a
+        # carrier that stopped serving); the rounds in between, when asks come due, reuse them.
         self._carriers: tuple[list[Broadcaster], frozenset[str]] | None = None
         self._carriers_at = float("-inf")
         self._first_seen: dict[int, float] = {}  # number -> the first fetch that listed it
@@ -202,6 +202,12 @@ class Feed:
         ended_at = self.stream.ended_at
         return (self.stream.record and ended_at is not None
                 and self.ctx.clock() - ended_at / 1000 > self.ctx.segments.recording_retention)
+
+    @property
+    def watches(self) -> Mapping[tuple[str, str], Watch]:
+        """Per (broadcaster, rendition), as lease holder: what it listed and when it was last asked,
+        and whether it answered (cadence.Watch); `cadence.due` says when it is asked next."""
+        return self._watches
 
     @property
     def segment_mode(self) -> SegmentMode:
@@ -351,7 +357,10 @@ class Feed:
         if self.finished:
             return
         self._next_round = float("inf")
-        if not await self._hold_lease(now):
+        # Renewed less than a poll ago, the lease holds beyond the next renewal (lease_ttl > 2 polls):
+        # rounds that come between, when asks are due, need not write it again.
+        renewed = self.publishes_alone and self._lease_until - now > ctx.lease_ttl - ctx.poll_interval
+        if not renewed and not await self._hold_lease(now):
             self._carriers = None
             await self.sync(await ctx.store.playlists.revision(self.stream.id))
             return
@@ -359,6 +368,7 @@ class Feed:
         target = next((s.target_duration for s in self.states.values()), 0)
         if discovery_due(now, self._last_discovery, self._last_progress, target, ctx.poll_interval, ctx.discovery_interval):
             self._last_discovery = now
+            self._watches = wake_idle(self._watches, now, self._cadence())
             found = await self._discover(carriers, now)
             carriers += found
             handed |= {b.name for b in found}
@@ -515,11 +525,10 @@ class Feed:
         return fetched, {name for name, _ in asked}
 
     async def _carriers_now(self, now: float) -> tuple[list[Broadcaster], frozenset[str]]:
-        """The serving carriers and those handed out or found: read again unless this round asks
-        nothing (then nothing was poked, nothing is due, and the last read is recent)."""
+        """The serving carriers and those handed out or found, read again when poked or a poll
+        interval after the last read: what changes them in between pokes the feed."""
         ctx = self.ctx
-        if (self._carriers is None or self._poked_at >= self._carriers_at or now - self._carriers_at >= STREAM_RECHECK_S
-                or next_due(self._watches.values(), self._cadence()) <= now):
+        if self._carriers is None or self._poked_at >= self._carriers_at or now - self._carriers_at >= ctx.poll_interval:
             self._carriers_at = now
             carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
             self._carriers = (carriers, frozenset(await ctx.store.registry.carrier_hints(self.stream.id)))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from edge.playlists.cadence import LEARNING, NEVER, Cadence, Watch, due, failed, observe, poke
+from edge.playlists.cadence import LEARNING, NEVER, Cadence, Watch, due, failed, observe, poke, wake_idle
 
 CADENCE = Cadence(retry=1.0, window=24.0)
 
@@ -169,3 +169,13 @@ def test_a_carrier_listing_faster_than_its_durations_is_followed_at_its_pace(dur
     times = arrivals(spacing, 0.5, [0.0] * 400)
     run = poll(times, duration, until=times[-1])
     assert max(run.lags[100:]) <= 2 * spacing + max(CADENCE.min_step, CADENCE.step * spacing) + 1e-9
+
+
+def test_discovery_wakes_only_the_carriers_left_alone():
+    cadence = Cadence(retry=1.0, window=10.0)
+    stopped = poll(arrivals(2.0, 0.5, [0.0] * 5), 2.0, until=60.0, cadence=cadence).watch
+    live = poll(arrivals(2.0, 0.5, [0.0] * 40), 2.0, until=60.0, cadence=cadence).watch
+    assert due(stopped, cadence) == NEVER and due(live, cadence) > 60.0
+    woken = wake_idle({"stopped": stopped, "live": live}, 61.0, cadence)
+    assert due(woken["stopped"], cadence) <= 61.0
+    assert woken["live"] == live
