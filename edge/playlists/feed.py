@@ -27,7 +27,7 @@ from edge.playlists.layout import Layout
 from edge.playlists.master import renditions as announced_variants
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
 from edge.playlists.render import encoded, render_media, skippable
-from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate, with_dvr_window
+from edge.playlists.round import StreamPolicy, decide, discovery_due, quiet, substitutes_by_bitrate, with_dvr_window
 from edge.playlists.served import Served
 from edge.playlists.upstream_parse import ParseLimits, UpstreamPlaylist, parse_upstream
 from edge.segments.copier import Copier
@@ -377,6 +377,8 @@ class Feed:
         refs = self._refs(carriers, handed)
         fetched, asked = await self._poll(carriers, refs, now)
         ended_at = self.stream.ended_at / 1000 if self.stream.ended_at is not None else None
+        if not asked and quiet(self.states, fetched, ended_at):
+            return  # nothing new was asked and nothing waits on time: the decision is the last one
         self.offers = _offers(fetched)
         copies = await self._copy(fetched, now)
         outcome = decide(self.states, fetched, now, self._policy, ended_at=ended_at, copies=copies)
