@@ -45,9 +45,9 @@ class ServerProcess:
 
     @classmethod
     def start(cls, cmd: Sequence[str], env: Mapping[str, str], log_path: Path, port: int,
-              ready_path: str = "/") -> ServerProcess:
-        """Start `cmd` and wait until `ready_path` answers (any status below 500)."""
-        proc = subprocess.Popen(list(cmd), cwd=ROOT, env=dict(env), stdout=log_path.open("wb"),
+              ready_path: str = "/", cwd: Path = ROOT) -> ServerProcess:
+        """Start `cmd` (in `cwd`) and wait until `ready_path` answers (any status below 500)."""
+        proc = subprocess.Popen(list(cmd), cwd=cwd, env=dict(env), stdout=log_path.open("wb"),
                                 stderr=subprocess.STDOUT)
         server = cls(f"http://127.0.0.1:{port}", proc, log_path)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -148,7 +148,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         end = self.buffer.find(b"\r\n\r\n")
-        if end < 0 or self.waiter is None:
+        if end < 0 or self.waiter is None or self.waiter.done():  # done: its caller was cancelled
             return
         head = bytes(self.buffer[:end]).lower()
         at = head.find(b"\r\ncontent-length:")

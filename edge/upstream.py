@@ -32,7 +32,8 @@ from broadcaster_registry.model import Broadcaster
 
 log = logging.getLogger("edge.upstream")
 
-Outcome = Literal["ok", "http_error", "timeout", "connect_error", "too_large", "refused"]
+# "unchanged": a 304 to a conditional request, the playlist is the one the validators came with.
+Outcome = Literal["ok", "unchanged", "http_error", "timeout", "connect_error", "too_large", "refused"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class FetchResult:
     status: int | None = None
     body: bytes = b""
     detail: str = ""
+    validators: Validators | None = None  # to ask for this URL again conditionally
 
     @property
     def ok(self) -> bool:
@@ -52,6 +54,28 @@ class FetchResult:
     def answered(self) -> bool:
         """The broadcaster is up, even if it has nothing for this URL (liveness.answered)."""
         return answered(self.status)
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What a broadcaster said identifies its answer (ETag, Last-Modified): asked again with them,
+    it may answer 304 instead of the same playlist."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @classmethod
+    def of(cls, headers: Any) -> Validators | None:
+        etag, modified = headers.get("ETag"), headers.get("Last-Modified")
+        return cls(etag, modified) if etag or modified else None
+
+    def headers(self) -> dict[str, str]:
+        out = {}
+        if self.etag:
+            out["If-None-Match"] = self.etag
+        if self.last_modified:
+            out["If-Modified-Since"] = self.last_modified
+        return out
 
 
 class AddressRefused(OSError):
@@ -183,15 +207,19 @@ class UpstreamFetcher:
             self._session = None
 
     async def fetch(
-        self, broadcaster: str, url: str, timeout_s: float | None = None, max_bytes: int | None = None
+        self, broadcaster: str, url: str, timeout_s: float | None = None, max_bytes: int | None = None,
+        validators: Validators | None = None,
     ) -> FetchResult:
         """GET `url` from `broadcaster` within `timeout_s` (default: the upstream timeout), reading at
-        most `max_bytes` (default: the playlist cap; segments are larger)."""
+        most `max_bytes` (default: the playlist cap; segments are larger); with `validators` (from an
+        earlier result for this URL), conditionally: "unchanged" when the broadcaster answers 304."""
         refused = self.guard.refuse_url(url)
         if refused is not None:
             result = FetchResult(broadcaster, url, "refused", detail=refused)
         else:
-            result = await self._fetch(broadcaster, url, timeout_s or self.timeout_s, max_bytes or self.max_bytes)
+            result = await self._fetch(
+                broadcaster, url, timeout_s or self.timeout_s, max_bytes or self.max_bytes, validators,
+            )
         self.metrics.fetches.labels(broadcaster, result.outcome).inc()
         if result.outcome == "refused":
             self.guard.refused[broadcaster] = result.detail
@@ -206,14 +234,19 @@ class UpstreamFetcher:
                 "broadcaster": broadcaster, "url": url, "outcome": result.outcome, "detail": result.detail}})
         return result
 
-    async def _fetch(self, broadcaster: str, url: str, timeout_s: float, max_bytes: int) -> FetchResult:
+    async def _fetch(
+        self, broadcaster: str, url: str, timeout_s: float, max_bytes: int, validators: Validators | None,
+    ) -> FetchResult:
         if self._session is None:
             raise RuntimeError("UpstreamFetcher.start() was not awaited")
         started = time.perf_counter()
         try:
             async with self._session.get(
                 url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout_s),
+                headers=validators.headers() if validators is not None else None,
             ) as response:
+                if response.status == 304 and validators is not None:
+                    return FetchResult(broadcaster, url, "unchanged", 304, validators=validators)
                 if response.status != 200:
                     return FetchResult(broadcaster, url, "http_error", response.status, detail=f"HTTP {response.status}")
                 declared = response.content_length
@@ -224,7 +257,7 @@ class UpstreamFetcher:
                     body += chunk
                     if len(body) > max_bytes:
                         return FetchResult(broadcaster, url, "too_large", 200, detail=f"over {max_bytes} bytes")
-                return FetchResult(broadcaster, url, "ok", 200, bytes(body))
+                return FetchResult(broadcaster, url, "ok", 200, bytes(body), validators=Validators.of(response.headers))
         except asyncio.TimeoutError:
             return FetchResult(broadcaster, url, "timeout", detail=f"no answer within {timeout_s:g} s")
         except (aiohttp.ClientError, OSError, ValueError) as exc:

@@ -22,12 +22,14 @@ class FakeBroadcaster:
     window: int = 6
     delay: float = 0.0  # seconds before answering
     status: int = 200  # answer with this status when not 200
+    etag: bool = False  # playlists carry an ETag; a matching If-None-Match gets a 304
     segments: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     durations: dict[int, float] = field(default_factory=dict)
     raw: dict[tuple[str, str], bytes] = field(default_factory=dict)
     media: dict[int, bytes] = field(default_factory=dict)  # segment bodies by number (any stream/rendition)
     rendition_media: dict[str, dict[int, bytes]] = field(default_factory=dict)  # a rendition's own bodies
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
+    not_modified: collections.Counter[str] = field(default_factory=collections.Counter)  # 304s, by path
     _runner: web.AppRunner | None = None
     _media_sequence: dict[tuple[str, str], int] = field(default_factory=dict)
     url: str = ""
@@ -100,8 +102,11 @@ class FakeBroadcaster:
             return web.Response(body=self.raw[key], content_type="application/vnd.apple.mpegurl")
         if key not in self.segments:
             return web.Response(status=404, text="no such stream")
-        return web.Response(
-            text=self.playlist_text(*key),
-            content_type="application/vnd.apple.mpegurl",
-            headers={"Cache-Control": "max-age=5"},
-        )
+        text = self.playlist_text(*key)
+        headers = {"Cache-Control": "max-age=5"}
+        if self.etag:
+            headers["ETag"] = f'"{hash(text) & 0xFFFFFFFF:x}"'
+            if request.headers.get("If-None-Match") == headers["ETag"]:
+                self.not_modified[request.path] += 1
+                return web.Response(status=304, headers=headers)
+        return web.Response(text=text, content_type="application/vnd.apple.mpegurl", headers=headers)

@@ -117,6 +117,8 @@ async def put_broadcaster(request: Request) -> Response:
         )
     now = svc.clock()
     b = await svc.store.registry.upsert(name, registration, now)
+    for stream_id in b.streams - (previous.streams if previous is not None else frozenset()):
+        svc.playlists.poke(stream_id)  # it carries a stream it did not: ask it now, not when due
     if previous is None:
         log.info("broadcaster registered", extra={"fields": {"broadcaster": name, "address": b.address}})
         return api_json(broadcaster_json(b, now, svc.liveness), 201, {"Location": f"/api/broadcasters/{name}"})

@@ -1,10 +1,11 @@
-"""One watched stream: a task that, every poll, fetches every rendition from the broadcasters
-carrying it, lets the pure round (round.py) decide, persists what changed, and renders what players
-are served. Everything that shapes the next decision is in the stored states, so another node can
+"""One watched stream: a task that, each round, fetches the renditions whose next segment is due
+(cadence.py) from the broadcasters carrying it, lets the pure round (round.py) decide, persists what
+changed, and renders what players are served. Everything that shapes the next decision is in the stored states, so another node can
 take over between any two rounds and continue exactly.
 
 Players never wait on upstream: they read `Feed.rendered`, replaced whole after each change. Upstream
-load is one fetch per (carrier, rendition) per poll interval, however many players there are.
+load is about one fetch per (carrier, rendition) per segment, however many players there are; a
+round runs at least every poll interval (lease, discovery, hole waits) and asks only what is due.
 """
 
 from __future__ import annotations
@@ -12,29 +13,30 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from broadcaster_registry.liveness import LivenessPolicy, is_ejected, is_serving
 from broadcaster_registry.model import Broadcaster
 from edge.fleet import GRACE_ROUNDS, Membership, Seat, take_turn, want_key
 from edge.tasks import cancel
+from edge.playlists.cadence import Cadence, Watch, due_now, failed, next_due, observe, poke, wake_idle
 from edge.playlists.codec import dump_state, load_state
 from edge.playlists.layout import Layout
 from edge.playlists.master import renditions as announced_variants
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
 from edge.playlists.probing import Prober
 from edge.playlists.render import encoded, render_media, skippable
-from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate, with_dvr_window
+from edge.playlists.round import StreamPolicy, decide, discovery_due, quiet, substitutes_by_bitrate, with_dvr_window
 from edge.playlists.served import Served
 from edge.playlists.upstream_parse import ParseLimits, UpstreamPlaylist, parse_upstream
 from edge.segments.copier import Copier
 from edge.segments.policy import Copies, SegmentDefaults, SegmentMode, SegmentPolicy, wanted
 from edge.store.base import Store, StoreUnavailable
 from edge.streams.model import SOURCE, Stream
-from edge.upstream import FetchResult, UpstreamFetcher
+from edge.upstream import FetchResult, UpstreamFetcher, Validators
 
 log = logging.getLogger("edge.feed")
 T = TypeVar("T")
@@ -93,6 +95,11 @@ class FeedMetrics:
         self.probes = Counter(
             "edge_media_probes", "Renditions probed for their codecs and size, by outcome (probing.py).",
             ["outcome"], registry=registry,
+        )
+        self.publish_lag = Histogram(
+            "edge_playlist_publish_lag_seconds",
+            "From the first fetch that listed a segment (any carrier, any rendition) to its publication.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8), registry=registry,
         )
         self.fallbacks = Counter(
             "edge_segment_direct_fallbacks", "Segments published direct in mirror mode: not stored in time.",
@@ -178,6 +185,18 @@ class Feed:
         self.offers: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self.answered: dict[str, bool] = {}  # last round (as leader): which broadcasters answered
         self._policy = self._stream_policy(stream)
+        # Per (broadcaster, rendition): what it listed and when (cadence.py), and its last answer,
+        # which stands for it in the rounds that do not ask it (nothing can have changed it).
+        self._watches: dict[tuple[str, str], Watch] = {}
+        self._answers: dict[tuple[str, str], _Answer] = {}
+        self._poked_at = float("-inf")
+        self._next_round = float("inf")  # on ctx.clock: when the next ask is due (leader only)
+        # The carriers as last read, and when: re-read on a poke and at least every poll interval (a
+        # carrier that stopped serving); the rounds in between, when asks come due, reuse them.
+        self._carriers: tuple[list[Broadcaster], frozenset[str]] | None = None
+        self._carriers_at = float("-inf")
+        self._first_seen: dict[int, float] = {}  # number -> the first fetch that listed it
+        self.last_publish_lag: float | None = None  # of the newest published segment (seconds)
         self.prober = Prober(ctx.fetcher, ctx.store.streams, ctx.clock, self._took, ctx.metrics.probes)
 
     def _took(self, stream: Stream) -> None:
@@ -209,6 +228,12 @@ class Feed:
         ended_at = self.stream.ended_at
         return (self.stream.record and ended_at is not None
                 and self.ctx.clock() - ended_at / 1000 > self.ctx.segments.recording_retention)
+
+    @property
+    def watches(self) -> Mapping[tuple[str, str], Watch]:
+        """Per (broadcaster, rendition), as lease holder: what it listed and when it was last asked,
+        and whether it answered (cadence.Watch); `cadence.due` says when it is asked next."""
+        return self._watches
 
     @property
     def segment_mode(self) -> SegmentMode:
@@ -253,7 +278,8 @@ class Feed:
                 log.warning("feed %s: could not release its lease", self.stream.id)
 
     def poke(self) -> None:
-        """Refresh now (the stream was ended or a carrier appeared)."""
+        """Refresh now, asking every carrier (the stream was ended or a carrier appeared)."""
+        self._poked_at = self.ctx.clock()
         self._wake.set()
 
     @property
@@ -293,8 +319,11 @@ class Feed:
                 if self.finished:
                     break
                 self._wake.clear()
+                # At least every poll interval (lease, discovery, hole waits, following the store);
+                # sooner when an ask is due. 5 ms at least: due times are never rounds apart.
+                wait = min(self.ctx.poll_interval, max(0.005, self._next_round - self.ctx.clock()))
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.ctx.poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), wait)
                 except asyncio.TimeoutError:
                     pass
         finally:
@@ -363,25 +392,33 @@ class Feed:
         await self._recheck_stream(now)
         if self.finished:
             return
-        if not await self._hold_lease(now):
+        self._next_round = float("inf")
+        # Renewed less than a poll ago, the lease holds beyond the next renewal (lease_ttl > 2 polls):
+        # rounds that come between, when asks are due, need not write it again.
+        renewed = self.publishes_alone and self._lease_until - now > ctx.lease_ttl - ctx.poll_interval
+        if not renewed and not await self._hold_lease(now):
+            self._carriers = None
             await self.sync(await ctx.store.playlists.revision(self.stream.id))
             return
-        carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
-        handed = await ctx.store.registry.carrier_hints(self.stream.id)
+        carriers, handed = await self._carriers_now(now)
         target = next((s.target_duration for s in self.states.values()), 0)
         if discovery_due(now, self._last_discovery, self._last_progress, target, ctx.poll_interval, ctx.discovery_interval):
             self._last_discovery = now
+            self._watches = wake_idle(self._watches, now, self._cadence())
             found = await self._discover(carriers, now)
             carriers += found
             handed |= {b.name for b in found}
+            if found:
+                self._carriers = None  # read again next round, with what was found
         refs = self._refs(carriers, handed)
-        renditions = self.stream.rendition_names
-        fetched = dict(zip(renditions, await asyncio.gather(*(self._fetch(r, carriers, refs) for r in renditions))))
+        fetched, asked = await self._poll(carriers, refs, now)
         ended_at = self.stream.ended_at / 1000 if self.stream.ended_at is not None else None
+        if not asked and quiet(self.states, fetched, ended_at):
+            return  # nothing new was asked and nothing waits on time: the decision is the last one
         self.offers = _offers(fetched)
         copies = await self._copy(fetched, now)
         outcome = decide(self.states, fetched, now, self._policy, ended_at=ended_at, copies=copies)
-        await self._record_health(outcome.health, now)
+        await self._record_health({name: alive for name, alive in outcome.health.items() if name in asked}, now)
         self.answered = dict(outcome.health)
         if outcome.fell_back:
             ctx.metrics.fallbacks.inc(len(outcome.fell_back))
@@ -401,9 +438,11 @@ class Feed:
                 return
             self.revision = revision
             self._ahead.clear()
+            before = dict(self.states)
             await self._adopt(changed, now, outcome.visible)
             if outcome.visible:
                 ctx.metrics.published.inc(len(outcome.visible))
+                self._observe_lag(before, outcome.visible, now)
         self.prober.consider(self.stream, self.states, self.offers)  # each rendition's media, once
         self.finished = self.finished or outcome.final or (
             not self.states and ended_at is not None and now - ended_at >= self._policy.merge.hole_wait_seconds
@@ -488,6 +527,106 @@ class Feed:
             )
         return refs
 
+    async def _poll(
+        self, carriers: Sequence[Broadcaster], refs: dict[str, BroadcasterRef], now: float
+    ) -> tuple[dict[str, list[FetchedPlaylist]], set[str]]:
+        """Every rendition's playlist from every carrier: asked if due (cadence.py), otherwise its
+        last answer. Also which broadcasters were asked."""
+        renditions = self.stream.rendition_names
+        cadence = self._cadence()
+        keys = [(b.name, r) for r in renditions for b in carriers]
+        for gone in self._watches.keys() - set(keys):  # no longer a carrier (or a rendition)
+            del self._watches[gone]
+            self._answers.pop(gone, None)
+        watches = {}
+        for key in keys:
+            watch = self._watches.get(key, Watch())
+            watches[key] = poke(watch, self._poked_at) if self._poked_at > watch.poked_at else watch
+        ask = due_now(watches, now, cadence)
+        by_name = {b.name: b for b in carriers}
+        asked = [key for key in keys if key in ask]
+        answers = await asyncio.gather(*(self._ask(by_name[name], rendition, now) for name, rendition in asked))
+        for key, answer in zip(asked, answers):
+            self._answers[key] = answer
+            playlist = answer.fetched.playlist
+            if playlist is None:
+                watches[key] = failed(watches[key], now)
+            elif playlist.segments:
+                newest = playlist.segments[-1]
+                self._note_seen(playlist, watches[key].newest, now)
+                watches[key] = observe(watches[key], now, newest.number, newest.duration)
+            else:
+                watches[key] = observe(watches[key], now, None, 0.0)
+        self._watches = watches
+        self._next_round = next_due(watches.values(), cadence)
+        fetched: dict[str, list[FetchedPlaylist]] = {r: [] for r in renditions}
+        for name, rendition in keys:
+            answer = self._answers.get((name, rendition))
+            if answer is not None:
+                ref = refs.get(name) or answer.fetched.broadcaster
+                item = answer.fetched
+                fetched[rendition].append(item if item.broadcaster == ref else replace(item, broadcaster=ref))
+        return fetched, {name for name, _ in asked}
+
+    async def _carriers_now(self, now: float) -> tuple[list[Broadcaster], frozenset[str]]:
+        """The serving carriers and those handed out or found, read again when poked or a poll
+        interval after the last read: what changes them in between pokes the feed."""
+        ctx = self.ctx
+        if self._carriers is None or self._poked_at >= self._carriers_at or now - self._carriers_at >= ctx.poll_interval:
+            self._carriers_at = now
+            carriers = [b for b in await ctx.store.registry.carrying(self.stream.id) if is_serving(b, now, ctx.liveness)]
+            self._carriers = (carriers, frozenset(await ctx.store.registry.carrier_hints(self.stream.id)))
+        carriers, handed = self._carriers
+        return list(carriers), handed
+
+    def _cadence(self) -> Cadence:
+        return Cadence(retry=self.ctx.poll_interval, window=self._policy.merge.window_seconds)
+
+    async def _ask(self, b: Broadcaster, rendition: str, now: float) -> _Answer:
+        """One carrier's playlist of one rendition: conditionally when it gave validators, and not
+        parsed again when it is the same as last time."""
+        previous = self._answers.get((b.name, rendition))
+        url = self.ctx.layout.playlist_url(b.address, self.stream.id, rendition)
+        result = await self.ctx.fetcher.fetch(
+            b.name, url, validators=previous.validators if previous is not None else None,
+        )
+        ref = BroadcasterRef(name=b.name, origin=b.address, rank=RANK_CARRIER)
+        if result.outcome == "unchanged" and previous is not None:
+            return replace(previous, fetched=replace(previous.fetched, status=result.status))
+        if not result.ok:
+            return _Answer(FetchedPlaylist(broadcaster=ref, error=result.outcome, status=result.status), b"", None)
+        digest = hashlib.blake2b(result.body, digest_size=16).digest()
+        if previous is not None and previous.digest == digest and previous.fetched.playlist is not None:
+            return replace(previous, validators=result.validators, fetched=replace(previous.fetched, status=result.status))
+        playlist = self._parse(result, b, rendition)
+        return _Answer(FetchedPlaylist(broadcaster=ref, playlist=playlist, status=result.status), digest, result.validators)
+
+    def _note_seen(self, playlist: UpstreamPlaylist, known: int | None, now: float) -> None:
+        """When each number was first listed anywhere: the start of its publish lag."""
+        for segment in reversed(playlist.segments):
+            if known is not None and known >= segment.number > known - 1000:
+                break
+            self._first_seen.setdefault(segment.number, now)
+
+    def _observe_lag(self, before: Mapping[str, PublishedState], visible: Iterable[str], now: float) -> None:
+        """How long the newly published numbers waited since first listed (once per number)."""
+        lags = []
+        for rendition in visible:
+            state, earlier = self.states[rendition], before.get(rendition)
+            start = earlier.next_msn if earlier is not None else 0
+            for segment in state.segments:
+                if segment.msn >= start:
+                    seen = self._first_seen.pop(segment.number, None)
+                    if seen is not None:
+                        lags.append(now - seen)
+        for lag in lags:
+            self.ctx.metrics.publish_lag.observe(lag)
+        if lags:
+            self.last_publish_lag = lags[-1]
+        if len(self._first_seen) > 256:  # numbers never published (passed over, or a stale carrier's)
+            newest = max(self._first_seen)
+            self._first_seen = {n: t for n, t in self._first_seen.items() if n > newest - 64}
+
     async def _fetch(
         self, rendition: str, carriers: Sequence[Broadcaster], refs: dict[str, BroadcasterRef]
     ) -> list[FetchedPlaylist]:
@@ -534,6 +673,15 @@ class Feed:
             # The carriers polled were serving at the round's start, so an ejected one is news.
             if not alive and updated is not None and is_ejected(updated, now):
                 self.ctx.metrics.ejections.labels(name).inc()
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A carrier's last answer for one rendition: what the round sees, and what tells a repeat."""
+
+    fetched: FetchedPlaylist
+    digest: bytes  # of the body parsed
+    validators: Validators | None
 
 
 def _offers(fetched: Mapping[str, Sequence[FetchedPlaylist]]) -> dict[tuple[str, int], list[tuple[str, str]]]:

@@ -176,3 +176,29 @@ def with_dvr_window(policy: Policy, asked: float | None) -> Policy:
     if asked is None or asked <= policy.window_seconds:
         return policy
     return replace(policy, window_seconds=float(asked))
+
+
+def quiet(
+    states: Mapping[str, PublishedState], fetched: Mapping[str, Sequence[FetchedPlaylist]], ended_at: float | None
+) -> bool:
+    """Whether `decide` would change nothing however much time passed: in every rendition each
+    carrier lists up to the newest published number and only published numbers, nothing is waited for (a hole, a restart being
+    confirmed) and the stream is not ended. A round that asked nothing new can then skip the decision."""
+    if ended_at is not None or not fetched:
+        return False
+    for rendition, items in fetched.items():
+        state = states.get(rendition)
+        if state is None or state.waiting_since is not None or state.restart_watch is not None:
+            return False
+        if state.stale_numbers is not None or state.ended:
+            return False
+        published = {segment.number for segment in state.segments if segment.substitute is None}  # own copies
+        offered = [item.playlist.segments for item in items if item.playlist is not None and item.playlist.segments]
+        if not offered:  # a rendition with nothing on offer is on its way to stand-ins: not quiet
+            return False
+        # Every carrier lists up to the newest published number (older lists may read as a restart).
+        if any(segments[-1].number != (state.next_number or 0) - 1 for segments in offered):
+            return False
+        if any(s.number not in published for segments in offered for s in segments):
+            return False
+    return True

@@ -185,3 +185,38 @@ DISCOVERY_CASES = [
 )
 def test_discovery_is_due_on_its_interval_and_sooner_once_late(now: float, last: float, progress: float, target: int, due: bool) -> None:
     assert discovery_due(now, last, progress, target, 0.5, 10.0) is due
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from edge.playlists.round import quiet  # noqa: E402
+
+offers = st.lists(st.integers(0, 30), max_size=8).map(lambda n: sorted(set(n)))
+
+
+@settings(max_examples=600, deadline=None)
+@given(steps=st.lists(st.tuples(st.floats(0, 3), offers, offers), min_size=1, max_size=8),
+       later=st.floats(0, 100), data=st.data())
+def test_a_quiet_round_changes_nothing_however_late(steps, later, data) -> None:
+    # Whatever happened before, when `quiet` says so (here: offering again published numbers, mostly
+    # up to the newest, unless a wait is pending), deciding again, any time later, changes nothing.
+    states: dict[str, PublishedState] = {}
+    now = 0.0
+    for gap, hi, lo in steps:
+        now += gap
+        states = dict(decide(states, {"hi": [offer(B1, hi)], "lo": [offer(B1, lo)]}, now, POLICY).states)
+    fetched = {
+        r: [offer(B1, sorted(data.draw(st.sets(st.sampled_from([s.number for s in states[r].segments] or [0])))
+                             | {data.draw(st.sampled_from([(states[r].next_number or 0) - 1, 0]))}))]
+        for r in ("hi", "lo") if r in states
+    }
+    if len(fetched) == 2 and quiet(states, fetched, None):
+        outcome = decide(states, fetched, now + later, POLICY)
+        assert not outcome.changed and not outcome.visible
+
+
+def test_quiet_only_when_everything_offered_is_published() -> None:
+    states = dict(decide({}, {"hi": [offer(B1, [1, 2])], "lo": [offer(B1, [1, 2])]}, 0.0, POLICY).states)
+    assert quiet(states, {"hi": [offer(B1, [1, 2])], "lo": [offer(B1, [2])]}, None)
+    assert not quiet(states, {"hi": [offer(B1, [1, 2, 3])], "lo": [offer(B1, [1, 2])]}, None)
+    assert not quiet(states, {"hi": [offer(B1, [1, 2])], "lo": [offer(B1, [1, 2])]}, 5.0)  # ended

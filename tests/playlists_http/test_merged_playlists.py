@@ -503,3 +503,28 @@ async def test_a_store_that_lost_writes_never_takes_players_back(tmp_path: Path)
                 assert b"/6.ts" in stored.states["source"], "the node wrote its newer state back"
     finally:
         await delete_prefix(REDIS_URL, prefix)
+
+
+async def test_a_broadcaster_answering_304_keeps_its_segments_listed_and_new_ones_still_arrive(edge: Edge) -> None:
+    fake = await edge.add_broadcaster("a", etag=True)
+    stream = await edge.create_stream()
+    sid = stream["id"]
+    fake.add(sid, "source", 1, 2, 3)
+    await carried(edge, sid, "a")
+
+    async def listed() -> list[str]:
+        response = await edge.playlist(sid)
+        return [s.uri.rsplit("/", 1)[1] for s in parse(response).segments] if response.status_code == 200 else []
+
+    await edge.wait_for(lambda: listed(), timeout=5.0)
+    path = f"/stream/{sid}/source.m3u8"
+    # Unchanged: asked conditionally and answered 304, which stands for the last playlist.
+    await edge.wait_for(lambda: fake.not_modified[path] >= 2, timeout=5.0)
+    assert await listed() == ["1.ts", "2.ts", "3.ts"]
+    fake.add(sid, "source", 4)
+
+    async def has_four() -> bool:
+        return "4.ts" in await listed()
+
+    await edge.wait_for(has_four, timeout=5.0)
+    assert await listed() == ["1.ts", "2.ts", "3.ts", "4.ts"]
