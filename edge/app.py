@@ -23,10 +23,13 @@ from edge.auth import Credentials
 from edge.broadcasters import routes as broadcaster_routes
 from edge.broadcasters.prober import start_static_fleet
 from edge.broadcasters.selection import Selector
+from edge.broadcasters import fleet as fleet_routes
 from edge.errors import EXCEPTION_HANDLERS, error_response
 from edge.observability import AccessLog, Metrics, ObservabilityMiddleware, Recorder
 from edge.pages import routes as page_routes
 from edge.playlists import routes as playlist_routes
+from edge.fetch_history import FetchHistory
+from edge.playlists import health as health_routes
 from edge.playlists.feed import FeedContext, FeedMetrics
 from edge.playlists.player_path import PlayerPath
 from edge.playlists.service import PlaylistService
@@ -82,8 +85,10 @@ def build_services(settings: Settings) -> Services:
         guard=guard,
         node_id=uuid.uuid4().hex[:12],
     )
+    svc.fetch_history = FetchHistory(lambda: svc.clock())
     fetcher = UpstreamFetcher(
         settings.upstream_timeout, settings.upstream_max_bytes, UpstreamMetrics(metrics.registry), guard,
+        svc.fetch_history,
     )
     svc.segment_store = open_segment_store(settings)
 
@@ -221,7 +226,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
         PlayerPath(svc, recorder),
         # Players' routes first: matched on every reload, and no other route overlaps them.
         routes=[*playlist_routes.ROUTES, *segment_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES,
-                *openapi.ROUTES, *page_routes.ROUTES],
+                *openapi.ROUTES, *page_routes.ROUTES, *health_routes.ROUTES, *fleet_routes.ROUTES],
         middleware=[Middleware(ObservabilityMiddleware, recorder=recorder)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},
         lifespan=lifespan,

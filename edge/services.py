@@ -18,6 +18,7 @@ from broadcaster_registry.liveness import LivenessPolicy
 from broadcaster_registry.ranking import RankingPolicy
 from edge.auth import Credentials
 from edge.broadcasters.selection import Selector
+from edge.fetch_history import FetchHistory
 from edge.observability import Metrics
 from edge.playlists.service import PlaylistService
 from edge.settings import Settings
@@ -63,6 +64,7 @@ class Services:
     clock: Callable[[], float] = field(default=time.time)
     segment_store: SegmentStore | None = None  # where segment copies are kept
     copier: Copier | None = None
+    fetch_history: FetchHistory | None = None  # recent fetch results per broadcaster, for operators
     playlists: PlaylistService = field(init=False)  # built from these services (its clock is ours)
     # Players' responses, ready to send: per media playlist version (freed with it: versions are
     # immutable values replaced on every change), and per stream value for master playlists.

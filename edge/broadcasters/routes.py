@@ -27,6 +27,7 @@ from edge.services import Services, services
 from edge.store import StoreUnavailable
 from edge.streams.model import is_stream_id
 from geo.locate import locate
+from geo.location import Location
 
 log = logging.getLogger("edge.broadcasters")
 
@@ -196,13 +197,7 @@ async def choose_broadcaster(request: Request) -> Response:
     stream_id = single_query(request, "streamId")
     if stream_id is not None:
         await _check_stream(svc, stream_id)
-    client = request.client
-    peer = client.host if client else ""
-    # Repeated headers joined in order (what HTTP says they mean), for the X-Forwarded-For walk.
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
-    location = locate(peer, headers, svc.geo, svc.city_db)
+    location = caller_location(svc, request)
     now = svc.clock()
     chosen = await svc.selector.choose(location, now, MAX_ANSWER)
     if log.isEnabledFor(logging.DEBUG):  # never the address or the headers themselves
@@ -215,6 +210,18 @@ async def choose_broadcaster(request: Request) -> Response:
     if chosen and stream_id is not None:
         await svc.selector.note_handout(stream_id, chosen[0].name, now)
     return api_json([{"address": b.address, "name": b.name, "region": b.region} for b in chosen])
+
+
+def caller_location(svc: Services, request: Request) -> Location | None:
+    """Where the caller is, as GET /api/broadcaster locates it (trusted proxies, CDN headers, the
+    city database)."""
+    client = request.client
+    peer = client.host if client else ""
+    # Repeated headers joined in order (what HTTP says they mean), for the X-Forwarded-For walk.
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return locate(peer, headers, svc.geo, svc.city_db)
 
 
 async def _check_stream(svc: Services, stream_id: str) -> None:

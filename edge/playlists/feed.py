@@ -21,6 +21,7 @@ from broadcaster_registry.liveness import LivenessPolicy, is_serving
 from broadcaster_registry.model import Broadcaster
 from edge.tasks import cancel
 from edge.playlists.codec import dump_state, load_state
+from edge.playlists.history import StreamHistory
 from edge.playlists.layout import Layout
 from edge.playlists.master import renditions as announced_variants
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
@@ -157,6 +158,7 @@ class Feed:
         # the segment route redirects when the chosen broadcaster is down.
         self.offers: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self.answered: dict[str, bool] = {}  # last round (as leader): which broadcasters answered
+        self.history = StreamHistory()  # what this node saw of the stream lately, for operators
         self._policy = self._stream_policy(stream)
 
     def _stream_policy(self, stream: Stream) -> StreamPolicy:
@@ -211,7 +213,7 @@ class Feed:
 
     @property
     def lease_key(self) -> str:
-        return f"feed:{self.stream.id}"
+        return lease_key(self.stream.id)
 
     async def _resign(self) -> None:
         if self.leader:
@@ -315,6 +317,7 @@ class Feed:
         rendered = await _off_loop_if_large(changed.values(), lambda: self._renders(changed, now)) if changed else {}
         self.states.update(states)
         self.rendered.update(rendered)
+        self.history.adopted(states, now)
         if any(s.segments for s in changed.values()):
             self._last_progress = now
 
@@ -343,6 +346,7 @@ class Feed:
         fetched = dict(zip(renditions, await asyncio.gather(*(self._fetch(r, carriers, refs) for r in renditions))))
         ended_at = self.stream.ended_at / 1000 if self.stream.ended_at is not None else None
         self.offers = _offers(fetched)
+        self.history.listed(fetched, now)
         copies = await self._copy(fetched, now)
         outcome = decide(self.states, fetched, now, self._policy, ended_at=ended_at, copies=copies)
         await self._record_health(outcome.health, now)
@@ -489,6 +493,11 @@ class Feed:
         """Passive health: the round's verdict per broadcaster, written only when it changes something."""
         for name, alive in verdicts.items():  # the store writes only what changes something
             await self.ctx.store.registry.record_fetch(name, alive, now, self.ctx.liveness)
+
+
+def lease_key(stream_id: str) -> str:
+    """The lease whose holder polls the stream and publishes its playlists."""
+    return f"feed:{stream_id}"
 
 
 def _offers(fetched: Mapping[str, Sequence[FetchedPlaylist]]) -> dict[tuple[str, int], list[tuple[str, str]]]:
