@@ -7,6 +7,7 @@ network beyond loopback is closed) and autoplay allowed, as a muted player would
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import subprocess
@@ -57,19 +58,32 @@ class Browser:
             await asyncio.sleep(0.1)
         self._ws = await self._session.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0)
 
-    async def evaluate(self, expression: str) -> Any:
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One DevTools protocol command and its result (events meanwhile are let pass)."""
         assert self._ws is not None
         message_id = next(self._ids)
-        await self._ws.send_json({"id": message_id, "method": "Runtime.evaluate",
-                                  "params": {"expression": expression, "returnByValue": True}})
+        await self._ws.send_json({"id": message_id, "method": method, "params": params or {}})
         async for message in self._ws:
             data = json.loads(message.data)
             if data.get("id") == message_id:
-                result = data["result"]
-                if "exceptionDetails" in result:
-                    raise RuntimeError(result["exceptionDetails"])
-                return result["result"].get("value")
+                if "error" in data:
+                    raise RuntimeError(f"{method}: {data['error']}")
+                return data["result"]
         raise RuntimeError("the browser closed the connection")
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in result:
+            raise RuntimeError(result["exceptionDetails"])
+        return result["result"].get("value")
+
+    async def screenshot(self, path: Path, width: int = 1280, height: int = 1400) -> None:
+        """The page as a person sees it, as a PNG at `path`."""
+        await self.call("Emulation.setDeviceMetricsOverride",
+                        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        shot = await self.call("Page.captureScreenshot", {"format": "png"})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
 
     async def close(self) -> None:
         if self._ws is not None:
