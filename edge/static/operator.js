@@ -52,13 +52,16 @@
     return PALETTE[i % PALETTE.length];
   }
 
+  // A broadcaster that answered is up, even without what was asked (liveness.answered: below 500).
+  const answered = (last) => last.status !== null && last.status < 500;
+
   // What the map shows: the registry's verdict, or down as soon as this node's fetches fail.
   function status(b, fetches, now) {
     if (b.state === "draining") return { status: "draining", why: "draining" };
     const health = b.health || {};
     if (!health.healthy) return { status: "down", why: health.reason };
     const last = fetches && fetches.lastFetch;
-    if (last && last.outcome !== "ok" && (last.status === null || last.status >= 500) && now - last.at < FAILING_FOR_S) {
+    if (last && !answered(last) && now - last.at < FAILING_FOR_S) {
       return { status: "down", why: `last fetch: ${last.outcome}` };
     }
     return { status: "up", why: "" };
@@ -93,7 +96,7 @@
       row.insertCell().append(EdgeSparkline.render(fetches ? fetches.buckets : []));
       const last = fetches && fetches.lastFetch;
       cell(row, last ? `${last.outcome}${last.status && last.status !== 200 ? " " + last.status : ""}, ${(last.latencySeconds * 1000).toFixed(0)} ms, ${age(last.at)}` : "–",
-        last ? (last.outcome === "ok" ? "up" : "down") : "muted");
+        !last ? "muted" : last.outcome === "ok" ? "up" : answered(last) ? "muted" : "down");
       cell(row, b.address, "muted");
     }
   }

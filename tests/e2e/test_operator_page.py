@@ -124,3 +124,57 @@ async def test_operator_page_shows_holes_moves_and_a_killed_broadcaster(tmp_path
             finally:
                 await browser.close()
 
+
+
+async def test_during_edge_demo_the_timeline_follows_ingest_moves_and_a_killed_broadcaster_turns_red(tmp_path: Path) -> None:
+    """The issue's acceptance: `edge demo` (real broadcasters transcoding with ffmpeg, an ingest moving
+    between them), its operator page, its health endpoint."""
+    from devtools.demo import Demo
+    from tests.conftest import free_port
+    from tests.media import require
+
+    require("ffmpeg")
+    demo = Demo(port=free_port(), data_dir=str(tmp_path / "data"), switch_every=3)
+    browser = Browser(tmp_path / "chromium")
+    try:
+        await demo.start()
+        assert demo.settings is not None and demo.stream_id is not None
+        await browser.open(f"{demo.url}/#token={demo.settings.admin_tokens[0]}")
+        # The ingest moves every 3 segments: the strip changes colour where it did.
+        suppliers = """(() => {
+          const cells = [...document.querySelectorAll('.timeline .strip[data-rendition="source"] .seg[data-broadcaster]')];
+          const runs = [];
+          for (const c of cells) if (!runs.length || runs[runs.length - 1][0] !== c.dataset.broadcaster)
+            runs.push([c.dataset.broadcaster, getComputedStyle(c).backgroundColor]);
+          return runs.length >= 3 ? JSON.stringify(runs) : null;
+        })()"""
+        runs = json.loads(str(await until(browser, suppliers, timeout=60)))
+        for (name_a, colour_a), (name_b, colour_b) in zip(runs, runs[1:]):
+            assert name_a != name_b and colour_a != colour_b
+        await browser.screenshot(SCREENSHOTS / "demo-timeline-moves.png")
+
+        victim = demo.current_broadcaster()
+        assert victim is not None
+        marker = f"document.querySelector('.fleet-map .marker[data-name=\"{victim.name}\"]')"
+        assert await until(browser, f"{marker} && {marker}.classList.contains('up')")
+        await demo.kill(victim)
+        await until(browser, f"{marker}.classList.contains('down')", timeout=20)
+        assert await browser.evaluate(f"getComputedStyle({marker}.querySelector('circle')).fill") == "rgb(211, 47, 47)"
+        await browser.screenshot(SCREENSHOTS / "demo-map-killed.png")
+
+        # The health endpoint says the same as JSON: the segments' suppliers are the strip's.
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{demo.url}/api/stream/{demo.stream_id}/health",
+                                headers={"Authorization": f"Bearer {demo.settings.admin_tokens[0]}"}) as response:
+                assert response.status == 200
+                health = await response.json()
+        source = next(r for r in health["renditions"] if r["name"] == "source")
+        names = [s["broadcaster"] for s in source["timeline"]]
+        json_runs = [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
+        assert [r[0] for r in runs] == json_runs[: len(runs)]
+        assert victim.name in {c["name"] for c in health["carriers"]} or victim.name in names
+    finally:
+        await browser.close()
+        await demo.stop()
