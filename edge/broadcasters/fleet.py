@@ -22,7 +22,7 @@ from edge.query import refuse_unknown_query
 from edge.services import services
 
 
-async def broadcasters_health(request: Request) -> Response:
+async def fetches(request: Request) -> Response:
     """Per broadcaster this node fetched from lately: its last fetch and 10 s buckets of outcomes
     and latency (edge.fetch_history)."""
     svc = services(request)
@@ -65,6 +65,6 @@ async def viewer(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/api/broadcasters/health", broadcasters_health, methods=["GET"]),
+    Route("/api/fetches", fetches, methods=["GET"]),
     Route("/api/viewer", viewer, methods=["GET"]),
 ]

@@ -186,7 +186,7 @@
     try {
       const [broadcasters, streams, store, fetchHealth, viewer] = await Promise.all(
         [api("/api/broadcasters"), api("/api/stream?limit=50"), api("/api/segment-store"),
-          api("/api/broadcasters/health"), api("/api/viewer")]);
+          api("/api/fetches"), api("/api/viewer")]);
       const list = Array.isArray(broadcasters) ? broadcasters : broadcasters.broadcasters || [];
       names = [...new Set([...names, ...list.map((b) => b.name)])].sort();
       defaultMode = store.defaultMode || "direct";

@@ -1,4 +1,4 @@
-// Sparklines of a broadcaster's recent fetches (GET /api/broadcasters/health, 10 s buckets): a bar
+// Sparklines of a broadcaster's recent fetches (GET /api/fetches, 10 s buckets): a bar
 // per bucket, green for answers, red for failures on top, and the mean latency as a line.
 "use strict";
 window.EdgeSparkline = (function () {

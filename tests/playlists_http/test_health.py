@@ -59,7 +59,7 @@ async def test_health_reports_suppliers_holes_carriers_and_lag(tmp_path: Path) -
 
         await iad.stop()
         await edge.wait_for(lambda: edge.svc.fetch_history.last["iad-1"].outcome == "connect_error", timeout=5)
-        fleet = (await edge.client.get("/api/broadcasters/health", headers=auth(ADMIN_TOKEN))).json()
+        fleet = (await edge.client.get("/api/fetches", headers=auth(ADMIN_TOKEN))).json()
         assert fleet["broadcasters"]["iad-1"]["lastFetch"]["outcome"] == "connect_error"
         assert sum(b["failed"] for b in fleet["broadcasters"]["iad-1"]["buckets"]) > 0
 
@@ -83,4 +83,4 @@ async def test_health_refuses_bad_requests(tmp_path: Path) -> None:
         missing = "0" * len(sid)
         assert (await edge.client.get(f"/api/stream/{missing}/health", headers=auth())).status_code == 404
         assert (await edge.client.get("/api/viewer", headers=auth())).status_code == 200
-        assert (await edge.client.get("/api/broadcasters/health", headers=auth())).status_code == 403
+        assert (await edge.client.get("/api/fetches", headers=auth())).status_code == 403
