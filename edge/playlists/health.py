@@ -28,6 +28,9 @@ from edge.streams.model import Stream
 from edge.streams.paths import StreamIdConvertor  # noqa: F401  registers {id:stream_id}
 
 
+MAX_WINDOW_SHOWN = 1024  # the newest segments of the published window in the answer
+
+
 def entry_json(entry: Entry) -> dict[str, Any]:
     return {
         "msn": entry.msn, "number": entry.number, "duration": entry.duration, "uri": entry.uri,
@@ -57,7 +60,9 @@ def rendition_json(name: str, state: PublishedState | None, timeline: list[Entry
     if state is None:
         return {"name": name, "published": False, "window": [], "timeline": [], "lag": lag_summary([]),
                 "secondsSinceNewSegment": None}
-    window = entries_for(None, state.segments, None, {}, {})
+    shown = state.segments[-MAX_WINDOW_SHOWN:]  # a recording's window can hold hours
+    previous = state.segments[-len(shown) - 1] if len(state.segments) > len(shown) else None
+    window = entries_for(previous, shown, None, {}, {})
     published = [e.published_at for e in timeline if e.published_at is not None]
     newest = max(published, default=changed_at)
     return {
@@ -71,6 +76,7 @@ def rendition_json(name: str, state: PublishedState | None, timeline: list[Entry
         "version": state.version,
         "holesPassed": state.counts.holes_passed,
         "restarts": state.counts.restarts,
+        "windowSegments": len(state.segments),
         "window": [entry_json(e) for e in window],
         "timeline": [entry_json(e) for e in timeline],
         "lag": lag_summary(timeline),

@@ -121,7 +121,10 @@ class StreamHistory:
         for rendition, state in states.items():
             last = self._last.get(rendition)
             first_sight = last is None
-            fresh = [s for s in state.segments if last is None or s.msn > last.msn]
+            # Segments are in MSN order: the unseen ones are a tail, found without a scan (long
+            # DVR windows), and never more than the ring keeps.
+            start = 0 if last is None else max(0, last.msn + 1 - state.media_sequence)
+            fresh = state.segments[max(start, len(state.segments) - MAX_ENTRIES):]
             if not fresh:
                 continue
             numbers = {s.number for s in fresh}
