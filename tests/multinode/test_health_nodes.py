@@ -1,0 +1,53 @@
+"""Stream health from two edge processes on one Redis: both name the same lease holder and serve the
+same window; each answers with its own timeline, and only the lease holder knows listing times."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ADMIN_TOKEN
+from tests.fakes import FakeBroadcaster
+from tests.multinode.test_multinode import create_stream, node_env, redis_prefix, register, start_nodes
+
+__all__ = ["redis_prefix"]  # the fixture, used by name
+
+
+async def test_both_nodes_report_the_same_window_and_lease_holder(tmp_path: Path, redis_prefix: str) -> None:
+    nodes = await start_nodes(tmp_path, node_env(redis_prefix))
+    fake = FakeBroadcaster("fra-1")
+    await fake.start()
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            sid = await create_stream(http, nodes[0])
+            await register(http, nodes[0], fake, [sid])
+            ids = [(await http.get(f"{n.url}/healthz")).json()["node"] for n in nodes]
+            for number in range(8):
+                fake.add(sid, "source", number)
+                for node in nodes:  # a player on each node: both watch the stream
+                    await http.get(f"{node.url}/stream/{sid}/source.m3u8")
+                await asyncio.sleep(0.3)
+            fake.add(sid, "source", 8)
+            await asyncio.sleep(1.0)  # both nodes have adopted 8
+            answers = [(await http.get(f"{n.url}/api/stream/{sid}/health", headers=admin)).json() for n in nodes]
+            assert [a["node"] for a in answers] == ids
+            holder = answers[0]["leaseHolder"]
+            assert holder in ids and answers[1]["leaseHolder"] == holder
+            assert [a["leaseHeldHere"] for a in answers] == [i == holder for i in ids]
+            windows = [[(s["msn"], s["number"], s["broadcaster"]) for s in a["renditions"][0]["window"]] for a in answers]
+            assert windows[0] == windows[1] and windows[0][-1][1] == 8
+            for answer, node_id in zip(answers, ids):
+                timeline = answer["renditions"][0]["timeline"]
+                assert answer["watched"] and timeline and timeline[-1]["number"] == 8
+                timed = [s for s in timeline if s["publishedAt"] is not None]
+                if node_id == holder:
+                    assert timed and all(s["listedAt"] is not None for s in timed)
+                else:  # a follower never reads the broadcasters' lists
+                    assert all(s["listedAt"] is None for s in timeline)
+    finally:
+        await fake.stop()
+        for node in nodes:
+            node.stop()
