@@ -75,6 +75,12 @@ async def test_health_of_an_unwatched_stream_reads_the_store(tmp_path: Path) -> 
         assert sid not in edge.svc.playlists.feeds  # looking does not start polling
 
 
+async def test_cdn_headers_from_an_untrusted_peer_locate_nobody(tmp_path: Path) -> None:
+    async for edge in open_edge(tmp_path):  # no trusted proxies: anyone could write those headers
+        headers = {**auth(), "cf-iplatitude": "48.85", "cf-iplongitude": "2.35"}
+        assert (await edge.client.get("/api/viewer", headers=headers)).json()["location"] is None
+
+
 async def test_health_refuses_bad_requests(tmp_path: Path) -> None:
     async for edge in open_edge(tmp_path):
         sid = (await edge.create_stream())["id"]
@@ -84,3 +90,25 @@ async def test_health_refuses_bad_requests(tmp_path: Path) -> None:
         assert (await edge.client.get(f"/api/stream/{missing}/health", headers=auth())).status_code == 404
         assert (await edge.client.get("/api/viewer", headers=auth())).status_code == 200
         assert (await edge.client.get("/api/fetches", headers=auth())).status_code == 403
+
+
+async def test_the_viewer_is_located_as_get_broadcaster_would_and_nothing_is_reserved(tmp_path: Path) -> None:
+    # The test client connects from 127.0.0.1: a trusted proxy here, so its CDN headers count.
+    async for edge in open_edge(tmp_path, trusted_proxies=("127.0.0.0/8",)):
+        places = {"fra-1": (50.11, 8.68), "iad-1": (39.04, -77.49), "sin-1": (1.35, 103.82)}
+        for name, (latitude, longitude) in places.items():
+            fake = await edge.add_broadcaster(name)
+            await edge.svc.store.registry.upsert(name, Registration(
+                address=fake.url, latitude=latitude, longitude=longitude, capacity=10), edge.svc.clock())
+        paris = {"cf-iplatitude": "48.85", "cf-iplongitude": "2.35", "cf-ipcountry": "FR"}
+        before = edge.svc.selector.reservations
+        for _ in range(3):
+            response = await edge.client.get("/api/viewer", headers={**auth(), **paris})
+            assert response.status_code == 200, response.text
+        viewer = response.json()
+        assert viewer["location"]["latitude"] == 48.85 and viewer["location"]["country"] == "FR"
+        assert [o["name"] for o in viewer["order"]] == ["fra-1", "iad-1", "sin-1"]
+        assert 400 < viewer["order"][0]["distanceKm"] < 500
+        assert edge.svc.selector.reservations == before  # looking reserved nothing
+        chosen = await edge.client.get("/api/broadcaster", headers={**auth(), **paris})
+        assert [c["name"] for c in chosen.json()] == [o["name"] for o in viewer["order"]]
