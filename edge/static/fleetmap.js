@@ -81,7 +81,7 @@ window.EdgeFleetMap = (function () {
       const g = svg("g", { class: "viewer" });
       const cx = x(here.longitude), cy = y(here.latitude);
       g.append(svg("path", { d: `M${cx - 6},${cy}L${cx + 6},${cy}M${cx},${cy - 6}L${cx},${cy + 6}` }));
-      g.append(svg("text", { x: cx + 8, y: cy - 6 }, "you"));
+      g.append(svg("text", { x: cx - 8, y: cy + 20, "text-anchor": "end" }, "you"));
       root.append(g);
     }
     const caption = document.createElement("p");

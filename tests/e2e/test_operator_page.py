@@ -57,7 +57,8 @@ STRIP = """(() => {
 
 
 async def test_operator_page_shows_holes_moves_and_a_killed_broadcaster(tmp_path: Path) -> None:
-    async for edge in open_edge(tmp_path, heartbeat_ttl=300.0):
+    # The browser connects from loopback, trusted here as a CDN would be: its geo headers place it.
+    async for edge in open_edge(tmp_path, heartbeat_ttl=300.0, trusted_proxies=("127.0.0.0/8",)):
         stream = await edge.create_stream(presets=["P360p30fps16x9"])
         sid = stream["id"]
         fra = await edge.add_broadcaster("fra-1")
@@ -78,6 +79,9 @@ async def test_operator_page_shows_holes_moves_and_a_killed_broadcaster(tmp_path
             browser = Browser(tmp_path / "chromium")
             try:
                 await browser.open(f"{url}/#token={ADMIN_TOKEN}")
+                await browser.call("Network.enable")
+                await browser.call("Network.setExtraHTTPHeaders", {"headers": {  # a viewer in Paris
+                    "cf-iplatitude": "48.85", "cf-iplongitude": "2.35", "cf-ipcountry": "FR"}})
                 await until(browser, "document.querySelectorAll('.timeline .seg.hole').length >= 2")
                 strips = json.loads(await browser.evaluate(STRIP))
                 assert [s["rendition"] for s in strips] == list(RENDITIONS)
@@ -105,6 +109,12 @@ async def test_operator_page_shows_holes_moves_and_a_killed_broadcaster(tmp_path
                 assert "after a hole of 1" in detail
                 await browser.screenshot(SCREENSHOTS / "operator-timeline-hole.png")
 
+                # The viewer on the map, and the order GET /api/broadcaster would give it: fra-1 first.
+                caption = str(await until(browser, "document.querySelector('.fleet-map .viewer') && "
+                                                   "document.querySelector('.map-caption').textContent"))
+                assert "FR" in caption and "fra-1" in caption.split("from here:")[1].split("→")[0]
+                assert "1. fra-1" in await browser.evaluate(
+                    "document.querySelector('.fleet-map .marker[data-name=\"fra-1\"] text').textContent")
                 marker = "document.querySelector('.fleet-map .marker[data-name=\"iad-1\"]')"
                 assert await until(browser, f"{marker} && {marker}.classList.contains('up')")
                 await iad.stop()  # killed: its playlists stop answering
