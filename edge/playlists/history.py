@@ -13,8 +13,9 @@ fetches and `adopted` with each state it takes; the rest is plain functions over
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from edge.playlists.merge import FetchedPlaylist, PublishedSegment, PublishedState
 
@@ -106,7 +107,12 @@ class StreamHistory:
                     continue
                 for segment in item.playlist.segments:
                     key = (rendition, segment.number)
-                    if key not in self._listed:
+                    seen = self._listed.get(key)
+                    # Broadcasters list a number for seconds: one listed again long after is a new
+                    # ingest epoch's (a restart numbers from 0 again), listed for the first time.
+                    if seen is None or now - seen > self.horizon:
+                        self._listed.pop(key, None)
+                        self._listers.pop(key, None)
                         self._listed[key] = now
                         if key in self._skipped:
                             del self._skipped[key]
@@ -135,7 +141,7 @@ class StreamHistory:
             ring = self.entries.setdefault(rendition, deque(maxlen=MAX_ENTRIES))
             ring.extend(new)
             for entry in new:
-                for number in range(entry.number - entry.skipped_before, entry.number):
+                for number in range(entry.number - min(entry.skipped_before, MAX_SKIPPED), entry.number):
                     if (rendition, number) not in self._listed:
                         self._skipped[(rendition, number)] = None
             self._last[rendition] = fresh[-1]
@@ -157,16 +163,7 @@ class StreamHistory:
         return [e for e in self.events if e.at >= now - self.horizon]
 
 
-def _bound(kept: dict, limit: int) -> None:
+def _bound(kept: dict[Any, Any], limit: int) -> None:
     """Drop the oldest insertions beyond `limit`."""
-    excess = len(kept) - limit
-    if excess > 0:
-        for key in list(_take(kept, excess)):
-            del kept[key]
-
-
-def _take(keys: Iterable, count: int) -> Iterable:
-    for i, key in enumerate(keys):
-        if i >= count:
-            return
-        yield key
+    for key in list(islice(kept, max(0, len(kept) - limit))):
+        del kept[key]

@@ -103,3 +103,21 @@ def test_memory_is_bounded() -> None:
         history.adopted({"r": state(seg(n, n))}, float(n))
     assert len(history.entries["r"]) == MAX_ENTRIES
     assert isinstance(history.timeline("r", 0.0)[0], Entry)
+
+
+def test_a_number_listed_again_long_after_belongs_to_a_new_epoch() -> None:
+    history = StreamHistory(horizon=300.0)
+    history.listed({"r": [offer(B1, [0, 1])]}, 0.0)
+    history.adopted({"r": state(seg(0, 0))}, 0.0)
+    history.listed({"r": [offer(B2, [0, 1])]}, 1000.0)  # the ingest restarted: 0 and 1 again
+    history.adopted({"r": state(seg(0, 0), seg(1, 1), seg(2, 0, True))}, 1001.0)
+    (restart,) = [e for e in history.timeline("r", 1001.0) if e.restart]
+    assert restart.listed_at == 1000.0 and restart.lag == 1.0 and restart.copies == 1
+
+
+def test_a_huge_hole_costs_no_more_than_the_bound() -> None:
+    history = StreamHistory()
+    history.adopted({"r": state(seg(0, 0))}, 0.0)
+    history.adopted({"r": state(seg(0, 0), seg(1, 10**9, True))}, 1.0)
+    assert history.timeline("r", 1.0)[-1].skipped_before == 10**9 - 1
+    assert len(history._skipped) <= 4096
