@@ -1,8 +1,10 @@
 """The operator page in headless Chromium against a running edge with broadcasters on loopback, checked
 for what a person sees: the timeline strip shows a hole where one was made and each broadcaster's
 segments in its own colour, the renditions line up, a click shows a segment's URI, a broadcaster
-killed turns red on the map; and nothing the page loads comes from beyond loopback. Screenshots are
-written to artifacts/screenshots/ (EDGE_SCREENSHOTS overrides), which CI keeps.
+killed turns red on the map, the viewer is placed with the order GET /api/broadcaster would give it;
+nothing the page loads comes from beyond loopback. Then the same during `edge demo` (real broadcasters
+transcoding with ffmpeg, the ingest moving between them). Screenshots are written to
+artifacts/screenshots/ (EDGE_SCREENSHOTS overrides), which CI keeps.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ import json
 import os
 from pathlib import Path
 
+import aiohttp
+
 from broadcaster_registry.model import Registration
-from tests.conftest import ADMIN_TOKEN
+from devtools.demo import Demo
+from tests.conftest import ADMIN_TOKEN, free_port
 from tests.e2e.browser import Browser
+from tests.media import require
 from tests.playlists_http.harness import Edge, open_edge, serve_on_loopback
 
 SCREENSHOTS = Path(os.environ.get("EDGE_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "artifacts" / "screenshots")
@@ -139,10 +145,6 @@ async def test_operator_page_shows_holes_moves_and_a_killed_broadcaster(tmp_path
 async def test_during_edge_demo_the_timeline_follows_ingest_moves_and_a_killed_broadcaster_turns_red(tmp_path: Path) -> None:
     """The issue's acceptance: `edge demo` (real broadcasters transcoding with ffmpeg, an ingest moving
     between them), its operator page, its health endpoint."""
-    from devtools.demo import Demo
-    from tests.conftest import free_port
-    from tests.media import require
-
     require("ffmpeg")
     demo = Demo(port=free_port(), data_dir=str(tmp_path / "data"), switch_every=3)
     browser = Browser(tmp_path / "chromium")
@@ -172,19 +174,20 @@ async def test_during_edge_demo_the_timeline_follows_ingest_moves_and_a_killed_b
         assert await browser.evaluate(f"getComputedStyle({marker}.querySelector('circle')).fill") == "rgb(211, 47, 47)"
         await browser.screenshot(SCREENSHOTS / "demo-map-killed.png")
 
-        # The health endpoint says the same as JSON: the segments' suppliers are the strip's.
-        import aiohttp
-
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{demo.url}/api/stream/{demo.stream_id}/health",
-                                headers={"Authorization": f"Bearer {demo.settings.admin_tokens[0]}"}) as response:
+        # The health endpoint says the same as JSON: the segments' suppliers are the strip's, and
+        # the fetch history says why the map shows the victim red.
+        admin = {"Authorization": f"Bearer {demo.settings.admin_tokens[0]}"}
+        async with aiohttp.ClientSession(headers=admin) as http:
+            async with http.get(f"{demo.url}/api/stream/{demo.stream_id}/health") as response:
                 assert response.status == 200
                 health = await response.json()
+            async with http.get(f"{demo.url}/api/fetches") as response:
+                fetches = await response.json()
         source = next(r for r in health["renditions"] if r["name"] == "source")
         names = [s["broadcaster"] for s in source["timeline"]]
         json_runs = [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
         assert [r[0] for r in runs] == json_runs[: len(runs)]
-        assert victim.name in {c["name"] for c in health["carriers"]} or victim.name in names
+        assert fetches["broadcasters"][victim.name]["lastFetch"]["outcome"] != "ok"
     finally:
         await browser.close()
         await demo.stop()
