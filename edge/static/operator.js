@@ -186,7 +186,8 @@
     try {
       const [broadcasters, streams, store, fetchHealth, viewer] = await Promise.all(
         [api("/api/broadcasters"), api("/api/stream?limit=50"), api("/api/segment-store"),
-          api("/api/fetches"), api("/api/viewer")]);
+          // The map and sparklines do without these when they fail; the tables do not.
+          api("/api/fetches").catch(() => ({})), api("/api/viewer").catch(() => null)]);
       const list = Array.isArray(broadcasters) ? broadcasters : broadcasters.broadcasters || [];
       names = [...new Set([...names, ...list.map((b) => b.name)])].sort();
       defaultMode = store.defaultMode || "direct";

@@ -2,7 +2,8 @@
 // of the segments published over the last minutes, one column per media sequence number (so the
 // renditions, one under the other, line up by MSN and any misalignment shows), coloured by the
 // broadcaster that supplied each, with holes (numbers passed over), discontinuities, late arrivals
-// and duplicates marked. A click on a segment shows its URI and where it came from.
+// and duplicates marked, and any MSN whose renditions carry different numbers outlined. A click on
+// a segment shows its URI and where it came from.
 "use strict";
 window.EdgeTimeline = (function () {
   const MAX_COLUMNS = 180;
@@ -25,11 +26,20 @@ window.EdgeTimeline = (function () {
         byMsn.set(s.msn, col);
       }
     }
+    // Renditions publish every number at the same MSN (merge.renditions_agree): a column whose
+    // renditions disagree is marked, it would break players switching renditions.
+    const numbers = new Map();
+    for (const r of renditions) {
+      for (const s of r.timeline.length ? r.timeline : r.window) {
+        numbers.set(s.msn, (numbers.get(s.msn) || new Set()).add(s.number));
+      }
+    }
+    for (const [msn, seen] of numbers) if (seen.size > 1) byMsn.get(msn).misaligned = true;
     const sorted = [...byMsn.values()].sort((a, b) => a.msn - b.msn).slice(-MAX_COLUMNS);
     const out = [];
     for (const col of sorted) {
       if (col.hole) out.push({ hole: col.hole, before: col.msn });
-      out.push({ msn: col.msn });
+      out.push({ msn: col.msn, misaligned: !!col.misaligned });
     }
     return out;
   }
@@ -99,6 +109,7 @@ window.EdgeTimeline = (function () {
         cell.style.background = colour(s.broadcaster);
         cell.dataset.msn = s.msn;
         cell.dataset.broadcaster = s.broadcaster;
+        if (col.misaligned) cell.classList.add("misaligned");
         if (s.discontinuity) cell.classList.add("disc");
         if (s.restart) cell.classList.add("restart");
         if (s.duplicate) cell.classList.add("dup");
