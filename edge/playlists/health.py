@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from broadcaster_registry.storage import RegistryUnavailable
 from edge.auth import Role
 from edge.errors import ApiError, api_json
 from edge.query import refuse_unknown_query
@@ -87,7 +88,10 @@ def rendition_json(name: str, state: PublishedState | None, timeline: list[Entry
 async def _states(svc: Services, stream: Stream, feed: Feed | None) -> Mapping[str, PublishedState]:
     if feed is not None:
         if svc.store.shared and not feed.publishes_alone:
-            await feed.sync(await svc.store.playlists.revision(stream.id))
+            try:
+                await feed.sync(await svc.store.playlists.revision(stream.id))
+            except StoreUnavailable:
+                pass  # what this node holds is still worth showing
         return feed.states
     stored = await svc.store.playlists.load(stream.id)
     states = {}
@@ -114,7 +118,10 @@ async def stream_health(request: Request) -> Response:
         holder = await svc.store.leases.holder(lease_key(stream_id))
     except StoreUnavailable:
         holder = None
-    carriers = await svc.store.registry.carrying(stream_id)
+    try:
+        carriers = await svc.store.registry.carrying(stream_id)
+    except RegistryUnavailable:  # the stream's facts are still worth showing
+        carriers = []
     history = svc.fetch_history
     answered = feed.answered if feed is not None else {}
     renditions = []
