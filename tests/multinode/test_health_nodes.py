@@ -9,8 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ADMIN_TOKEN, start_edge
+from broadcaster_registry.model import Registration
+from tests.conftest import ADMIN_TOKEN, auth
 from tests.fakes import FakeBroadcaster
+from tests.playlists_http.harness import open_edge
 from tests.processes import OwnRedis
 from tests.multinode.test_multinode import create_stream, node_env, redis_prefix, register, start_nodes
 
@@ -56,24 +58,16 @@ async def test_both_nodes_report_the_same_window_and_lease_holder(tmp_path: Path
 
 
 async def test_health_answers_from_what_the_node_holds_while_redis_is_down(tmp_path: Path, own_redis: OwnRedis) -> None:
-    env = {**node_env("edge:"), "EDGE_STORE": own_redis.url}
-    (tmp_path / "node").mkdir()
-    edge = await asyncio.to_thread(start_edge, tmp_path / "node", env)
-    fake = FakeBroadcaster("fra-1")
-    await fake.start()
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    try:
-        async with httpx.AsyncClient(timeout=10) as http:
-            sid = await create_stream(http, edge)
-            await register(http, edge, fake, [sid])
-            fake.add(sid, "source", 0, 1, 2)
-            assert (await http.get(f"{edge.url}/stream/{sid}/source.m3u8")).status_code == 200
-            own_redis.stop()
-            response = await http.get(f"{edge.url}/api/stream/{sid}/health", headers=admin)
-            assert response.status_code == 200, response.text
-            health = response.json()
-            assert [s["number"] for s in health["renditions"][0]["window"]] == [0, 1, 2]
-            assert health["leaseHolder"] is None  # cannot be read: not guessed
-    finally:
-        await fake.stop()
-        edge.stop()
+    async for edge in open_edge(tmp_path, store=own_redis.url):
+        sid = (await edge.create_stream())["id"]
+        fake = await edge.add_broadcaster("fra-1")
+        await edge.svc.store.registry.upsert("fra-1", Registration(address=fake.url, streams=frozenset({sid})),
+                                             edge.svc.clock())
+        fake.add(sid, "source", 0, 1, 2)
+        assert (await edge.playlist(sid)).status_code == 200
+        own_redis.stop()
+        response = await edge.client.get(f"/api/stream/{sid}/health", headers=auth(ADMIN_TOKEN))
+        assert response.status_code == 200, response.text
+        health = response.json()
+        assert [s["number"] for s in health["renditions"][0]["window"]] == [0, 1, 2]
+        assert health["leaseHolder"] is None  # cannot be read: not guessed
