@@ -1,6 +1,7 @@
 """Recent fetch results per broadcaster, for operators: the last fetch (outcome, HTTP status,
-latency, when) and counts in fixed time buckets (ok, failed, latency sum and maximum) over the last
-minutes, what the operator page draws as sparklines and the stream health endpoint reports per
+latency, when) and counts in fixed time buckets over the last minutes (ok; errors: answered, but not
+with what was asked, a 404 say; failed: no answer, as broadcaster_registry.liveness judges; latency
+sum and maximum), what the operator page draws as sparklines and the stream health endpoint reports per
 carrier. Fed by edge.upstream with every result it counts, so it agrees with the Prometheus metrics.
 
 Bounded: a fixed number of buckets per broadcaster, and broadcasters not fetched for longer than
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
+
+from broadcaster_registry.liveness import answered
 
 BUCKET_SECONDS = 10.0
 BUCKETS = 60  # ten minutes
@@ -29,15 +32,17 @@ class LastFetch:
 class Bucket:
     index: int  # start time // bucket seconds
     ok: int = 0
-    failed: int = 0
+    errors: int = 0  # answered, but not with what was asked (a 404 from a broadcaster without the stream)
+    failed: int = 0  # no answer: the broadcaster may be down
     latency_sum: float = 0.0
     latency_max: float = 0.0
 
     def to_json(self, bucket_seconds: float) -> dict[str, float | int | None]:
-        count = self.ok + self.failed
+        count = self.ok + self.errors + self.failed
         return {
             "start": self.index * bucket_seconds,
             "ok": self.ok,
+            "errors": self.errors,
             "failed": self.failed,
             "latencyMeanSeconds": round(self.latency_sum / count, 4) if count else None,
             "latencyMaxSeconds": round(self.latency_max, 4) if count else None,
@@ -66,6 +71,8 @@ class FetchHistory:
         bucket = series[-1]
         if outcome == "ok":
             bucket.ok += 1
+        elif answered(status):
+            bucket.errors += 1
         else:
             bucket.failed += 1
         bucket.latency_sum += latency

@@ -186,8 +186,11 @@ def _health_schemas() -> dict[str, Any]:
             "lagSeconds": NULLABLE_NUMBER,
         },
     }
-    bucket = {"type": "object", "required": ["start", "ok", "failed", "latencyMeanSeconds", "latencyMaxSeconds"],
-              "properties": {"start": {"type": "number"}, "ok": {"type": "integer"}, "failed": {"type": "integer"},
+    bucket = {"type": "object",
+              "required": ["start", "ok", "errors", "failed", "latencyMeanSeconds", "latencyMaxSeconds"],
+              "properties": {"start": {"type": "number"}, "ok": {"type": "integer"},
+                             "errors": {"type": "integer", "description": "answered, not with what was asked"},
+                             "failed": {"type": "integer", "description": "no answer (timeout, refused, 5xx)"},
                              "latencyMeanSeconds": NULLABLE_NUMBER, "latencyMaxSeconds": NULLABLE_NUMBER}}
     fetches = {
         "type": "object", "required": ["lastFetch", "buckets"],

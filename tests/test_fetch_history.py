@@ -24,10 +24,12 @@ def test_buckets_count_outcomes_and_latency_and_the_last_fetch_is_kept() -> None
     clock.now = 1004.0
     history.record("a", "timeout", None, 0.5)
     clock.now = 1021.0
+    history.record("a", "http_error", 404, 0.01)  # answered: up, without what was asked
+    history.record("a", "http_error", 503, 0.01)  # not answered
     history.record("a", "ok", 200, 0.04)
     series = history.to_json("a", 1025.0)
-    assert [(b["start"], b["ok"], b["failed"]) for b in series["buckets"]] == [
-        (970.0, 0, 0), (980.0, 0, 0), (990.0, 0, 0), (1000.0, 1, 1), (1010.0, 0, 0), (1020.0, 1, 0)]
+    assert [(b["start"], b["ok"], b["errors"], b["failed"]) for b in series["buckets"]] == [
+        (970.0, 0, 0, 0), (980.0, 0, 0, 0), (990.0, 0, 0, 0), (1000.0, 1, 0, 1), (1010.0, 0, 0, 0), (1020.0, 1, 1, 1)]
     assert series["buckets"][3]["latencyMeanSeconds"] == 0.26 and series["buckets"][3]["latencyMaxSeconds"] == 0.5
     assert series["buckets"][4]["latencyMeanSeconds"] is None
     assert series["lastFetch"] == {"outcome": "ok", "status": 200, "latencySeconds": 0.04, "at": 1021.0}
