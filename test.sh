@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the test suite with the real parts it needs: ffmpeg and Chromium (end-to-end players) and a
-# Redis server (shared-store tests). Missing Debian packages are installed when run as root;
-# otherwise the script says what to install. Arguments go to pytest (e.g. ./test.sh tests/geo -x).
+# Runs the test suite with the real parts it needs: ffmpeg and Chromium (end-to-end players), a
+# Redis server (shared-store tests) and promtool (Debian's prometheus: the alert rules).
+# Missing Debian packages are installed when run as root; otherwise the script says what to
+# install. Arguments go to pytest (e.g. ./test.sh tests/geo -x).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -11,6 +12,7 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool checks deploy/prometheus
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

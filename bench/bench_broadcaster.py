@@ -189,6 +189,7 @@ async def main_async(args: argparse.Namespace) -> list[LoadResult]:
             [sys.executable, "-m", "edge", "serve", "--port", str(edge_port)],
             clean_env(
                 EDGE_DATA_DIR=tmp,
+                EDGE_WORKERS="1",  # one process, as the bare app it is compared with
                 EDGE_API_KEYS=API_KEY,
                 EDGE_BROADCASTER_TOKENS=BROADCASTER_TOKEN,
                 EDGE_SHARED_BROADCASTER_TOKEN="true",  # the fakes share one token

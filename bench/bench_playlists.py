@@ -3,7 +3,7 @@ upstream load with 1 and with many players, the cost of merge / parse / render b
 broadcaster count, and of one whole feed refresh round.
 
     .venv/bin/python -m bench.bench_playlists [--requests 20000] [--concurrency 32] [--players 500]
-                                              [--only serve,upstream,merge,refresh]
+                                              [--only serve,upstream,merge,refresh,workers] [--workers 1,2]
 
 1. Serving: a real `edge serve` process (EDGE_* environment, production defaults otherwise: access
    log on, poll interval 1 s) merges a live stream carried by 3 fake broadcasters (tests/fakes.py,
@@ -23,6 +23,9 @@ broadcaster count, and of one whole feed refresh round.
    (render_media, gzip + ETag, the stored form).
 4. Refresh round: Feed.refresh() in-process (real SQLite store, real fetcher, fakes on loopback):
    fetch + parse + merge for 2 renditions x 3 broadcasters, and render + gzip + store when it changed.
+5. Workers: section 1's serving (gzip) by an `edge serve --workers N` for each N of `--workers`
+   (SQLite shared by the workers, one of them polling), beside a bare uvicorn app with N workers;
+   server CPU is the supervisor's and its workers' together.
 
 Not a test: nothing is asserted beyond sanity, and the figures depend on the machine.
 """
@@ -36,7 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -74,12 +77,12 @@ ADMIN_TOKEN = "bench-admin-token"
 MPEGURL = "application/vnd.apple.mpegurl"
 
 SEGMENT_S = 2.0  # go-livepeer's usual segment length
-TARGET_DURATION = 3  # what the edge chooses for 2 s segments (TARGET_HEADROOM)
+TARGET_DURATION = 2  # what the edge chooses for 2 s segments (round.TARGET_HEADROOM_S)
 MOVE_EVERY = 3  # the ingest moves to the next broadcaster every 3 segments
 UPSTREAM_WINDOW = 6  # segments a go-livepeer broadcaster lists
 PRESET = "P360p30fps16x9"
 RENDITIONS = ("source", PRESET)
-SECTIONS = ("serve", "upstream", "merge", "refresh")
+SECTIONS = ("serve", "upstream", "merge", "refresh", "workers")
 
 
 # --- the ingest: which broadcaster holds which segment numbers ---------------------------------
@@ -129,7 +132,7 @@ class LiveSetup:
         return [{r: fake.requests[f"/stream/{self.stream_id}/{r}.m3u8"] for r in RENDITIONS} for fake in self.fakes]
 
 
-async def start_live(tmp: Path, access_log: bool) -> tuple[LiveSetup, asyncio.Task[None]]:
+async def start_live(tmp: Path, access_log: bool, workers: int = 1) -> tuple[LiveSetup, asyncio.Task[None]]:
     fakes = [FakeBroadcaster(f"b{i}", segment_duration=SEGMENT_S, window=UPSTREAM_WINDOW) for i in range(3)]
     for fake in fakes:
         await fake.start()
@@ -146,6 +149,7 @@ async def start_live(tmp: Path, access_log: bool) -> tuple[LiveSetup, asyncio.Ta
         EDGE_HEARTBEAT_TTL="3600",  # no heartbeats during the run: keep the carriers alive
         EDGE_ACCESS_LOG="true" if access_log else "false",
         EDGE_LOG_LEVEL="info",  # the default; at "warning" the access log would be filtered out
+        EDGE_WORKERS=str(workers),
     )
     edge = ServerProcess.start([sys.executable, "-m", "edge", "serve", "--port", str(port)], env,
                                tmp / "edge.log", port, "/healthz")
@@ -255,8 +259,10 @@ async def fetch_raw(url: str, encoding: str) -> bytes:
             return await response.read()
 
 
-async def measure_serving(setup: LiveSetup, args: argparse.Namespace) -> list[tuple[LoadResult, LoadResult]]:
-    """(bare, edge) pairs, identity then gzip, driven alternately by the same client."""
+async def measure_serving(setup: LiveSetup, args: argparse.Namespace, workers: int = 1,
+                          encodings: Sequence[str] = ("identity", "gzip")) -> list[tuple[LoadResult, LoadResult]]:
+    """(bare, edge) pairs, one per encoding, driven alternately by the same client; the bare app
+    runs as many uvicorn workers as the edge."""
     url = setup.playlist_url()
     body = await fetch_raw(url, "identity")
     gzipped = await fetch_raw(url, "gzip")
@@ -265,10 +271,11 @@ async def measure_serving(setup: LiveSetup, args: argparse.Namespace) -> list[tu
     port = free_port()
     env = clean_env(BENCH_BODY_FILE=str(setup.tmp / "body"), BENCH_GZIP_FILE=str(setup.tmp / "body.gz"),
                     BENCH_CONTENT_TYPE=MPEGURL)
-    bare = ServerProcess.start(uvicorn_command("bench.common:constant_app", port), env, setup.tmp / "bare.log", port)
+    bare = ServerProcess.start(uvicorn_command("bench.common:constant_app", port, workers), env,
+                               setup.tmp / "bare.log", port)
     pairs = []
     try:
-        for encoding in ("identity", "gzip"):
+        for encoding in encodings:
             headers = {"Accept-Encoding": encoding}
             pair = []
             for name, server, target in (("bare uvicorn app", bare, f"{bare.url}/"), ("edge", setup.edge, url)):
@@ -505,29 +512,51 @@ def fmt_us(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
+SERVING_COLUMNS = ["server, Accept-Encoding", "body bytes", "requests/s", "p50 ms", "p99 ms",
+                   "server CPU us/request", "server CPU busy", "client CPU busy"]
+
+
+def serving_rows(bare: LoadResult, edge: LoadResult, ratio_label: str) -> list[list[str]]:
+    """Both runs' rows and the edge / bare ratios, in SERVING_COLUMNS."""
+    rows = []
+    for r in (bare, edge):
+        cpu = r.server_cpu_us_per_request
+        rows.append([r.name, f"{r.bytes_per_response:,}", f"{r.rps:,.0f}", f"{r.p(50):.2f}", f"{r.p(99):.2f}",
+                     "n/a" if cpu is None else f"{cpu:,.0f}",
+                     "n/a" if r.server_busy is None else f"{r.server_busy:.0%}",
+                     f"{r.client_cpu_s / r.seconds:.0%}"])
+    rows.append([f"**{ratio_label}**", "", f"**{edge.rps / bare.rps:.2f}**", f"{edge.p(50) / bare.p(50):.2f}x",
+                 f"{edge.p(99) / bare.p(99):.2f}x",
+                 "" if None in (edge.server_cpu_s, bare.server_cpu_s) else
+                 f"{edge.server_cpu_us_per_request / bare.server_cpu_us_per_request:.1f}x",  # type: ignore[operator]
+                 "", ""])
+    return rows
+
+
 def report_serving(pairs: list[tuple[LoadResult, LoadResult]], args: argparse.Namespace) -> str:
     rows = []
     for bare, edge in pairs:
-        for r in (bare, edge):
-            cpu = r.server_cpu_us_per_request
-            rows.append([r.name, f"{r.bytes_per_response:,}", f"{r.rps:,.0f}", f"{r.p(50):.2f}", f"{r.p(99):.2f}",
-                         "n/a" if cpu is None else f"{cpu:,.0f}",
-                         "n/a" if r.server_busy is None else f"{r.server_busy:.0%}",
-                         f"{r.client_cpu_s / r.seconds:.0%}"])
-        rows.append([f"**edge / bare, {edge.name.split(', ')[1]}**", "",
-                     f"**{edge.rps / bare.rps:.2f}**", f"{edge.p(50) / bare.p(50):.2f}x",
-                     f"{edge.p(99) / bare.p(99):.2f}x",
-                     "" if None in (edge.server_cpu_s, bare.server_cpu_s) else
-                     f"{edge.server_cpu_us_per_request / bare.server_cpu_us_per_request:.1f}x",  # type: ignore[operator]
-                     "", ""])
+        rows += serving_rows(bare, edge, f"edge / bare, {edge.name.split(', ')[1]}")
     head = (f"Merged playlist `GET /stream/{{id}}/source.m3u8`, warm, 3 broadcasters carrying a live stream "
             f"(2 renditions, a new 2 s segment every 2 s), edge access log {'on' if args.access_log else 'off'}; "
             f"{args.requests:,} requests after {args.warmup:,} warm-up on {args.concurrency} keep-alive "
             f"connections (one client process); the bare app serves the same bytes. Server CPU: user+system "
             f"time of the server process per request, and its share of one core; client CPU: the load "
             f"generator's share of one core (near 100%: the client, not the server, set the pace).\n")
-    return head + "\n" + table(["server, Accept-Encoding", "body bytes", "requests/s", "p50 ms", "p99 ms",
-                                "server CPU us/request", "server CPU busy", "client CPU busy"], rows)
+    return head + "\n" + table(SERVING_COLUMNS, rows)
+
+
+def report_workers(runs: list[tuple[int, LoadResult, LoadResult]], args: argparse.Namespace) -> str:
+    rows = []
+    for workers, bare, edge in runs:
+        named = [replace(r, name=f"{r.name}, {workers} worker{'s' if workers > 1 else ''}") for r in (bare, edge)]
+        rows += serving_rows(*named, f"edge / bare, {workers} worker{'s' if workers > 1 else ''}")
+    head = (f"`edge serve --workers N` on SQLite (one worker polls, all serve) against a bare uvicorn app "
+            f"with as many workers, the same merged playlist, {args.requests:,} requests after "
+            f"{args.warmup:,} warm-up on {args.concurrency} keep-alive connections from one client process. "
+            f"Server CPU: user+system time of the supervisor and its workers per request, and their share "
+            f"of one core.\n")
+    return head + "\n" + table(SERVING_COLUMNS, rows)
 
 
 def report_upstream(loads: list[UpstreamLoad], window_s: float) -> str:
@@ -603,6 +632,22 @@ async def main_async(args: argparse.Namespace) -> None:
                 out += ["### Serving the merged playlist", report_serving(pairs, args)]
             if loads:
                 out += ["### Upstream load against players", report_upstream(loads, args.window)]
+        if "workers" in sections:
+            runs = []
+            for workers in args.workers:
+                (tmp / f"workers-{workers}").mkdir()
+                setup, ingest_task = await start_live(tmp / f"workers-{workers}", args.access_log, workers)
+                try:
+                    await asyncio.sleep(6)  # every worker up, the window grown
+                    ((bare, edge),) = await measure_serving(setup, args, workers, ("gzip",))
+                    runs.append((workers, bare, edge))
+                    print(f"workers {workers}: done", file=sys.stderr)
+                finally:
+                    ingest_task.cancel()
+                    setup.edge.stop()
+                    for fake in setup.fakes:
+                        await fake.stop()
+            out += ["### Serving with several worker processes", report_workers(runs, args)]
         if "merge" in sections:
             merge_rows, render_rows, parse_one = measure_pure((6, 60, 3600), (1, 3, 20), args.budget,
                                                                getattr(time, args.clock))
@@ -627,6 +672,8 @@ def main() -> None:
     parser.add_argument("--clock", choices=("process_time", "perf_counter"), default="process_time",
                         help="clock of the pure-function timings (CPU time: immune to other processes)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 2],
+                        help="worker counts compared in the 'workers' section (default 1,2)")
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                         help="the edge's JSON access log (on by default, as in production)")
     parser.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=list(SECTIONS),

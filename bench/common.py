@@ -73,12 +73,19 @@ class ServerProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU time the process has used (Linux /proc), or None elsewhere."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        """User + system CPU time the process and its live children (a supervisor's workers) have
+        used (Linux /proc), or None elsewhere."""
+        return _tree_cpu_seconds(self.proc.pid)
+
+
+def _tree_cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    own = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return own + sum(_tree_cpu_seconds(int(child)) or 0.0 for child in children)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -257,12 +264,12 @@ async def constant_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def uvicorn_command(app: str, port: int) -> list[str]:
-    """uvicorn as `edge serve` runs it: one worker, auto loop and HTTP parser (uvloop and
+def uvicorn_command(app: str, port: int, workers: int = 1) -> list[str]:
+    """uvicorn as `edge serve` runs it: `workers` processes, auto loop and HTTP parser (uvloop and
     httptools when installed), no access log, no Server header, no proxy headers."""
     return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
             "--log-level", "warning", "--no-access-log", "--no-server-header", "--no-proxy-headers",
-            "--lifespan", "on"]
+            "--lifespan", "on", "--workers", str(workers)]
 
 
 # --- reporting -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
@@ -213,6 +213,28 @@ class MemoryRegistryStore:
         self._hints = {}
         for stream_id, name, at in hints:
             self._hints.setdefault(stream_id, {})[name] = at
+
+    def replace_some(
+        self,
+        broadcasters: Mapping[str, Broadcaster | None],
+        their_hints: Iterable[tuple[str, str, float]],
+        stream_hints: Mapping[str, Mapping[str, float]],
+    ) -> None:
+        """Bring some names and streams to what a backend file holds now (another process changed
+        them): each of `broadcasters` (None: gone) with its hints (`their_hints`: (stream id, name,
+        when) of those names), and every hint of each stream in `stream_hints`."""
+        for name, b in broadcasters.items():
+            if b is None:
+                self._forget([name])
+                continue
+            self._put(b)
+            for hinted in self._hints.values():
+                hinted.pop(name, None)
+        for stream_id, name, at in their_hints:
+            self._hints.setdefault(stream_id, {})[name] = at
+        for stream_id, hinted in stream_hints.items():
+            self._hints[stream_id] = dict(hinted)
+        self._hints = {s: hinted for s, hinted in self._hints.items() if hinted}
 
     # --- memory steps (no awaits) ---
 

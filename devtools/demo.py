@@ -57,6 +57,7 @@ class Demo:
     # mirror: every segment is copied to the edge's store before it is listed, so killing the
     # broadcaster in use costs players nothing (direct: its listed segments die with it).
     segment_mode: str = "mirror"
+    target_duration: int = 0  # EDGE_TARGET_DURATION; 0: the edge's choice (devtools.live_distance compares)
     out: TextIO = sys.stdout
 
     settings: Settings | None = None
@@ -76,6 +77,7 @@ class Demo:
             "host": "127.0.0.1", "port": self.port, "data_dir": self.data_dir,
             "heartbeat_ttl": self.heartbeat_ttl, "default_region": PLACES[0].region,
             "poll_interval": 0.5, "lease_ttl": 2.0, "access_log": False, "segment_mode": self.segment_mode,
+            "target_duration": self.target_duration,
             # The demo's broadcasters are on this machine: an allowance a real edge never needs.
             "broadcaster_networks": ["127.0.0.0/8", "::1/128"],
             **({"playlist_window": self.playlist_window} if self.playlist_window is not None else {}),

@@ -103,10 +103,13 @@ def start_edge(
     ready_timeout_s: float = 20.0,
 ) -> EdgeProcess:
     """`python -m edge serve --port PORT` in `workdir` (a free port unless given), with the caller's
-    environment minus every EDGE_ variable plus `env`; returns once /healthz answers 200."""
+    environment minus every EDGE_ variable plus `env` (EDGE_WORKERS=1 unless `env` says otherwise);
+    returns once /healthz answers 200."""
     port = port or free_port()
     log_path = workdir / f"edge-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    # One worker unless asked: what a test reads of one process (/metrics, logs) is then the edge's.
+    full_env["EDGE_WORKERS"] = "1"
     full_env.update(env or {})
     with log_path.open("ab") as log_file:
         proc = subprocess.Popen(

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import random
 import uuid
 from typing import Any, AsyncIterator
 
+from prometheus_client import Gauge
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -23,8 +25,9 @@ from edge.auth import Credentials
 from edge.broadcasters import routes as broadcaster_routes
 from edge.broadcasters.prober import start_static_fleet
 from edge.broadcasters.selection import Selector
-from edge.broadcasters import fleet as fleet_routes
+from edge.broadcasters import overview as overview_routes
 from edge.errors import EXCEPTION_HANDLERS, error_response
+from edge.fleet import Membership
 from edge.observability import AccessLog, Metrics, ObservabilityMiddleware, Recorder
 from edge.pages import routes as page_routes
 from edge.playlists import routes as playlist_routes
@@ -40,6 +43,7 @@ from edge.segments.s3 import S3Store
 from edge.segments.store import DirectoryStore, SegmentStore
 from edge.tasks import cancel
 from edge.upstream import AddressGuard, UpstreamFetcher, UpstreamMetrics
+from edge.health_metrics import HealthGauges
 from edge.services import Services
 from edge.settings import Settings
 from edge.store import StoreUnavailable, open_store
@@ -86,6 +90,9 @@ def build_services(settings: Settings) -> Services:
         node_id=uuid.uuid4().hex[:12],
     )
     svc.fetch_history = FetchHistory(lambda: svc.clock())
+    # Which process a scrape reached: with `edge serve --workers`, each worker has its own /metrics.
+    Gauge("edge_node_info", "This process (1): its node id among those sharing the store, and its pid.",
+          ["node", "pid"], registry=metrics.registry).labels(svc.node_id, str(os.getpid())).set(1)
     fetcher = UpstreamFetcher(
         settings.upstream_timeout, settings.upstream_max_bytes, UpstreamMetrics(metrics.registry), guard,
         svc.fetch_history,
@@ -121,8 +128,11 @@ def build_services(settings: Settings) -> Services:
             recording_retention=settings.recording_retention,
         ),
         copier=svc.copier,
+        # Nodes (or workers) sharing a store share its streams evenly; alone, a node owns them all.
+        fleet=Membership(store.leases, svc.node_id, settings.fleet_interval) if store.shared else None,
     )
     svc.playlists = PlaylistService(feeds, settings.upstream_timeout)
+    svc.health = HealthGauges(metrics.registry)
     return svc
 
 
@@ -188,6 +198,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
             # A bad broadcasters file stops the start-up here, naming the entry and the field.
             prober = await start_static_fleet(
                 settings, svc.store.registry, svc.liveness, lambda: svc.clock(), fetcher, svc.destinations,
+                leases=svc.store.leases, owner=svc.node_id,
             )
         except Exception:
             await fetcher.close()
@@ -204,6 +215,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
         log.info("edge ready", extra={"fields": {
             "store": svc.store.describe(),
             "city_database": svc.city_db.info.path if svc.city_db else None,
+            "node": svc.node_id, "pid": os.getpid(),  # which worker process is which node
         }})
         try:
             yield
@@ -226,7 +238,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
         PlayerPath(svc, recorder),
         # Players' routes first: matched on every reload, and no other route overlaps them.
         routes=[*playlist_routes.ROUTES, *segment_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES,
-                *openapi.ROUTES, *page_routes.ROUTES, *health_routes.ROUTES, *fleet_routes.ROUTES],
+                *openapi.ROUTES, *page_routes.ROUTES, *health_routes.ROUTES, *overview_routes.ROUTES],
         middleware=[Middleware(ObservabilityMiddleware, recorder=recorder)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},
         lifespan=lifespan,

@@ -76,16 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
-    import uvicorn
+    """One process, or a supervisor of `--workers` processes sharing the port and the store."""
+    from edge.workers import resolved, serve_one, supervise
 
-    from edge.app import create_app
-    from edge.connections import server_config
-    from edge.observability import configure_logging
-
-    configure_logging(settings.log_level)
-    server = uvicorn.Server(server_config(create_app(settings), settings))
-    server.run()
-    return 0 if server.started else 3  # uvicorn's exit status for a failed start-up
+    settings = resolved(settings)
+    return supervise(settings) if settings.workers > 1 else serve_one(settings)
 
 
 if __name__ == "__main__":

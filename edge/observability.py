@@ -81,6 +81,9 @@ def _quoted(value: str | None) -> str:
     return json.dumps(value)
 
 
+_PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is not split
+
+
 class AccessLog:
     """One JSON line per request on standard error, written in batches.
 
@@ -112,7 +115,18 @@ class AccessLog:
         self._scheduled = False
         if self._lines:
             stream = self.stream or sys.stderr
-            stream.write("".join(self._lines))
+            # Whole lines, at most PIPE_BUF bytes a write: worker processes sharing one pipe
+            # (`edge serve --workers`) never interleave inside a line.
+            chunk: list[str] = []
+            size = 0
+            for line in self._lines:
+                if chunk and size + len(line) > _PIPE_BUF:
+                    stream.write("".join(chunk))
+                    stream.flush()
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line)
+            stream.write("".join(chunk))
             stream.flush()
             self._lines.clear()
 

@@ -50,6 +50,7 @@ async def metrics(request: Request) -> Response:
     if not (direct and "authorization" not in request.headers
             and TrustedProxies(svc.settings.metrics_networks).contains(peer)):
         svc.credentials.require(request, Role.METRICS)
+    await svc.health.refresh(svc.store, svc.playlists, svc.clock(), svc.liveness)
     registry = svc.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 

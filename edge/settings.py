@@ -38,6 +38,10 @@ def _opt(default: Any, help: str, *, secret: bool = False) -> Any:
 class Settings:
     host: str = _opt("127.0.0.1", "Address to listen on (0.0.0.0 for every interface).")
     port: int = _opt(8080, "TCP port to listen on.")
+    workers: int = _opt(
+        0, "Worker processes serving the port, each restarted if it dies; 0: one per core. They share "
+        "the store (SQLite too): one poller per stream among them, the same playlists from each.",
+    )
     config: str = _opt("", "Path of a TOML config file whose keys are these option names.")
     data_dir: str = _opt("data", "Directory of the embedded store (SQLite) and generated credentials.")
     store: str = _opt(
@@ -129,6 +133,11 @@ class Settings:
     lease_ttl: float = _opt(
         3.0, "Seconds a node's claim to poll a stream lasts unless renewed; another node takes over after it.",
     )
+    fleet_interval: float = _opt(
+        2.0, "Seconds between a node's announcements to the nodes sharing its store; streams are spread "
+        "over the live ones (a joining node takes its share within a few of these; a silent one is "
+        "counted out after 3 and its streams move).",
+    )
     idle_timeout: float = _opt(120.0, "Seconds without players or carriers after which a stream is no longer polled.")
     segment_mode: str = _opt(
         "direct", "Which URIs playlists give segments: direct (on the broadcasters), redirect (the edge's "
@@ -203,6 +212,8 @@ class Settings:
     def _check(self) -> None:
         if not 0 < self.port < 65536:
             raise SettingsError(f"port: {self.port} is not a TCP port")
+        if self.workers < 0:
+            raise SettingsError("workers: must be 0 (one per core) or more")
         if self.max_body_bytes < 1024:
             raise SettingsError("max_body_bytes: must be at least 1024")
         if not 1 <= self.page_size <= 100:
@@ -210,7 +221,7 @@ class Settings:
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
         for name in ("header_timeout", "probe_interval", "probe_timeout", "upstream_timeout", "poll_interval",
-                     "discovery_interval", "hole_wait", "idle_timeout", "lease_ttl",
+                     "discovery_interval", "hole_wait", "idle_timeout", "lease_ttl", "fleet_interval",
                      "mirror_wait", "segment_retention", "max_recording", "recording_retention"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name}: must be a positive number of seconds")
@@ -273,6 +284,13 @@ class Settings:
     @property
     def shared_store(self) -> bool:
         return self.store.startswith(("redis://", "rediss://", "unix://"))
+
+    @property
+    def worker_count(self) -> int:
+        """`workers`, or the cores this process may run on (its CPU affinity: a container's cpuset)."""
+        if self.workers:
+            return self.workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     @property
     def data_path(self) -> Path:

@@ -26,6 +26,7 @@ class FakeBroadcaster:
     durations: dict[int, float] = field(default_factory=dict)
     raw: dict[tuple[str, str], bytes] = field(default_factory=dict)
     media: dict[int, bytes] = field(default_factory=dict)  # segment bodies by number (any stream/rendition)
+    rendition_media: dict[str, dict[int, bytes]] = field(default_factory=dict)  # a rendition's own bodies
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
     _runner: web.AppRunner | None = None
     _media_sequence: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -82,9 +83,11 @@ class FakeBroadcaster:
         key = (request.match_info["stream"], request.match_info["rendition"])
         n = int(request.match_info["n"])
         self.requests[request.path] += 1
-        if n not in self.segments.get(key, []) or n not in self.media:
+        bodies = self.rendition_media.get(key[1], self.media)
+        if n not in self.segments.get(key, []) or n not in bodies:
             return web.Response(status=404, text="no such segment")
-        return web.Response(body=self.media[n], content_type="video/mp2t")
+        # As go-livepeer does: players in browsers fetch segments from the broadcasters themselves.
+        return web.Response(body=bodies[n], content_type="video/mp2t", headers={"Access-Control-Allow-Origin": "*"})
 
     async def _playlist(self, request: web.Request) -> web.StreamResponse:
         key = (request.match_info["stream"], request.match_info["rendition"])

@@ -6,11 +6,16 @@ Every `interval` seconds each static broadcaster gets GET <address><path>; any a
 the edge may not reach is "down". What a result means (consecutive failures take a node out,
 successes bring it back) is decided by broadcaster_registry.liveness.record_probe, applied inside
 the store.
+
+Nodes (and worker processes) sharing a store probe a static fleet once between them: a round is
+run by the holder of a lease keyed by the probed addresses; another takes over within a lease's
+time if it stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 
@@ -20,6 +25,7 @@ from broadcaster_registry.storage import RegistryStore
 from edge.tasks import cancel
 from edge.broadcasters.static import StaticEntry, StaticFleetError, apply_static_fleet, read_static_fleet
 from edge.settings import Settings
+from edge.store.leases import Leases
 from edge.upstream import UpstreamFetcher
 
 log = logging.getLogger("edge.broadcasters.prober")
@@ -39,9 +45,15 @@ class Prober:
         path: str,
         policy: LivenessPolicy,
         clock: Callable[[], float],
+        leases: Leases | None = None,
+        owner: str = "",
     ) -> None:
         self.registry = registry
         self.targets = [(entry.name, entry.registration.address + path) for entry in entries]
+        self.leases = leases
+        self.owner = owner
+        listed = "\n".join(sorted(f"{name} {url}" for name, url in self.targets)).encode()
+        self.lease_key = "static-prober:" + hashlib.blake2b(listed, digest_size=8).hexdigest()
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.policy = policy
@@ -61,6 +73,11 @@ class Prober:
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
+        if self.leases is not None and self.targets:
+            try:
+                await self.leases.release(self.lease_key, self.owner)  # another takes over at once
+            except Exception:  # it lapses by itself
+                log.warning("could not release the probing lease")
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -74,8 +91,16 @@ class Prober:
                 self._note_error(exc)
             await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - started)))
 
+    async def _my_turn(self) -> bool:
+        """Whether this process probes this round (it holds, or just took, the probing lease)."""
+        if self.leases is None:
+            return True
+        return await self.leases.acquire(self.lease_key, self.owner, 2 * self.interval_s + self.timeout_s)
+
     async def probe_all(self) -> None:
         """One round: every static broadcaster probed at once, each result recorded."""
+        if not await self._my_turn():
+            return
         results = await asyncio.gather(
             *(self._probe_and_record(name, url) for name, url in self.targets), return_exceptions=True
         )
@@ -131,6 +156,8 @@ async def start_static_fleet(
     clock: Callable[[], float],
     fetcher: UpstreamFetcher,
     destinations: DestinationPolicy,
+    leases: Leases | None = None,
+    owner: str = "",
 ) -> Prober:
     """Load the broadcasters file (if one is configured) into the registry and start probing it.
 
@@ -150,7 +177,7 @@ async def start_static_fleet(
             "file": settings.broadcasters_file, "broadcasters": [entry.name for entry in entries]}})
     prober = Prober(
         registry, entries, fetcher, interval_s=settings.probe_interval, timeout_s=settings.probe_timeout,
-        path=settings.probe_path, policy=policy, clock=clock,
+        path=settings.probe_path, policy=policy, clock=clock, leases=leases, owner=owner,
     )
     await prober.start()
     return prober

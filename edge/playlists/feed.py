@@ -17,14 +17,16 @@ from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
-from broadcaster_registry.liveness import LivenessPolicy, is_serving
+from broadcaster_registry.liveness import LivenessPolicy, is_ejected, is_serving
 from broadcaster_registry.model import Broadcaster
+from edge.fleet import GRACE_ROUNDS, Membership, Seat, take_turn, want_key
 from edge.tasks import cancel
 from edge.playlists.codec import dump_state, load_state
 from edge.playlists.history import StreamHistory
 from edge.playlists.layout import Layout
 from edge.playlists.master import renditions as announced_variants
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
+from edge.playlists.probing import Prober
 from edge.playlists.render import encoded, render_media, skippable
 from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate, with_dvr_window
 from edge.playlists.served import Served
@@ -89,9 +91,25 @@ class FeedMetrics:
         self.published = Counter(
             "edge_playlist_versions", "New versions of merged media playlists.", registry=registry,
         )
+        self.probes = Counter(
+            "edge_media_probes", "Renditions probed for their codecs and size, by outcome (probing.py).",
+            ["outcome"], registry=registry,
+        )
         self.fallbacks = Counter(
             "edge_segment_direct_fallbacks", "Segments published direct in mirror mode: not stored in time.",
             registry=registry,
+        )
+        self.round_errors = Counter(
+            "edge_feed_round_errors", "Feed rounds that failed, by error (StoreUnavailable: the store).",
+            ["error"], registry=registry,
+        )
+        self.lease_changes = Counter(
+            "edge_stream_lease_changes", "Stream leases this node took (acquired) or lost (lost).",
+            ["change"], registry=registry,
+        )
+        self.ejections = Counter(
+            "edge_broadcaster_ejections", "Broadcasters ejected after failed fetches by this node.",
+            ["broadcaster"], registry=registry,
         )
 
 
@@ -116,6 +134,7 @@ class FeedContext:
     tiebreak_key: bytes = b""  # secret of the deployment: orders equally trusted carriers
     segments: SegmentDefaults = SegmentDefaults()  # segment modes, recordings
     copier: Copier | None = None  # fills the segment store (mirror mode, recordings)
+    fleet: Membership | None = None  # the nodes sharing the store; None: take leases as they come
 
 
 # Past this many segments, rendering and serialising take milliseconds: done in a thread so that the
@@ -147,6 +166,7 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self._errors_logged: set[str] = set()
         self._lease_until = float("-inf")  # on ctx.clock: until when our lease surely holds
+        self._seat = Seat()  # what this node knows of the lease between rounds (edge.fleet)
         # This node held the lease when the shared store became unreachable: nobody can publish
         # until it is back, so its states are the newest. Cleared once the store answers again.
         self.published_last = False
@@ -159,6 +179,12 @@ class Feed:
         self.offers: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self.answered: dict[str, bool] = {}  # last round (as leader): which broadcasters answered
         self.history = StreamHistory()  # what this node saw of the stream lately, for operators
+        self._policy = self._stream_policy(stream)
+        self.prober = Prober(ctx.fetcher, ctx.store.streams, ctx.clock, self._took, ctx.metrics.probes)
+
+    def _took(self, stream: Stream) -> None:
+        """Take the stream as stored anew (its probed media, say): the master playlist follows."""
+        self.stream = stream
         self._policy = self._stream_policy(stream)
 
     def _stream_policy(self, stream: Stream) -> StreamPolicy:
@@ -209,6 +235,7 @@ class Feed:
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
+        await self.prober.stop()
         await self._resign()
 
     @property
@@ -216,11 +243,14 @@ class Feed:
         return lease_key(self.stream.id)
 
     async def _resign(self) -> None:
-        if self.leader:
+        seat, self._seat = self._seat, Seat()
+        if self.leader or seat.asking:
             self.leader = False
             self._lease_until = float("-inf")
             try:
                 await self.ctx.store.leases.release(self.lease_key, self.ctx.node_id)
+                if seat.asking:
+                    await self.ctx.store.leases.release(want_key(self.lease_key), self.ctx.node_id)
             except Exception:  # the lease expires by itself
                 log.warning("feed %s: could not release its lease", self.stream.id)
 
@@ -233,6 +263,11 @@ class Feed:
         """This node holds the stream's lease and it has not lapsed: no other node can publish, so
         its own states are the newest and players need no revision check."""
         return self.leader and self.ctx.clock() < self._lease_until
+
+    @property
+    def last_progress(self) -> float:
+        """When players here last got a new segment (on ctx.clock)."""
+        return self._last_progress
 
     @property
     def idle(self) -> bool:
@@ -251,6 +286,7 @@ class Feed:
                     raise
                 except Exception as exc:  # a bug or a store outage: log once per kind, keep serving
                     kind = type(exc).__name__
+                    self.ctx.metrics.round_errors.labels(kind).inc()
                     if kind not in self._errors_logged:
                         self._errors_logged.add(kind)
                         log.exception("feed %s: refresh failed", self.stream.id)
@@ -372,6 +408,7 @@ class Feed:
             await self._adopt(changed, now, outcome.visible)
             if outcome.visible:
                 ctx.metrics.published.inc(len(outcome.visible))
+        self.prober.consider(self.stream, self.states, self.offers)  # each rendition's media, once
         self.finished = self.finished or outcome.final or (
             not self.states and ended_at is not None and now - ended_at >= self._policy.merge.hole_wait_seconds
         )
@@ -391,9 +428,13 @@ class Feed:
         """Take or renew the stream's lease. A node that just took it over first reads the newest
         stored states, so it continues from exactly where the previous holder left off."""
         ctx = self.ctx
-        was_leader = self.publishes_alone
+        was_leader, held = self.publishes_alone, self.leader
         try:
-            self.leader = await ctx.store.leases.acquire(self.lease_key, ctx.node_id, ctx.lease_ttl)
+            if ctx.fleet is None:
+                self.leader = await ctx.store.leases.acquire(self.lease_key, ctx.node_id, ctx.lease_ttl)
+            else:  # the stream's owner among the live nodes polls it (edge.fleet)
+                self.leader = await take_turn(ctx.store.leases, self.lease_key, ctx.node_id, ctx.fleet.live,
+                                              self._seat, now, ctx.lease_ttl, GRACE_ROUNDS * ctx.poll_interval)
         except StoreUnavailable:
             # The store may come back without our lease (a restarted Redis): until it is renewed,
             # players here are answered only after checking what the store holds.
@@ -401,6 +442,8 @@ class Feed:
             self._lease_until = float("-inf")
             raise
         self.published_last = False
+        if self.leader != held:
+            self.ctx.metrics.lease_changes.labels("acquired" if self.leader else "lost").inc()
         if not self.leader:
             self._lease_until = float("-inf")
             return False
@@ -428,8 +471,7 @@ class Feed:
             self.finished = True  # deleted; the service drops this feed
             self.rendered.clear()
         elif stream != self.stream:
-            self.stream = stream
-            self._policy = self._stream_policy(stream)
+            self._took(stream)
 
     def _refs(self, carriers: Sequence[Broadcaster], handed: frozenset[str]) -> dict[str, BroadcasterRef]:
         """How much each carrier's copies are trusted (see RANK_*), and a tiebreak it cannot choose."""
@@ -492,7 +534,10 @@ class Feed:
     async def _record_health(self, verdicts: Mapping[str, bool], now: float) -> None:
         """Passive health: the round's verdict per broadcaster, written only when it changes something."""
         for name, alive in verdicts.items():  # the store writes only what changes something
-            await self.ctx.store.registry.record_fetch(name, alive, now, self.ctx.liveness)
+            updated = await self.ctx.store.registry.record_fetch(name, alive, now, self.ctx.liveness)
+            # The carriers polled were serving at the round's start, so an ejected one is news.
+            if not alive and updated is not None and is_ejected(updated, now):
+                self.ctx.metrics.ejections.labels(name).inc()
 
 
 def lease_key(stream_id: str) -> str:

@@ -166,18 +166,21 @@ def new_state(target_duration: int, policy: Policy) -> PublishedState:
 
 
 def choose_target_duration(
-    observed_durations: Iterable[float], minimum: int, maximum: int | None = None
+    observed_durations: Iterable[float], minimum: int, maximum: int | None = None, headroom: float = 0.0
 ) -> int:
     """A target duration for a whole stream (every rendition), decided once from the first
-    segment durations seen and a configured minimum.
+    segment durations seen and a configured minimum: the smallest integer that the longest of them,
+    plus `headroom` seconds, rounds to (RFC 8216 §4.3.3.1 compares EXTINF rounded to the nearest
+    integer). 2.0 s segments get 2, which still takes a later segment of up to 2.499 s.
 
-    Ceiling rather than RFC rounding of the longest: the first segments are a small sample, and
-    a later one a little longer than all of them must still fit, or it would be skipped.
+    The first segments are a small sample and the target may never change (§6.2.1): `headroom` is
+    how much longer than all of them a later segment is still sure to fit. One that does not fit
+    is passed like a lost segment (`too_long_skipped`), never published with a wrong EXTINF.
     """
     if minimum < 1:
         raise ValueError("minimum must be >= 1")
     longest = max((d for d in observed_durations if math.isfinite(d) and d > 0), default=0.0)
-    chosen = max(minimum, math.ceil(round(longest, 3)))
+    chosen = max(minimum, _rounded(round(longest + headroom, 3))) if longest else minimum
     return min(chosen, maximum) if maximum is not None else chosen
 
 

@@ -14,6 +14,7 @@ from typing import Sequence
 from urllib.parse import quote
 
 from edge.playlists.merge import PublishedState
+from edge.streams.model import CODEC
 
 
 # LL-HLS for whole segments (draft-pantos-hls-rfc8216bis §4.4.3.8, §6.2.5): every media playlist
@@ -111,6 +112,8 @@ class Rendition:
     width: int | None = None
     height: int | None = None
     frame_rate: float | None = None
+    codecs: tuple[str, ...] = ()  # RFC 6381; empty: unknown, CODECS left out
+    average_bandwidth: int | None = None  # bit/s, when measured
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -123,6 +126,10 @@ class Rendition:
             raise ValueError("width and height must be positive")
         if self.frame_rate is not None and not (math.isfinite(self.frame_rate) and self.frame_rate > 0):
             raise ValueError("frame_rate must be positive")
+        if not all(CODEC.match(codec) for codec in self.codecs):
+            raise ValueError("codecs must be RFC 6381 codec strings")
+        if self.average_bandwidth is not None and not 0 < self.average_bandwidth:
+            raise ValueError("average_bandwidth must be positive")
 
 
 def render_master(stream_id: str, renditions: Sequence[Rendition]) -> bytes:
@@ -134,6 +141,10 @@ def render_master(stream_id: str, renditions: Sequence[Rendition]) -> bytes:
     prefix = quote(stream_id, safe="") + "/"
     for rendition in renditions:
         attributes = [f"BANDWIDTH={rendition.bandwidth}"]
+        if rendition.average_bandwidth is not None:
+            attributes.append(f"AVERAGE-BANDWIDTH={rendition.average_bandwidth}")
+        if rendition.codecs:
+            attributes.append('CODECS="' + ",".join(rendition.codecs) + '"')
         if rendition.width is not None and rendition.height is not None:
             attributes.append(f"RESOLUTION={rendition.width}x{rendition.height}")
         if rendition.frame_rate is not None:

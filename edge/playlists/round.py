@@ -22,8 +22,10 @@ from edge.playlists.merge import (
 from edge.segments.policy import Copies, SegmentPolicy, assign_uris, hold_back
 
 # The target duration can never change once published, so it leaves room for encoders whose
-# keyframes (and so segment ends) drift: 2.0 s segments get a target of 3, not 2.
-TARGET_HEADROOM = 1.25
+# keyframes (and so segment ends) drift: any later segment up to this many seconds longer than the
+# longest of the first ones still fits. Compared as RFC 8216 rounds EXTINF, 2.0 s segments get a
+# target of 2 (players hold back 3 targets: 6 s, not 9 s), 2.3 s ones a target of 3.
+TARGET_HEADROOM_S = 0.25
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,7 +108,7 @@ def _health(fetched: Mapping[str, Sequence[FetchedPlaylist]]) -> dict[str, bool]
 def _choose_target(fetched: Mapping[str, Sequence[FetchedPlaylist]], maximum: int) -> int | None:
     """Decided once per stream, from the first segments seen in any rendition; None before any."""
     durations = [
-        segment.duration * TARGET_HEADROOM
+        segment.duration
         for items in fetched.values()
         for item in items
         if item.playlist is not None
@@ -114,7 +116,7 @@ def _choose_target(fetched: Mapping[str, Sequence[FetchedPlaylist]], maximum: in
     ]
     if not durations:
         return None
-    return choose_target_duration(durations, minimum=1, maximum=maximum)
+    return choose_target_duration(durations, minimum=1, maximum=maximum, headroom=TARGET_HEADROOM_S)
 
 
 def _events(before: Mapping[str, PublishedState], after: Mapping[str, PublishedState]) -> dict[str, int]:

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from edge.playlists.blocking import Answer, BadDirectives, Directives, Refuse, cache_seconds, decide, parse_directives
 from edge.playlists.feed import Rendered
 from edge.playlists.master import master_playlist
+from edge.playlists.master import max_age as master_max_age
 from edge.playlists.render import encoded
 from edge.playlists.service import CannotTell, NotFound, NotYet
 from edge.services import Services, services
@@ -206,13 +207,13 @@ async def master(request: Request) -> ASGIApp:
 
 
 def master_answer(scope: Scope, stream: Stream, svc: Services) -> Prepared:
-    # The ladder never changes; a short lifetime still lets a deleted stream disappear soon.
+    # A short lifetime lets a deleted stream disappear soon, and probed codecs appear (master.max_age).
     return svc.master_responses(stream, _master_variants).answer(scope, 0)  # once per stream value
 
 
 def _master_variants(stream: Stream) -> Variants:
     body, etag = master_playlist(stream)
-    return Variants.of(body, None, etag, 60)
+    return Variants.of(body, None, etag, master_max_age(stream))
 
 
 async def preflight(request: Request) -> Response:

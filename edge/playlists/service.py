@@ -45,6 +45,8 @@ class PlaylistService:
         self._followers: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
+        if self.ctx.fleet is not None:
+            await self.ctx.fleet.start()
         self._reaper = asyncio.create_task(self._reap(), name="feed-reaper")
 
     async def stop(self) -> None:
@@ -53,6 +55,8 @@ class PlaylistService:
             await cancel(task)
         await asyncio.gather(*(feed.stop() for feed in self.feeds.values()), return_exceptions=True)
         self.feeds.clear()
+        if self.ctx.fleet is not None:
+            await self.ctx.fleet.stop()  # after the feeds: their leases are released first
 
     def at_hand(self, stream_id: str, rendition: str) -> Rendered | None:
         """What to serve for one rendition when it is known without waiting on anything (the feed

@@ -139,7 +139,7 @@ class DirectoryStore:
 
     async def sweep(self, now: float) -> int:
         async with self._lock:
-            def sweep() -> tuple[int, int]:
+            def sweep() -> tuple[int, int, int, int]:
                 files = []
                 for path in self.root.rglob("*.ts"):
                     try:
@@ -160,11 +160,13 @@ class DirectoryStore:
                         continue
                     count += 1
                     freed += size
-                return count, freed
+                return count, freed, len(files), total
 
-            count, freed = await asyncio.to_thread(sweep)
-            self._objects -= count
-            self._bytes -= freed
+            count, freed, objects, total = await asyncio.to_thread(sweep)
+            # Recounted from the directory, not from this process's writes: the worker processes
+            # of one node (`edge serve --workers`) share it, and each writes only some of it.
+            self._objects = objects - count
+            self._bytes = total - freed
             return count
 
     def describe(self) -> str:

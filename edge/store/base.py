@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from broadcaster_registry.storage import CredentialStore, RegistryStore, RegistryUnavailable
 from edge.store.leases import Leases
@@ -34,6 +34,11 @@ class StreamStore(Protocol):
 
     async def end(self, stream_id: str, ended_at: int) -> Stream | None:
         """Mark ended (idempotent: the first end time is kept); None if unknown."""
+        ...
+
+    async def update(self, stream_id: str, change: Callable[[Stream], Stream]) -> Stream | None:
+        """Apply `change` (pure; may run more than once) to the stored stream atomically, write the
+        result if it differs, and return it; None if unknown."""
         ...
 
     async def delete(self, stream_id: str) -> bool: ...

@@ -1,5 +1,6 @@
 """Leases: "at most one holder of this key at a time", for one poller per stream (its feed polls
-every rendition together; the key is the stream's).
+every rendition together; the key is the stream's), and the membership of the nodes that share
+them (edge.fleet).
 
 A lease is held by an owner until it expires or is released; the holder extends it by acquiring it
 again before it runs out, so a holder that dies loses it within one TTL. `LocalLeases` serves one
@@ -28,6 +29,15 @@ class Leases(Protocol):
         """Who holds `key` now, or None."""
         ...
 
+    async def announce(self, group: str, member: str, ttl_s: float) -> frozenset[str]:
+        """Count `member` in `group` for `ttl_s` seconds from now; the group's live members (the
+        membership of the fleet, edge.fleet)."""
+        ...
+
+    async def leave(self, group: str, member: str) -> None:
+        """No longer count `member` in `group`."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Held:
@@ -42,6 +52,7 @@ class LocalLeases:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._held: dict[str, _Held] = {}
+        self._members: dict[str, dict[str, float]] = {}  # group -> member -> until
 
     def _current(self, key: str, now: float) -> _Held | None:
         held = self._held.get(key)
@@ -66,3 +77,14 @@ class LocalLeases:
     async def holder(self, key: str) -> str | None:
         held = self._current(key, self.clock())
         return held.owner if held else None
+
+    async def announce(self, group: str, member: str, ttl_s: float) -> frozenset[str]:
+        now = self.clock()
+        members = self._members.setdefault(group, {})
+        members[member] = now + ttl_s
+        for gone in [m for m, until in members.items() if until <= now]:
+            del members[gone]
+        return frozenset(members)
+
+    async def leave(self, group: str, member: str) -> None:
+        self._members.get(group, {}).pop(member, None)

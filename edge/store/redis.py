@@ -34,7 +34,8 @@ Key layout, every key under the prefix (P, default "edge:"):
     P credential:<id>      hash    version, name, salt, digest, created of a broadcaster credential
     P credentials:<name>   zset    credential id -> created, the ones bound to <name>
     P playlist:<stream>    hash    rendition -> published state (opaque bytes)
-    P lease:<key>          string  owner; PX ttl
+    P lease:<key>          string  owner; PX ttl (also want:<key>, the owner asking for it)
+    P members:<group>      zset    live member -> deadline (ms, Redis clock): the fleet's nodes
 
 The scripts build key names from the prefix, so this needs one Redis (or a primary with replicas
 and Sentinel), not Redis Cluster.
@@ -67,7 +68,7 @@ from broadcaster_registry.storage import CARRIER_HINT_TTL_S, worth_writing
 from edge.store.base import Page, StoredStates, StoreUnavailable
 from edge.store.sqlite import decode_cursor, encode_cursor
 from edge.streams.codec import from_document, to_document
-from edge.streams.model import Stream
+from edge.streams.model import Stream, ended
 
 log = logging.getLogger("edge.store.redis")
 
@@ -218,21 +219,25 @@ class RedisStreams:
 
     @_unavailable_as_store_error
     async def end(self, stream_id: str, ended_at: int) -> Stream | None:
+        return await self.update(stream_id, functools.partial(ended, ended_at=ended_at))
+
+    @_unavailable_as_store_error
+    async def update(self, stream_id: str, change: Callable[[Stream], Stream]) -> Stream | None:
         key = self.db.key("stream", stream_id)
 
-        async def _end(pipe: Pipeline) -> Stream | None:
+        async def _update(pipe: Pipeline) -> Stream | None:
             raw = await pipe.get(key)
             if raw is None:
                 return None
             stream = from_document(json.loads(raw))
-            if stream.ended_at is None:  # idempotent: the first end time stays
-                stream = replace(stream, ended_at=ended_at)
+            changed = change(stream)
+            if changed != stream:
                 pipe.multi()
-                pipe.set(key, _dumps(to_document(stream)), xx=True)
+                pipe.set(key, _dumps(to_document(changed)), xx=True)
                 await pipe.execute()
-            return stream
+            return changed
 
-        return await self.db.transact([key], _end)
+        return await self.db.transact([key], _update)
 
     @_unavailable_as_store_error
     async def delete(self, stream_id: str) -> bool:
@@ -769,6 +774,15 @@ _LEASE_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 """
 
+# Membership on Redis's clock: count the member until now + ttl, drop the lapsed, list the rest.
+_ANNOUNCE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
 
 class RedisLeases:
     """edge.store.leases.Leases across the fleet: the lease is a key holding its owner, expiring
@@ -778,6 +792,7 @@ class RedisLeases:
         self.db = db
         self._acquire = db.script(_LEASE_ACQUIRE)
         self._release = db.script(_LEASE_RELEASE)
+        self._announce = db.script(_ANNOUNCE)
 
     @_unavailable_as_store_error
     async def acquire(self, key: str, owner: str, ttl_s: float) -> bool:
@@ -792,6 +807,16 @@ class RedisLeases:
     async def holder(self, key: str) -> str | None:
         raw = await self.db.client.get(self.db.key("lease", key))
         return _text(raw) if raw is not None else None
+
+    @_unavailable_as_store_error
+    async def announce(self, group: str, member: str, ttl_s: float) -> frozenset[str]:
+        ttl_ms = max(1, round(ttl_s * 1000))
+        members = await self._announce(keys=[self.db.key("members", group)], args=[member, ttl_ms])
+        return frozenset(_text(m) for m in members)
+
+    @_unavailable_as_store_error
+    async def leave(self, group: str, member: str) -> None:
+        await self.db.client.zrem(self.db.key("members", group), member)
 
 
 # --- the store ---

@@ -1,9 +1,12 @@
-"""The embedded store: one SQLite file, one connection, used from one worker thread.
+"""The embedded store: one SQLite file, one connection per process, used from one worker thread.
 
 SQLite calls block, so they run on a single-thread executor: the event loop never waits on disk, and
 one thread owning the connection serialises writers without extra locks. WAL keeps readers from
 blocking on a writer; synchronous=NORMAL in WAL mode is durable across process crashes.
-This backend serves one edge node; several nodes share the Redis backend instead.
+This backend serves one edge node; several nodes share the Redis backend instead. The worker
+processes of one node (`edge serve --workers N`) share the file: opened `shared`, its leases live in
+a table (one poller per stream across the workers) and each worker's registry follows the changes
+the others made (see SqliteRegistry).
 """
 
 from __future__ import annotations
@@ -15,19 +18,19 @@ import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 from broadcaster_registry.codec import from_doc, to_doc
 from broadcaster_registry.credentials import Credential
 from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy
-from broadcaster_registry.model import Broadcaster
+from broadcaster_registry.model import Broadcaster, Registration, Source, State
 from broadcaster_registry.storage import CARRIER_HINT_TTL_S, MemoryRegistryStore
 from edge.store.base import Page, StoredStates, StoreUnavailable
 from edge.store.leases import LocalLeases
 from edge.streams.codec import from_document, to_document
-from edge.streams.model import Stream
+from edge.streams.model import Stream, ended
 
 T = TypeVar("T")
 
@@ -71,6 +74,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX broadcaster_credentials_by_name ON broadcaster_credentials (name, created_at);
     """,
+    """
+    CREATE TABLE leases (key TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);
+    CREATE TABLE members (grp TEXT NOT NULL, member TEXT NOT NULL, until REAL NOT NULL, PRIMARY KEY (grp, member));
+    CREATE TABLE registry_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, stream_id TEXT);
+    """,
 )
 
 
@@ -97,10 +105,14 @@ def _owner_only(path: Path) -> None:
 class SqliteDatabase:
     """The connection, its thread and its schema; repositories run their SQL through `run`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, reader: bool = False) -> None:
+        """`reader`: also a read-only connection for the event loop's own one-row reads (see
+        SqlitePlaylists.revision)."""
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._wants_reader = reader
+        self.reader: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         await self.run(self._open)
@@ -116,6 +128,11 @@ class SqliteDatabase:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             conn.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
         self._conn = conn
+        if self._wants_reader:
+            reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            reader.execute("PRAGMA query_only=1")
+            reader.execute("PRAGMA busy_timeout=100")
+            self.reader = reader
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -132,9 +149,10 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            for conn in (self.reader, self._conn):
+                if conn is not None:
+                    conn.close()
+            self._conn = self.reader = None
 
         await self.run(_close)
         self._executor.shutdown(wait=True)
@@ -178,7 +196,10 @@ class SqliteStreams:
         return Page(items=streams, next_cursor=next_cursor)
 
     async def end(self, stream_id: str, ended_at: int) -> Stream | None:
-        def _end() -> Stream | None:
+        return await self.update(stream_id, partial(ended, ended_at=ended_at))
+
+    async def update(self, stream_id: str, change: Callable[[Stream], Stream]) -> Stream | None:
+        def _update() -> Stream | None:
             conn = self.db.conn
             with conn:  # one transaction: read, decide, write
                 conn.execute("BEGIN IMMEDIATE")
@@ -186,76 +207,109 @@ class SqliteStreams:
                 if row is None:
                     return None
                 stream = from_document(json.loads(row[0]))
-                if stream.ended_at is None:  # idempotent: the first end time stays
-                    stream = replace(stream, ended_at=ended_at)
-                    conn.execute("UPDATE streams SET doc = ? WHERE id = ?", (_dumps(to_document(stream)), stream_id))
-                return stream
+                changed = change(stream)
+                if changed != stream:
+                    conn.execute("UPDATE streams SET doc = ? WHERE id = ?", (_dumps(to_document(changed)), stream_id))
+                return changed
 
-        return await self.db.run(_end)
+        return await self.db.run(_update)
 
     async def delete(self, stream_id: str) -> bool:
         cursor = await self.db.run(lambda: self.db.conn.execute("DELETE FROM streams WHERE id = ?", (stream_id,)))
         return cursor.rowcount > 0
 
 
+# One entry per change in `registry_log`: a broadcaster's name (its document and all its hints) or
+# a stream id (all its hints). Workers read the entries past the last one they applied; the oldest
+# are trimmed, and a worker that fell behind the trimmed ones reloads the whole registry.
+LOG_KEPT = 10_000
+LOG_TRIM_EVERY = 1_000
+
+
 class SqliteRegistryRows:
     """Where SqliteRegistry persists each change of its in-memory registry: one row per broadcaster
     (its stored document) and one per carrier hint. Every method submits its statement to the
-    single SQLite thread before it awaits, so rows are written in the order the changes were made."""
+    single SQLite thread before it awaits, so rows are written in the order the changes were made.
+    `logged`: each change is also entered in `registry_log`, and `seen` is the last entry this
+    process's memory reflects (other workers' changes are behind later entries)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqliteDatabase, *, logged: bool = False) -> None:
         self.db = db
+        self.logged = logged
+        self.seen = 0
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], object], names: Iterable[str] = (),
+                     streams: Iterable[str] = ()) -> None:
+        entries = [(name, None) for name in names] + [(None, stream_id) for stream_id in streams]
+
+        def _in_transaction() -> None:
+            conn = self.db.conn
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                fn(conn)
+                if self.logged and entries:
+                    before = conn.execute("SELECT coalesce(max(seq), 0) FROM registry_log").fetchone()[0]
+                    conn.executemany("INSERT INTO registry_log (name, stream_id) VALUES (?, ?)", entries)
+                    last = before + len(entries)
+                    if before == self.seen:  # nobody else wrote since: memory is still the file
+                        self.seen = last
+                    if last // LOG_TRIM_EVERY != before // LOG_TRIM_EVERY:
+                        conn.execute("DELETE FROM registry_log WHERE seq <= ?", (last - LOG_KEPT,))
+
+        await self.db.run(_in_transaction)
 
     async def save(self, b: Broadcaster, *, afresh: bool = False) -> None:
         doc = _dumps(to_doc(b))
 
-        def _save() -> None:
-            with self.db.conn:
-                self.db.conn.execute("BEGIN")
-                if afresh:
-                    self.db.conn.execute("DELETE FROM handouts WHERE name = ?", (b.name,))
-                self.db.conn.execute(
-                    "INSERT INTO broadcasters (name, doc) VALUES (?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
-                    (b.name, doc),
-                )
+        def _save(conn: sqlite3.Connection) -> None:
+            if afresh:
+                conn.execute("DELETE FROM handouts WHERE name = ?", (b.name,))
+            conn.execute(
+                "INSERT INTO broadcasters (name, doc) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                (b.name, doc),
+            )
 
-        await self.db.run(_save)
+        await self._write(_save, names=[b.name])
 
     async def forget(self, names: Iterable[str]) -> None:
         rows = [(name,) for name in names]
 
-        def _forget() -> None:
-            with self.db.conn:
-                self.db.conn.execute("BEGIN")
-                self.db.conn.executemany("DELETE FROM broadcasters WHERE name = ?", rows)
-                self.db.conn.executemany("DELETE FROM handouts WHERE name = ?", rows)
+        def _forget(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM broadcasters WHERE name = ?", rows)
+            conn.executemany("DELETE FROM handouts WHERE name = ?", rows)
 
-        await self.db.run(_forget)
+        await self._write(_forget, names=[name for (name,) in rows])
 
     async def save_hint(self, stream_id: str, name: str, at: float) -> None:
-        await self.db.run(
-            lambda: self.db.conn.execute(
-                "INSERT OR REPLACE INTO handouts (stream_id, name, at) VALUES (?, ?, ?)", (stream_id, name, at)
-            )
-        )
+        await self._write(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO handouts (stream_id, name, at) VALUES (?, ?, ?)", (stream_id, name, at)
+        ), streams=[stream_id])
 
     async def drop_hints(self, stream_id: str, names: Iterable[str] | None = None) -> None:
         if names is None:
-            await self.db.run(
-                lambda: self.db.conn.execute("DELETE FROM handouts WHERE stream_id = ?", (stream_id,))
-            )
+            await self._write(lambda conn: conn.execute("DELETE FROM handouts WHERE stream_id = ?", (stream_id,)),
+                              streams=[stream_id])
             return
         rows = [(stream_id, name) for name in names]
-        await self.db.run(
-            lambda: self.db.conn.executemany("DELETE FROM handouts WHERE stream_id = ? AND name = ?", rows)
+        await self._write(
+            lambda conn: conn.executemany("DELETE FROM handouts WHERE stream_id = ? AND name = ?", rows),
+            streams=[stream_id],
         )
 
 
 class SqliteRegistry(MemoryRegistryStore):
     """RegistryStore on SQLite: the shared in-memory registry (broadcaster_registry.storage), loaded
-    from the file at start and persisting every change to it. One node owns an SQLite file, so
-    memory is always what the file holds, and reads cost no disk I/O."""
+    from the file at start and persisting every change to it. One process alone on the file: memory
+    is always what the file holds, and reads cost no disk I/O.
+
+    `shared` (worker processes on one file): every write is also entered in `registry_log`, and
+    every call first reads the entries past the last one this worker applied (usually none: one
+    index lookup) and reloads just the names and streams they name; so a heartbeat that reached one
+    worker is seen by all of them at their next call. A read-modify-write
+    (a heartbeat, a probe's outcome) is computed from the registry as of that check: two workers
+    writing one broadcaster at the same instant keep the last write, as the same broadcaster's two
+    heartbeats would on one node."""
 
     def __init__(
         self,
@@ -264,20 +318,129 @@ class SqliteRegistry(MemoryRegistryStore):
         liveness: LivenessPolicy = DEFAULT_LIVENESS,
         hint_ttl_s: float = CARRIER_HINT_TTL_S,
         clock: Callable[[], float] = time.time,
+        shared: bool = False,
     ) -> None:
-        super().__init__(liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock, rows=SqliteRegistryRows(db))
+        rows = SqliteRegistryRows(db, logged=shared)
+        super().__init__(liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock, rows=rows)
         self.db = db
+        self.shared = shared
+        self._rows = rows
 
     async def load(self) -> None:
-        def _load() -> tuple[list[tuple[str]], list[tuple[str, str, float]]]:
+        def _load() -> tuple[int, list[tuple[str]], list[tuple[str, str, float]]]:
             conn = self.db.conn
-            return (
-                conn.execute("SELECT doc FROM broadcasters").fetchall(),
-                conn.execute("SELECT stream_id, name, at FROM handouts").fetchall(),
-            )
+            with conn:  # one snapshot: the last log entry and the rows as of it
+                conn.execute("BEGIN")
+                return (
+                    _last_entry(conn),
+                    conn.execute("SELECT doc FROM broadcasters").fetchall(),
+                    conn.execute("SELECT stream_id, name, at FROM handouts").fetchall(),
+                )
 
-        docs, hints = await self.db.run(_load)
+        seq, docs, hints = await self.db.run(_load)
         self.replace_all((from_doc(json.loads(d[0])) for d in docs), hints)
+        self._rows.seen = seq
+
+    async def _follow(self) -> None:
+        """Apply what other workers changed since this one last read or wrote the registry."""
+        if not self.shared:
+            return
+        seen = self._rows.seen
+
+        def _changes() -> tuple[int, bool, dict[str, str | None], list[tuple[str, str, float]], dict[str, dict[str, float]]]:
+            conn = self.db.conn
+            with conn:  # one snapshot: the entries and the rows as of the last one
+                conn.execute("BEGIN")
+                entries = conn.execute(
+                    "SELECT seq, name, stream_id FROM registry_log WHERE seq > ? ORDER BY seq", (seen,)
+                ).fetchall()
+                if not entries:
+                    return seen, False, {}, [], {}
+                trimmed = entries[0][0] != seen + 1 and seen < _first_entry(conn)
+                names = sorted({name for _, name, _ in entries if name is not None})
+                streams = sorted({stream_id for _, _, stream_id in entries if stream_id is not None})
+                docs: dict[str, str | None] = dict.fromkeys(names)
+                their_hints: list[tuple[str, str, float]] = []
+                stream_hints: dict[str, dict[str, float]] = {s: {} for s in streams}
+                for chunk in _chunks(names):
+                    marks = ",".join("?" * len(chunk))
+                    docs.update(conn.execute(f"SELECT name, doc FROM broadcasters WHERE name IN ({marks})", chunk))
+                    their_hints += conn.execute(
+                        f"SELECT stream_id, name, at FROM handouts WHERE name IN ({marks})", chunk).fetchall()
+                for chunk in _chunks(streams):
+                    marks = ",".join("?" * len(chunk))
+                    for stream_id, name, at in conn.execute(
+                        f"SELECT stream_id, name, at FROM handouts WHERE stream_id IN ({marks})", chunk
+                    ):
+                        stream_hints[stream_id][name] = at
+                return entries[-1][0], trimmed, docs, their_hints, stream_hints
+
+        last, trimmed, docs, their_hints, stream_hints = await self.db.run(_changes)
+        if trimmed:  # fell behind the trimmed entries: start over from the file
+            await self.load()
+            return
+        if last == seen or self._rows.seen != seen:  # nothing new, or a write of ours moved on meanwhile
+            return
+        broadcasters = {name: from_doc(json.loads(doc)) if doc is not None else None for name, doc in docs.items()}
+        self.replace_some(broadcasters, their_hints, stream_hints)
+        self._rows.seen = last
+
+    async def upsert(self, name: str, registration: Registration, now: float, source: Source = "self") -> Broadcaster:
+        await self._follow()
+        return await super().upsert(name, registration, now, source)
+
+    async def get(self, name: str) -> Broadcaster | None:
+        await self._follow()
+        return await super().get(name)
+
+    async def list_all(self) -> list[Broadcaster]:
+        await self._follow()
+        return await super().list_all()
+
+    async def set_state(self, name: str, state: State) -> Broadcaster | None:
+        await self._follow()
+        return await super().set_state(name, state)
+
+    async def delete(self, name: str) -> bool:
+        await self._follow()
+        return await super().delete(name)
+
+    async def record_probe(self, name: str, ok: bool, now: float, policy: LivenessPolicy) -> Broadcaster | None:
+        await self._follow()
+        return await super().record_probe(name, ok, now, policy)
+
+    async def record_fetch(self, name: str, ok: bool, now: float, policy: LivenessPolicy) -> Broadcaster | None:
+        await self._follow()
+        return await super().record_fetch(name, ok, now, policy)
+
+    async def note_carrier(self, stream_id: str, name: str, now: float) -> None:
+        await self._follow()
+        await super().note_carrier(stream_id, name, now)
+
+    async def carrying(self, stream_id: str) -> list[Broadcaster]:
+        await self._follow()
+        return await super().carrying(stream_id)
+
+    async def carrier_hints(self, stream_id: str) -> frozenset[str]:
+        await self._follow()
+        return await super().carrier_hints(stream_id)
+
+    async def forget_stream(self, stream_id: str) -> None:
+        await self._follow()
+        await super().forget_stream(stream_id)
+
+
+def _last_entry(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT coalesce(max(seq), 0) FROM registry_log").fetchone()[0]
+
+
+def _first_entry(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT coalesce(min(seq), 0) FROM registry_log").fetchone()[0]
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
+    """Below SQLite's limit of bound parameters in one statement."""
+    return (values[i:i + size] for i in range(0, len(values), size))
 
 
 class SqliteCredentials:
@@ -350,7 +513,19 @@ class SqlitePlaylists:
         return row[0] if row else 0
 
     async def revision(self, stream_id: str) -> int:
-        return await self.db.run(self._revision, stream_id)
+        reader = self.db.reader
+        if reader is None:
+            return await self.db.run(self._revision, stream_id)
+        # The follower's check on every player request (store.shared): one row by its key, read on
+        # the event loop itself. In WAL mode a reader never waits for a writer, so this costs a few
+        # microseconds where the hop to the SQLite thread and back costs tens.
+        try:
+            row = reader.execute(
+                "SELECT revision FROM playlist_revisions WHERE stream_id = ?", (stream_id,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite {self.db.path}: {exc}") from exc
+        return row[0] if row else 0
 
     async def save(self, stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:
         def _save() -> int | None:
@@ -383,8 +558,62 @@ class SqlitePlaylists:
         await self.db.run(_delete)
 
 
+class SqliteLeases:
+    """Leases (edge.store.leases) in a table, for the worker processes sharing the file: one
+    statement takes, extends or refuses a lease, so it is atomic between processes. Deadlines are on
+    `clock`, wall-clock seconds: every process reads the same clock, and a deadline written before
+    a reboot is not in the future of the next boot's clock (a monotonic one would be)."""
+
+    def __init__(self, db: SqliteDatabase, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def acquire(self, key: str, owner: str, ttl_s: float) -> bool:
+        now = self.clock()
+        cursor = await self.db.run(lambda: self.db.conn.execute(
+            "INSERT INTO leases (key, owner, until) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+            "WHERE leases.owner = excluded.owner OR leases.until <= ?",
+            (key, owner, now + ttl_s, now),
+        ))
+        return cursor.rowcount == 1
+
+    async def release(self, key: str, owner: str) -> None:
+        await self.db.run(lambda: self.db.conn.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner)))
+
+    async def holder(self, key: str) -> str | None:
+        now = self.clock()
+        row = await self.db.run(
+            lambda: self.db.conn.execute("SELECT owner FROM leases WHERE key = ? AND until > ?", (key, now)).fetchone()
+        )
+        return row[0] if row else None
+
+    async def announce(self, group: str, member: str, ttl_s: float) -> frozenset[str]:
+        now = self.clock()
+
+        def _announce() -> frozenset[str]:
+            conn = self.db.conn
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT INTO members (grp, member, until) VALUES (?, ?, ?) "
+                    "ON CONFLICT (grp, member) DO UPDATE SET until = excluded.until",
+                    (group, member, now + ttl_s),
+                )
+                conn.execute("DELETE FROM members WHERE grp = ? AND until <= ?", (group, now))
+                return frozenset(r[0] for r in conn.execute("SELECT member FROM members WHERE grp = ?", (group,)))
+
+        return await self.db.run(_announce)
+
+    async def leave(self, group: str, member: str) -> None:
+        await self.db.run(
+            lambda: self.db.conn.execute("DELETE FROM members WHERE grp = ? AND member = ?", (group, member))
+        )
+
+
 class SqliteStore:
-    """Every repository on one SQLite file."""
+    """Every repository on one SQLite file. `shared`: several worker processes open it (see the
+    module's docstring); alone, leases are kept in memory."""
 
     def __init__(
         self,
@@ -393,16 +622,18 @@ class SqliteStore:
         liveness: LivenessPolicy = DEFAULT_LIVENESS,
         hint_ttl_s: float = CARRIER_HINT_TTL_S,
         clock: Callable[[], float] = time.time,
+        shared: bool = False,
+        lease_clock: Callable[[], float] = time.time,
     ) -> None:
         """`clock`: wall-clock seconds, the clock callers take the registry's `now` from
-        (broadcasters are forgotten and carrier hints lapse on it)."""
-        self.db = SqliteDatabase(path)
+        (broadcasters are forgotten and carrier hints lapse on it); `lease_clock`: the leases'."""
+        self.db = SqliteDatabase(path, reader=shared)
         self.streams = SqliteStreams(self.db)
-        self.registry = SqliteRegistry(self.db, liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock)
+        self.registry = SqliteRegistry(self.db, liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock, shared=shared)
         self.credentials = SqliteCredentials(self.db)
         self.playlists = SqlitePlaylists(self.db)
-        self.leases = LocalLeases()
-        self.shared = False  # one node owns the file
+        self.leases: LocalLeases | SqliteLeases = SqliteLeases(self.db, lease_clock) if shared else LocalLeases()
+        self.shared = shared  # worker processes share the file: players must see the newest revision
 
     async def open(self) -> None:
         await self.db.open()

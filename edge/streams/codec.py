@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.streams.model import Profile, SourceInfo, Stream
+from edge.streams.model import Profile, RenditionMedia, SourceInfo, Stream
 
 VERSION = 2  # bump on any change of layout, and keep reading the one before
 READABLE = (1, 2)  # 1: the same fields, before documents carried a version
@@ -30,11 +30,13 @@ def to_document(stream: Stream) -> dict[str, Any]:
     if stream.dvr_window_seconds is not None:
         doc["dvrWindowSeconds"] = stream.dvr_window_seconds
     # Added fields, no new version: a node that does not know them reads the stream as direct,
-    # not recorded (during a rolling upgrade only).
+    # not recorded, with nothing probed (during a rolling upgrade only).
     if stream.segment_mode is not None:
         doc["segmentMode"] = stream.segment_mode
     if stream.record:
         doc["record"] = True
+    if stream.media:
+        doc["media"] = {m.rendition: m.to_json() for m in stream.media}
     return doc
 
 
@@ -61,7 +63,22 @@ def from_document(doc: dict[str, Any]) -> Stream:
         dvr_window_seconds=doc.get("dvrWindowSeconds"),
         segment_mode=doc.get("segmentMode"),
         record=bool(doc.get("record", False)),
+        media=_media(doc.get("media")),
     )
+
+
+def _media(doc: Any) -> tuple[RenditionMedia, ...]:
+    """The probed media of the renditions; an entry this node cannot read is left out: it is only
+    knowledge, probed again by the feed that misses it."""
+    if not isinstance(doc, dict):
+        return ()
+    out = []
+    for rendition, entry in doc.items():
+        try:
+            out.append(RenditionMedia.from_json(rendition, entry))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return tuple(out)
 
 
 def _profile(p: Profile) -> dict[str, Any]:

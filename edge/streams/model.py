@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 SOURCE = "source"
@@ -84,6 +84,56 @@ class SourceInfo:
         return {"width": self.width, "height": self.height, "fps": self.fps}
 
 
+# An RFC 6381 codec string as the probe writes them ("avc1.64001f", "hvc1.2.4.L60.90", "mp4a.40.2"):
+# nothing that could break out of a quoted CODECS attribute is ever stored, so all of it can be served.
+CODEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionMedia:
+    """What one rendition's segments were found to carry: probed by the edge from its first
+    segments, once, and stored with the stream so that every node's master playlist names it."""
+
+    rendition: str
+    codecs: tuple[str, ...]  # video first, as CODECS lists them
+    width: int | None = None
+    height: int | None = None
+    bandwidth: int | None = None  # bit/s: the peak of the segments measured
+    average_bandwidth: int | None = None  # bit/s: their total size over their total duration
+
+    def __post_init__(self) -> None:
+        if not is_rendition_name(self.rendition):
+            raise ValueError("rendition: " + RENDITION_RULE)
+        if not self.codecs or not all(isinstance(c, str) and CODEC.match(c) for c in self.codecs):
+            raise ValueError("codecs must be RFC 6381 codec strings")
+        if (self.width is None) != (self.height is None):
+            raise ValueError("width and height go together")
+        for name in ("width", "height", "bandwidth", "average_bandwidth"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive int")
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"codecs": list(self.codecs)}
+        if self.width is not None:
+            doc["width"], doc["height"] = self.width, self.height
+        if self.bandwidth is not None:
+            doc["bandwidth"] = self.bandwidth
+        if self.average_bandwidth is not None:
+            doc["averageBandwidth"] = self.average_bandwidth
+        return doc
+
+    @classmethod
+    def from_json(cls, rendition: str, doc: dict[str, Any]) -> "RenditionMedia":
+        """ValueError (or TypeError) when `doc` is not what to_json writes."""
+        if not isinstance(doc, dict) or not isinstance(doc["codecs"], list):
+            raise TypeError("media: an object with a list of codecs")
+        return cls(
+            rendition=rendition, codecs=tuple(doc["codecs"]), width=doc.get("width"), height=doc.get("height"),
+            bandwidth=doc.get("bandwidth"), average_bandwidth=doc.get("averageBandwidth"),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
     """A validated create request: everything the client chose."""
@@ -112,6 +162,15 @@ class Stream:
     dvr_window_seconds: int | None = None  # a longer playlist window than the edge's default
     segment_mode: str | None = None  # one of SEGMENT_MODES; None: the deployment's
     record: bool = False  # keep every segment; the ended playlists are the recording (VOD)
+    media: tuple[RenditionMedia, ...] = ()  # what the renditions were found to carry, once probed
+
+    def media_of(self, rendition: str) -> RenditionMedia | None:
+        return next((m for m in self.media if m.rendition == rendition), None)
+
+    def with_media(self, media: RenditionMedia) -> "Stream":
+        """This stream with `media` stored for its rendition (replacing what was there)."""
+        kept = tuple(m for m in self.media if m.rendition != media.rendition)
+        return replace(self, media=(*kept, media))
 
     @property
     def ended(self) -> bool:
@@ -151,6 +210,11 @@ class Stream:
             doc["recording"] = {"playbackUrl": doc["playbackUrl"], "renditions": self.renditions(),
                                 "ready": self.ended}
         return doc
+
+
+def ended(stream: Stream, ended_at: int) -> Stream:
+    """The stream marked ended at `ended_at`; idempotent: the first end time stays."""
+    return stream if stream.ended_at is not None else replace(stream, ended_at=ended_at)
 
 
 def rendition_path(stream_id: str, rendition: str) -> str:

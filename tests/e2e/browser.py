@@ -1,62 +1,21 @@
-"""Headless Chromium driven over the DevTools protocol (a websocket): open a page, evaluate JavaScript.
-
-Started with the flags this machine needs (no sandbox as root, no GPU, no background networking: the
-network beyond loopback is closed) and autoplay allowed, as a muted player would be.
-"""
+"""Headless Chromium for the end-to-end tests: devtools.browser's, failing (never skipping) the test
+where chromium is not installed, with any DevTools command and screenshots for the operator page's
+tests."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import itertools
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
+from devtools.browser import Browser as _Browser
 from tests.media import require
-from tests.processes import stop_process
-
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-    "--autoplay-policy=no-user-gesture-required", "--mute-audio", "--remote-debugging-port=0",
-]
 
 
-class Browser:
+class Browser(_Browser):
     def __init__(self, profile: Path) -> None:
-        self.binary = require("chromium")
-        self.profile = profile
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._ids = itertools.count(1)
-
-    async def open(self, url: str) -> None:
-        self.profile.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [self.binary, *FLAGS, f"--user-data-dir={self.profile}", url],
-            stdout=subprocess.DEVNULL, stderr=(self.profile / "chromium.log").open("wb"),
-        )
-        port_file = self.profile / "DevToolsActivePort"
-        for _ in range(300):
-            if port_file.exists() and port_file.read_text().strip():
-                break
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chromium exited: {(self.profile / 'chromium.log').read_text()[-2000:]}")
-            await asyncio.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        self._session = aiohttp.ClientSession()
-        for _ in range(100):
-            async with self._session.get(f"http://127.0.0.1:{port}/json") as response:
-                pages = [t for t in await response.json() if t.get("type") == "page"]
-            if pages:
-                break
-            await asyncio.sleep(0.1)
-        self._ws = await self._session.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0)
+        super().__init__(profile, require("chromium"))
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """One DevTools protocol command and its result (events meanwhile are let pass)."""
@@ -68,14 +27,8 @@ class Browser:
             if data.get("id") == message_id:
                 if "error" in data:
                     raise RuntimeError(f"{method}: {data['error']}")
-                return data["result"]
+                return dict(data["result"])
         raise RuntimeError("the browser closed the connection")
-
-    async def evaluate(self, expression: str) -> Any:
-        result = await self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
-        if "exceptionDetails" in result:
-            raise RuntimeError(result["exceptionDetails"])
-        return result["result"].get("value")
 
     async def screenshot(self, path: Path, width: int = 1280, height: int = 1400) -> None:
         """The page as a person sees it, as a PNG at `path`."""
@@ -84,10 +37,3 @@ class Browser:
         shot = await self.call("Page.captureScreenshot", {"format": "png"})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
-
-    async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._session is not None:
-            await self._session.close()
-        stop_process(self.proc)

@@ -22,10 +22,13 @@ POLL = 0.2
 
 
 def node_env(prefix: str) -> dict[str, str]:
+    return {**edge_env(), "EDGE_STORE": REDIS_URL, "EDGE_REDIS_PREFIX": prefix}
+
+
+def edge_env() -> dict[str, str]:
+    """The tests' credentials and short periods, for any store."""
     return {
         **LOOPBACK_FLEET_ENV,
-        "EDGE_STORE": REDIS_URL,
-        "EDGE_REDIS_PREFIX": prefix,
         "EDGE_API_KEYS": API_KEY,
         "EDGE_ADMIN_TOKENS": ADMIN_TOKEN,
         "EDGE_BROADCASTER_TOKENS": BROADCASTER_TOKEN,

@@ -427,21 +427,29 @@ def test_policy_validation(kwargs: dict[str, float]) -> None:
         Policy(**kwargs)  # type: ignore[arg-type]
 
 
-# (observed durations, minimum, maximum, expected)
+# (observed durations, minimum, maximum, headroom, expected)
 TARGET_CASES = [
-    ([2.0, 2.0, 1.8], 1, None, 2),
-    ([2.002, 2.0], 1, None, 3),  # a little over 2: ceiling, so that the next 2.4 s still fits
-    ([1.0], 4, None, 4),  # configured minimum
-    ([], 2, None, 2),
-    ([float("nan"), float("inf"), -1.0, 3.2], 1, None, 4),
-    ([45.0], 1, 10, 10),
-    ([2.0004], 1, None, 2),  # compared as rendered, to the millisecond
+    ([2.0, 2.0, 1.8], 1, None, 0.0, 2),
+    ([2.002, 2.0], 1, None, 0.0, 2),  # RFC rounding: 2.002 fits a target of 2
+    ([2.02, 1.98], 1, None, 0.25, 2),  # 2.0 s +- a frame: 2, and later ones up to 2.499 s still fit
+    ([2.2], 1, None, 0.25, 2),  # 2.45 rounds to 2
+    ([2.25], 1, None, 0.25, 3),  # a later 2.5 s would not fit 2
+    ([2.49], 1, None, 0.0, 2),
+    ([2.5], 1, None, 0.0, 3),  # halves go up, as the RFC's comparison does
+    ([1.0], 4, None, 0.25, 4),  # configured minimum
+    ([], 2, None, 0.25, 2),
+    ([float("nan"), float("inf"), -1.0, 3.2], 1, None, 0.0, 3),
+    ([45.0], 1, 10, 0.25, 10),
+    ([0.3], 1, None, 0.0, 1),  # never below 1
+    ([2.0004], 1, None, 0.0, 2),  # compared as rendered, to the millisecond
 ]
 
 
-@pytest.mark.parametrize("observed, minimum, maximum, expected", TARGET_CASES)
-def test_choose_target_duration(observed: list[float], minimum: int, maximum: int | None, expected: int) -> None:
-    assert choose_target_duration(observed, minimum, maximum) == expected
+@pytest.mark.parametrize("observed, minimum, maximum, headroom, expected", TARGET_CASES)
+def test_choose_target_duration(
+    observed: list[float], minimum: int, maximum: int | None, headroom: float, expected: int
+) -> None:
+    assert choose_target_duration(observed, minimum, maximum, headroom) == expected
 
 
 # --- large windows -----------------------------------------------------------------------------------------

@@ -3,10 +3,14 @@ rendition that dies, health verdicts, the target duration and the events counted
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState, renditions_agree
-from edge.playlists.round import StreamPolicy, decide, discovery_due, substitutes_by_bitrate
+from edge.playlists.round import TARGET_HEADROOM_S, StreamPolicy, decide, discovery_due, substitutes_by_bitrate
 from tests.playlists.builders import B1, B2, offer, upstream
 
 POLICY = StreamPolicy(
@@ -81,9 +85,52 @@ def test_health_one_answer_below_500_is_alive() -> None:
 def test_target_duration_is_chosen_once_from_any_rendition() -> None:
     policy = StreamPolicy(merge=Policy(hole_wait_seconds=2.0), substitutes={})
     first = decide({}, {"hi": [], "lo": [offer(B1, [1], duration=3.9)]}, 0.0, policy)
-    assert {s.target_duration for s in first.states.values()} == {5}  # 3.9 s with 25% headroom
+    assert {s.target_duration for s in first.states.values()} == {4}  # 3.9 s + 0.25 s headroom rounds to 4
     later = decide(first.states, {"hi": [offer(B1, [1, 2], duration=2.0)], "lo": [offer(B1, [1, 2], duration=2.0)]}, 1.0, policy)
-    assert {s.target_duration for s in later.states.values()} == {5}
+    assert {s.target_duration for s in later.states.values()} == {4}
+
+
+def test_two_second_segments_get_a_target_of_two_and_a_later_longer_one_is_passed_as_lost() -> None:
+    """The answer for a later segment that does not fit: the target stays (RFC 8216 §6.2.1), the
+    segment is passed like a lost one, with a DISCONTINUITY, and counted; one that fits is shown."""
+    policy = StreamPolicy(merge=Policy(hole_wait_seconds=2.0), substitutes={})
+    steps = [([1, 2], {}), ([1, 2, 3], {3: 2.45}), ([1, 2, 3, 4], {3: 2.45, 4: 2.6}),
+             ([1, 2, 3, 4, 5], {3: 2.45, 4: 2.6}), ([1, 2, 3, 4, 5], {3: 2.45, 4: 2.6})]  # 4 waited for, then passed
+    states: dict[str, PublishedState] = {}
+    for now, (numbers, durations) in enumerate(steps):
+        durations = {1: 2.02, 2: 1.98, **durations}
+        outcome = decide(states, {"hi": [offer(B1, numbers, durations=durations)]}, 3.0 * now, policy)
+        states = dict(outcome.states)
+    hi = states["hi"]
+    assert hi.target_duration == 2
+    assert [(s.number, s.duration, s.discontinuity) for s in hi.segments] == [
+        (1, 2.02, False), (2, 1.98, False), (3, 2.45, False), (5, 2.0, True)]
+    assert hi.counts.too_long_skipped == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.floats(0.2, 7.0), min_size=1, max_size=3), min_size=1, max_size=10),
+       st.lists(st.booleans(), min_size=10, max_size=10))
+def test_every_published_extinf_fits_a_target_that_never_changes(batches: list[list[float]], lost: list[bool]) -> None:
+    """Any durations, arriving in any batches: the target is the tightest for the first segments
+    seen (plus the headroom), never changes, and every published EXTINF rounds to at most it."""
+    policy = StreamPolicy(merge=Policy(hole_wait_seconds=2.0), substitutes={"hi": ("lo",), "lo": ("hi",)})
+    states: dict[str, PublishedState] = {}
+    durations: dict[int, float] = {}
+    target = None
+    for step, batch in enumerate(batches):
+        first = len(durations) + 1
+        durations.update({first + i: d for i, d in enumerate(batch)})
+        held = sorted(durations)[-6:]
+        fetched = {"hi": [offer(B1, held, durations=durations)],
+                   "lo": [offer(B1, [n for n in held if not lost[n % 10]], durations=durations)]}
+        states = dict(decide(states, fetched, 2.5 * step, policy).states)
+        if target is None:
+            target = max(1, math.floor(round(max(batch) + TARGET_HEADROOM_S, 3) + 0.5))
+        for state in states.values():
+            assert state.target_duration == target
+            assert all(math.floor(s.duration + 0.5) <= target for s in state.segments)
+        assert renditions_agree(states.values())
 
 
 def test_nothing_offered_and_the_stream_ended_is_final() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import m3u8
 
+from edge.playlists.probing import PROBE_SEGMENTS
 from tests.fakes import FakeBroadcaster
 from tests.multinode.test_multinode import create_stream, node_env, redis_prefix, register, start_nodes  # noqa: F401 (fixture)
 
@@ -45,7 +46,10 @@ async def test_two_nodes_copy_each_segment_once(tmp_path: Path, redis_prefix: st
                     assert response.content == b"segment %s" % uri.rsplit("/", 1)[1].removesuffix(".ts").encode()
             fetched = {path: count for path, count in fake.requests.items() if path.endswith(".ts")}
             assert len(fetched) >= 25, fetched
-            assert set(fetched.values()) == {1}, fetched  # once each, across both nodes
+            # Once each across both nodes for the copies; the leader's probe of the rendition's media
+            # (edge/playlists/probing.py) reads a few of the first segments once more, and only those.
+            assert set(fetched.values()) <= {1, 2}, fetched
+            assert len([p for p, count in fetched.items() if count == 2]) <= PROBE_SEGMENTS, fetched
     finally:
         await fake.stop()
         for node in nodes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import os
 import time
 import uuid
@@ -85,13 +86,14 @@ async def make_redis_store(redis_prefix: str) -> AsyncIterator[MakeRedisStore]:
         yield make
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "sqlite-shared", "redis"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str
 ) -> AsyncIterator[SqliteStore | RedisStore]:
-    """Each backend in turn, for the contract tests: both must behave the same."""
-    if request.param == "sqlite":
-        sqlite = SqliteStore(tmp_path / "edge.db")
+    """Each backend in turn, for the contract tests: both must behave the same (SQLite alone on its
+    file, and shared by worker processes)."""
+    if request.param.startswith("sqlite"):
+        sqlite = SqliteStore(tmp_path / "edge.db", shared=request.param == "sqlite-shared")
         await sqlite.open()
         yield sqlite
         await sqlite.close()
@@ -101,10 +103,15 @@ async def store(
             yield await make()
 
 
-@pytest.fixture(params=["local", "redis"])
-async def leases(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[Leases]:
+@pytest.fixture(params=["local", "sqlite", "redis"])
+async def leases(request: pytest.FixtureRequest, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Leases]:
     if request.param == "local":
         yield LocalLeases()
+    elif request.param == "sqlite":
+        sqlite = SqliteStore(tmp_path / "edge.db", shared=True)
+        await sqlite.open()
+        yield sqlite.leases
+        await sqlite.close()
     else:
         require_redis()
         async with redis_nodes(redis_prefix) as make:
@@ -144,7 +151,19 @@ class RegistryBackend:
     make: Callable[..., Awaitable[RegistryStore]]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+class Alternating:
+    """Two workers' registries on one SQLite file, called in turn: every call goes to the other
+    worker than the one before, so each contract case checks that a change made through one worker
+    is what the next call, through the other, sees."""
+
+    def __init__(self, *registries: RegistryStore) -> None:
+        self._registries = itertools.cycle(registries)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(next(self._registries), name)
+
+
+@pytest.fixture(params=["memory", "sqlite", "sqlite-workers", "redis"])
 async def registry_backend(
     request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str
 ) -> AsyncIterator[RegistryBackend]:
@@ -159,12 +178,16 @@ async def registry_backend(
         ) -> RegistryStore:
             if request.param == "memory":
                 return MemoryRegistryStore(liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock)
-            if request.param == "sqlite":
-                sqlite = SqliteStore(tmp_path / f"edge-{uuid.uuid4().hex}.db", liveness=liveness,
-                                     hint_ttl_s=hint_ttl_s, clock=clock)
-                await sqlite.open()
-                stack.push_async_callback(sqlite.close)
-                return sqlite.registry
+            if request.param.startswith("sqlite"):
+                path = tmp_path / f"edge-{uuid.uuid4().hex}.db"
+                workers = []
+                for _ in range(2 if request.param == "sqlite-workers" else 1):
+                    sqlite = SqliteStore(path, liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock,
+                                         shared=request.param == "sqlite-workers")
+                    await sqlite.open()
+                    stack.push_async_callback(sqlite.close)
+                    workers.append(sqlite.registry)
+                return workers[0] if len(workers) == 1 else Alternating(*workers)  # type: ignore[return-value]
             return (await make_redis(liveness=liveness, hint_ttl_s=hint_ttl_s)).registry
 
         yield RegistryBackend(request.param, clock, make)

@@ -11,7 +11,7 @@ from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy, is_s
 from broadcaster_registry.storage import RegistryStore
 from broadcaster_registry.model import Load, Registration
 from edge.store.base import StoredStates, Store
-from edge.streams.model import Profile, Stream
+from edge.streams.model import Profile, RenditionMedia, Stream
 
 from .conftest import RegistryBackend
 
@@ -85,6 +85,20 @@ async def test_ending_is_idempotent_and_keeps_the_first_end_time(store: Store) -
     assert again == ended
     assert await store.streams.get("a") == stream("a", 1000, ended_at=5000)
     assert await store.streams.end("nope", 5000) is None
+
+
+async def test_probed_media_is_stored_with_the_stream_per_rendition(store: Store) -> None:
+    await store.streams.create(stream("a", 1000))
+    source = RenditionMedia("source", ("avc1.64001f", "mp4a.40.2"), 1920, 1080, bandwidth=5_100_000,
+                            average_bandwidth=4_800_000)
+    low = RenditionMedia("P720p30fps16x9", ("avc1.42c01e",))
+    await store.streams.update("a", lambda s: s.with_media(source))
+    updated = await store.streams.update("a", lambda s: s.with_media(low))
+    assert updated is not None and await store.streams.get("a") == updated
+    assert updated.media_of("source") == source and updated.media_of("P720p30fps16x9") == low
+    again = RenditionMedia("source", ("hvc1.1.6.L120.90",), 1280, 720)
+    assert (await store.streams.update("a", lambda s: s.with_media(again))).media_of("source") == again  # type: ignore[union-attr]
+    assert await store.streams.update("nope", lambda s: s.with_media(low)) is None
 
 
 async def test_a_deleted_stream_is_gone_from_reads_and_listings(store: Store) -> None:

@@ -116,3 +116,17 @@ def test_a_document_of_a_version_this_node_cannot_read_is_refused(version: objec
         from_document({**OLD_STREAM, "version": version})
     with pytest.raises(ValueError, match="version"):
         from_doc({**OLD_BROADCASTER, "version": version})
+
+
+def test_probed_media_a_node_cannot_read_is_left_out_not_served() -> None:
+    """An entry written by a newer node (or damaged) that this node cannot validate is dropped,
+    so nothing stored reaches a master playlist unchecked; the others are kept."""
+    doc = {**OLD_STREAM, "version": STREAM_VERSION, "media": {
+        "720p": {"codecs": ["avc1.64001f"], "width": 1280, "height": 720},
+        "source": {"codecs": ['avc1.64001f",URI="x']},
+        "bad name/": {"codecs": ["mp4a.40.2"]},
+        "other": {"codecs": "mp4a.40.2", "width": True},
+    }}
+    stream = from_document(doc)
+    assert [m.rendition for m in stream.media] == ["720p"]
+    assert stream.media[0].codecs == ("avc1.64001f",)

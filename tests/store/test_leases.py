@@ -5,9 +5,11 @@ itself, so there the deadlines are read back (PTTL) instead of waited for with m
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from edge.store.leases import Leases, LocalLeases
 from edge.store.redis import RedisStore
+from edge.store.sqlite import SqliteStore
 
 from .conftest import MakeRedisStore
 
@@ -61,3 +63,47 @@ async def test_redis_leases_are_extended_by_their_holder_and_pass_on_once_lapsed
     assert await leases.holder("short") is None
     assert await leases.acquire("short", "b", 60)
     assert await leases.holder("short") == "b"
+
+
+async def test_sqlite_leases_hold_between_the_workers_sharing_a_file(tmp_path: Path) -> None:
+    """Two workers' stores on one file (two connections, as two processes have): one holder at a
+    time, extended by it, passed on at its deadline, on the leases' injected clock."""
+    now = [1_700_000_000.0]
+    workers = [SqliteStore(tmp_path / "edge.db", shared=True, lease_clock=lambda: now[0]) for _ in range(2)]
+    for worker in workers:
+        await worker.open()
+    a, b = (worker.leases for worker in workers)
+    try:
+        assert await a.acquire("k", "a", 5)
+        assert await b.acquire("k", "b", 5) is False
+        assert await b.holder("k") == "a"
+        now[0] += 4
+        assert await a.acquire("k", "a", 5)  # extended: until +9
+        now[0] += 4.9
+        assert await b.acquire("k", "b", 5) is False
+        now[0] += 0.1  # at the deadline it has lapsed
+        assert await a.holder("k") is None
+        assert await b.acquire("k", "b", 5)
+        await a.release("k", "a")  # no longer a's: nothing happens
+        assert await a.holder("k") == "b"
+        await b.release("k", "b")
+        assert await a.acquire("k", "a", 5)
+    finally:
+        for worker in workers:
+            await worker.close()
+
+
+async def test_membership_counts_announced_members_until_they_leave(leases: Leases) -> None:
+    assert await leases.announce("g", "a", 60) == {"a"}
+    assert await leases.announce("g", "b", 60) == {"a", "b"}
+    assert await leases.announce("other", "c", 60) == {"c"}  # groups are apart
+    assert await leases.announce("g", "a", 60) == {"a", "b"}  # announcing again: still once
+    await leases.leave("g", "a")
+    assert await leases.announce("g", "b", 60) == {"b"}
+    await leases.leave("g", "never-there")
+
+
+async def test_a_member_silent_past_its_ttl_is_no_longer_counted(leases: Leases) -> None:
+    assert await leases.announce("g", "short", 0.001) == {"short"}  # 1 ms
+    await asyncio.sleep(0.05)  # waiting longer never breaks this: it can only have lapsed
+    assert await leases.announce("g", "b", 60) == {"b"}

@@ -1,0 +1,1 @@
+"""Reading media: what codecs and picture size a rendition's segments carry."""
