@@ -406,8 +406,10 @@ def _paths() -> dict[str, Any]:
                                    "content": {"video/mp2t": {"schema": {"type": "string", "format": "binary"}}}},
                            "302": {"description": "To a live copy, or to the store's public URL",
                                    "headers": {"Location": {"required": True, "schema": {"type": "string"}}}},
+                           # A name the route cannot match (a "/" in it) is the router's 404: JSON.
                            "404": {"description": "No such segment, or no copy left",
-                                   "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                   "content": {"text/plain": {"schema": {"type": "string"}},
+                                               JSON: {"schema": _ref("Error")}}},
                            "503": _error_response(503),
                        }),
         },
