@@ -40,10 +40,12 @@ import aiohttp
 from bench.common import (
     Connection,
     LoadResult,
+    Ratio,
     ServerProcess,
     clean_env,
     machine,
     run,
+    summary,
     table,
     uvicorn_command,
 )
@@ -248,10 +250,10 @@ def report(results: list[LoadResult], args: argparse.Namespace, where: str) -> s
         cpu = r.server_cpu_us_per_request
         rows.append((r.name, f"{r.rps:,.0f}", f"{r.p(50):.2f}", f"{r.p(99):.2f}",
                      "-" if cpu is None else f"{cpu:,.0f}"))
-    ratio = f"`GET /api/broadcaster` answers {edge.rps / bare.rps:.1%} of the bare app's requests/s"
+    ratios = [Ratio("`GET /api/broadcaster` requests/s, edge / bare app", edge.rps, bare.rps, "requests/s")]
     if bare.server_cpu_us_per_request and edge.server_cpu_us_per_request:
-        ratio += (f" and costs {edge.server_cpu_us_per_request / bare.server_cpu_us_per_request:.1f}x "
-                  f"its server CPU time per request")
+        ratios.append(Ratio("server CPU per request, edge / bare app", edge.server_cpu_us_per_request,
+                            bare.server_cpu_us_per_request, "µs"))
     return "\n".join([
         f"{args.broadcasters} broadcasters registered; {args.requests} requests after {args.warmup} warm-up "
         f"on {args.concurrency} keep-alive connections, X-Forwarded-For from {args.pool} random public "
@@ -263,7 +265,7 @@ def report(results: list[LoadResult], args: argparse.Namespace, where: str) -> s
         "",
         table(["server", "requests/s", "p50 ms", "p99 ms", "server CPU µs/request"], rows),
         "",
-        ratio + ".",
+        summary(ratios),
     ])
 
 

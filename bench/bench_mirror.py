@@ -24,6 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.common import Ratio, summary
 from tests.playlists_http.harness import open_edge
 from tests.processes import free_port, stop_process
 
@@ -80,11 +81,16 @@ def main() -> None:
     try:
         print("| mode | store | p50 ms | p95 ms | max ms |")
         print("|---|---|---:|---:|---:|")
+        medians: dict[str, float] = {}
         for mode, store, label in (("direct", "", "-"), ("mirror", "", "directory"), ("mirror", s3, "S3 (moto)")):
             delays = sorted(asyncio.run(asyncio.wait_for(measure(mode, store, args.segments, args.bytes), 300)))
             p95 = delays[min(len(delays) - 1, int(0.95 * len(delays)))]
-            print(f"| {mode} | {label} | {statistics.median(delays) * 1000:.0f} | {p95 * 1000:.0f} | "
+            medians[label] = statistics.median(delays) * 1000
+            print(f"| {mode} | {label} | {medians[label]:.0f} | {p95 * 1000:.0f} | "
                   f"{delays[-1] * 1000:.0f} |", flush=True)
+        print()
+        print(summary([Ratio(f"p50 time to list a new segment, mirror mode ({label}) / direct mode", medians[label],
+                             medians["-"], "ms") for label in ("directory", "S3 (moto)")]))
     finally:
         stop_process(moto)
 

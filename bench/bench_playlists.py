@@ -47,11 +47,13 @@ import aiohttp
 
 from bench.common import (
     LoadResult,
+    Ratio,
     ServerProcess,
     clean_env,
     drive,
     machine,
     run,
+    summary,
     table,
     uvicorn_command,
 )
@@ -559,6 +561,24 @@ def report_workers(runs: list[tuple[int, LoadResult, LoadResult]], args: argpars
     return head + "\n" + table(SERVING_COLUMNS, rows)
 
 
+def serving_ratios(pairs: list[tuple[LoadResult, LoadResult]], suffix: str = "") -> list[Ratio]:
+    ratios = []
+    for bare, edge in pairs:
+        encoding = edge.name.split(", ")[1] + suffix
+        ratios.append(Ratio(f"merged playlist requests/s, edge / bare app, {encoding}", edge.rps, bare.rps,
+                            "requests/s"))
+        if edge.server_cpu_us_per_request and bare.server_cpu_us_per_request:
+            ratios.append(Ratio(f"server CPU per request, edge / bare app, {encoding}",
+                                edge.server_cpu_us_per_request, bare.server_cpu_us_per_request, "us"))
+    return ratios
+
+
+def upstream_ratios(loads: list[UpstreamLoad]) -> list[Ratio]:
+    # Per-request fetching sends each broadcaster one request per player request (the table's last column).
+    return [Ratio(f"upstream requests/s each broadcaster, {u.players:,} players / per-request fetching",
+                  sum(u.per_broadcaster) / len(u.per_broadcaster), u.player_rps, "requests/s") for u in loads]
+
+
 def report_upstream(loads: list[UpstreamLoad], window_s: float) -> str:
     rows = [[f"{u.players:,}", f"{u.player_rps:,.0f}", f"{u.player_p99_ms:.1f}", str(u.player_errors),
              " / ".join(f"{x:.2f}" for x in u.per_broadcaster), f"{u.per_rendition:.2f}",
@@ -606,6 +626,7 @@ def report_refresh(rows: list[RefreshRow], segments: int) -> str:
 async def main_async(args: argparse.Namespace) -> None:
     sections = set(args.only)
     out: list[str] = [f"_{machine()}._"]
+    ratios: list[Ratio] = []  # the pure-function sections have no baseline: they report absolute times
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-playlists-") as name:
         tmp = Path(name)
@@ -632,6 +653,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 out += ["### Serving the merged playlist", report_serving(pairs, args)]
             if loads:
                 out += ["### Upstream load against players", report_upstream(loads, args.window)]
+            ratios += serving_ratios(pairs) + upstream_ratios(loads)
         if "workers" in sections:
             runs = []
             for workers in args.workers:
@@ -648,6 +670,8 @@ async def main_async(args: argparse.Namespace) -> None:
                     for fake in setup.fakes:
                         await fake.stop()
             out += ["### Serving with several worker processes", report_workers(runs, args)]
+            for workers, bare, edge in runs:
+                ratios += serving_ratios([(bare, edge)], f", {workers} worker(s) each")
         if "merge" in sections:
             merge_rows, render_rows, parse_one = measure_pure((6, 60, 3600), (1, 3, 20), args.budget,
                                                                getattr(time, args.clock))
@@ -657,6 +681,8 @@ async def main_async(args: argparse.Namespace) -> None:
             rows = await measure_refresh(tmp, (15, 3600), args.segments)
             out += ["### One feed refresh round", report_refresh(rows, args.segments)]
     print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if ratios:
+        out.append(summary(ratios))
     print("\n\n".join(out))
 
 

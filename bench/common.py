@@ -289,6 +289,32 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]], right_from: i
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Ratio:
+    """One figure of a benchmark against its baseline measured in the same run."""
+
+    figure: str  # what is compared, e.g. "`GET /api/broadcaster` requests/s, edge / bare app"
+    measured: float
+    baseline: float
+    unit: str = ""
+
+    @property
+    def value(self) -> float:
+        return self.measured / self.baseline if self.baseline else float("inf")
+
+
+def summary(ratios: Sequence[Ratio]) -> str:
+    """The section every benchmark ends with: each figure as a ratio against its baseline from the
+    same run (the figures to compare between machines and runs)."""
+    def number(x: float) -> str:
+        return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}"
+
+    rows = [(r.figure, f"**{r.value:.2f}x**" if r.value < 100 else f"**{r.value:,.0f}x**",
+             f"{number(r.measured)} {r.unit}".strip(), f"{number(r.baseline)} {r.unit}".strip()) for r in ratios]
+    return "### Summary: ratios against baselines measured in this run\n\n" + table(
+        ["figure", "ratio", "measured", "baseline"], rows)
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run on uvloop when it is installed (as uvicorn uses it), so the client is cheap."""
     try:

@@ -91,6 +91,16 @@ def is_serving(b: Broadcaster, now: float, policy: LivenessPolicy = DEFAULT_LIVE
     return health(b, now, policy).serving
 
 
+def health_stable_until(b: Broadcaster, now: float, policy: LivenessPolicy = DEFAULT_LIVENESS) -> float:
+    """The earliest time after `now` at which health(b, t) may differ from health(b, now) without
+    anything written about `b` (its heartbeat expiring, its ejection ending); infinity if never."""
+    due = [t for t in (
+        b.last_heartbeat + policy.heartbeat_ttl_s if b.source == "self" else None,
+        b.ejection.ejected_until,
+    ) if t is not None and t >= now]
+    return min(due, default=float("inf"))
+
+
 def heartbeat_expired(
     b: Broadcaster, now: float, policy: LivenessPolicy = DEFAULT_LIVENESS
 ) -> bool:

@@ -22,13 +22,15 @@ Candidates whose costs are within `tie_epsilon_km` of the best are shuffled with
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from broadcaster_registry.liveness import (
     DEFAULT_LIVENESS,
     LivenessPolicy,
     can_take_new_streams,
+    health_stable_until,
 )
 from broadcaster_registry.model import Broadcaster, Load
 from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, outstanding
@@ -122,10 +124,23 @@ def ranked_scores(
     """As `rank`, with each candidate's Score: the leaders (within tie_epsilon_km of the best)
     in random order, then the others by cost."""
     ordered = scores(candidates, client, now, policy, reservations)
-    if not ordered:
-        return []
-    best = ordered[0].cost_km
-    tied = sum(1 for s in ordered if s.cost_km <= best + policy.tie_epsilon_km)
+    return shuffle_leaders(ordered, [s.cost_km for s in ordered], policy, rng)
+
+
+T = TypeVar("T")
+
+
+def leader_count(costs: Sequence[float], policy: RankingPolicy) -> int:
+    """How many of `costs` (ascending) are tied with the best: within tie_epsilon_km of it."""
+    if not costs:
+        return 0
+    best = costs[0]
+    return sum(1 for cost in costs if cost <= best + policy.tie_epsilon_km)
+
+
+def shuffle_leaders(ordered: list[T], costs: Sequence[float], policy: RankingPolicy, rng: random.Random) -> list[T]:
+    """`ordered` (by ascending `costs`) with its leaders in random order, the others as they were."""
+    tied = leader_count(costs, policy)
     leaders = ordered[:tied]
     rng.shuffle(leaders)
     return leaders + ordered[tied:]
@@ -153,7 +168,7 @@ def scores(
                 utilisation=u,
                 load_reported=reported,
                 reserved=reserved,
-                load_penalty_km=policy.load_weight_km * _load_curve(u, policy.utilisation_knee),
+                load_penalty_km=_load_penalty(u, policy),
             )
         )
     scored.sort(key=lambda s: (s.cost_km, s.broadcaster.name))
@@ -169,7 +184,25 @@ def load_penalty_floor_km(b: Broadcaster, now: float, policy: RankingPolicy) -> 
     """The load penalty `scores` gives `b` at `now` before any reservation (they only add to it):
     a lower bound that lets a caller skip candidates that cannot win. It changes only with a new
     report or when load_report_fresh(b, now, policy) does."""
-    u, _ = _utilisation(b, 0, now, policy)
+    return load_penalty_km(b, 0, now, policy)
+
+
+def load_penalty_km(b: Broadcaster, reserved: int, now: float, policy: RankingPolicy) -> float:
+    """The load penalty `scores` gives `b` at `now` with `reserved` streams reserved on it."""
+    u, _ = _utilisation(b, reserved, now, policy)
+    return _load_penalty(u, policy)
+
+
+def scoring_stable_until(b: Broadcaster, now: float, policy: RankingPolicy) -> float:
+    """The earliest time after `now` at which `scores` may judge `b` otherwise without anything
+    being written about it (its heartbeat or load report going stale, an ejection ending);
+    infinity when nothing is due. Reservations aside: they are the caller's."""
+    stale = b.last_heartbeat + policy.metrics_max_age_s
+    due = health_stable_until(b, now, policy.liveness)
+    return min(due, stale) if stale >= now else due
+
+
+def _load_penalty(u: float, policy: RankingPolicy) -> float:
     return policy.load_weight_km * _load_curve(u, policy.utilisation_knee)
 
 

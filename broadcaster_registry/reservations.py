@@ -42,6 +42,12 @@ def reserve(reservations: Reservations, name: str, now: float) -> Reservations:
     )
 
 
+def one_more(reservations: Reservations, b: Broadcaster, now: float, max_age_s: float) -> Reservation:
+    """`b`'s reservation after one more hand-out at `now`, from a value not settled since `b`'s last
+    heartbeat: what that heartbeat covered, or what aged out, no longer counts."""
+    return Reservation(outstanding(reservations, b, now, max_age_s) + 1, now)
+
+
 def outstanding(reservations: Reservations, b: Broadcaster, now: float, max_age_s: float) -> int:
     """How many streams are reserved on `b` and not yet in its load report.
 

@@ -75,6 +75,11 @@ class RegistryStore(Protocol):
         """Every broadcaster, by name."""
         ...
 
+    def revision(self) -> int | None:
+        """A number that changes whenever list_all's answer may have (None: unknown without asking
+        the backend), so that a reader can skip reading an unchanged registry."""
+        ...
+
     async def set_state(self, name: str, state: State) -> Broadcaster | None:
         """Drain ("draining") or reactivate ("active"); None if unknown."""
         ...
@@ -196,6 +201,7 @@ class MemoryRegistryStore:
         self.rows = rows
         self._broadcasters: dict[str, Broadcaster] = {}
         self._sorted: list[Broadcaster] | None = None  # list_all's answer until the next change
+        self._revision = 0
         self._hints: dict[str, dict[str, float]] = {}  # stream id -> name -> when noted
         # (when it may be forgotten, name), one per self-registered name: a name that heartbeat
         # meanwhile is put back at its new time when it comes up, so finding the silent ones needs
@@ -241,6 +247,7 @@ class MemoryRegistryStore:
     def _put(self, b: Broadcaster) -> Broadcaster:
         self._broadcasters[b.name] = b
         self._sorted = None
+        self._revision += 1
         if b.source == "self" and b.name not in self._scheduled:
             self._schedule(b)
         return b
@@ -252,6 +259,7 @@ class MemoryRegistryStore:
     def _forget(self, names: list[str]) -> list[str]:
         gone = [name for name in names if self._broadcasters.pop(name, None) is not None]
         self._sorted = None
+        self._revision += 1
         for hinted in self._hints.values():
             for name in names:
                 hinted.pop(name, None)
@@ -331,6 +339,9 @@ class MemoryRegistryStore:
         if self._sorted is None:  # every ranking reads the whole fleet; sort it once per change
             self._sorted = sorted(self._broadcasters.values(), key=lambda b: b.name)
         return list(self._sorted)
+
+    def revision(self) -> int | None:
+        return self._revision
 
     async def set_state(self, name: str, state: State) -> Broadcaster | None:
         return await self._apply(name, lambda b: replace(b, state=state))

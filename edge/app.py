@@ -9,7 +9,8 @@ import logging
 import os
 import random
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import Sequence
+from typing import Any, AsyncIterator, Protocol
 
 from prometheus_client import Gauge
 from starlette.applications import Starlette
@@ -20,11 +21,13 @@ from starlette.types import Receive, Scope, Send
 
 from broadcaster_registry.destinations import DestinationPolicy
 from broadcaster_registry.ranking import RankingPolicy
+from broadcaster_registry.ranking_cache import RankingCache
 from edge import openapi, ops
 from edge.auth import Credentials
 from edge.broadcasters import routes as broadcaster_routes
+from edge.broadcasters.ingest_path import IngestPath
 from edge.broadcasters.prober import start_static_fleet
-from edge.broadcasters.selection import Selector
+from edge.broadcasters.selection import CacheMetrics, Selector
 from edge.broadcasters import overview as overview_routes
 from edge.errors import EXCEPTION_HANDLERS, error_response
 from edge.fleet import Membership
@@ -68,6 +71,10 @@ def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     destinations = DestinationPolicy.build(settings.broadcaster_networks, settings.broadcaster_hosts)
     guard = AddressGuard(destinations)
+    cache_policy = settings.ranking_cache_policy()
+    selector = Selector(store.registry, ranking, random.Random(), admits=guard.admits,
+                        cache=RankingCache(cache_policy) if cache_policy else None)
+    CacheMetrics(metrics.registry, selector.stats)
     svc = Services(
         settings=settings,
         store=store,
@@ -84,7 +91,7 @@ def build_services(settings: Settings) -> Services:
             custom_lon_header=settings.geo_longitude_header.lower() or None,
             custom_latlon_header=settings.geo_latlon_header.lower() or None,
         ),
-        selector=Selector(store.registry, ranking, random.Random(), admits=guard.admits),
+        selector=selector,
         destinations=destinations,
         guard=guard,
         node_id=uuid.uuid4().hex[:12],
@@ -166,18 +173,26 @@ def open_city_database(settings: Settings) -> CityDatabase | None:
     return CityDatabase(path)
 
 
-class EdgeApp(Starlette):
-    """Starlette with the player path in front: a plain reload of a watched stream's playlist (most
-    of the traffic) is answered before the middleware stack and the router, anything else goes on
-    through them as usual."""
+class FrontPath(Protocol):
+    async def answered(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer the request if it is one of the plain ones this path knows; whether it did."""
+        ...
 
-    def __init__(self, player_path: PlayerPath, **kwargs: Any) -> None:
+
+class EdgeApp(Starlette):
+    """Starlette with front paths: the player path (a plain reload of a watched stream's playlist,
+    most of the traffic) and the ingest path (a plain `GET /api/broadcaster`) are answered before
+    the middleware stack and the router, anything else goes on through them as usual."""
+
+    def __init__(self, front: Sequence[FrontPath], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.player_path = player_path
+        self.front = tuple(front)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await self.player_path.answered(scope, receive, send):
-            await super().__call__(scope, receive, send)
+        for path in self.front:
+            if await path.answered(scope, receive, send):
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
@@ -235,7 +250,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
                 access.flush()
 
     app = EdgeApp(
-        PlayerPath(svc, recorder),
+        [PlayerPath(svc, recorder), IngestPath(svc, recorder)],
         # Players' routes first: matched on every reload, and no other route overlaps them.
         routes=[*playlist_routes.ROUTES, *segment_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES,
                 *openapi.ROUTES, *page_routes.ROUTES, *health_routes.ROUTES, *overview_routes.ROUTES],

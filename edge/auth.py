@@ -92,6 +92,15 @@ class Credentials:
             raise ApiError(403, _NOT_ALLOWED)
         return Caller(Role.BROADCASTER, credential.name)
 
+    def admits_configured(self, header: str | None, *allowed: Role) -> bool:
+        """Whether an Authorization header holds a configured token of one of `allowed` roles (or
+        an admin's); no error: a caller given False goes the long way, which says why."""
+        token = bearer_token(header)
+        if token is None:
+            return False
+        roles = self.roles_by_digest.get(_digest(token))
+        return roles is not None and (Role.ADMIN in roles or any(role in roles for role in allowed))
+
     def _configured(self, token: str, allowed: tuple[Role, ...]) -> Role:
         digest = _digest(token)
         roles = self.roles_by_digest.get(digest, frozenset())

@@ -1,4 +1,5 @@
-"""The `edge` command: `edge serve` runs the service; `edge config-table` prints the options table."""
+"""The `edge` command: `edge serve` runs the service; `edge config-table` prints the options table;
+`edge streams ...` and `edge broadcasters ...` are the operator's commands against a running edge."""
 
 from __future__ import annotations
 
@@ -49,10 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds after which the broadcaster in use is killed (default 40)")
     demo.add_argument("--segment-mode", choices=("direct", "redirect", "mirror"), default="mirror",
                       help="segment URIs of the demo's stream (default mirror: a killed broadcaster costs players nothing)")
+    # The operator's commands parse their own arguments (edge.opscli, imported only for them).
+    for noun, what in (("streams", "list, show, end or delete streams on a running edge"),
+                       ("broadcasters", "list, drain, activate or forget broadcasters on a running edge")):
+        commands.add_parser(noun, help=what, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("streams", "broadcasters"):  # they parse their own arguments
+        from edge.opscli import main as ops_main
+
+        return ops_main(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "config-table":

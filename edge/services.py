@@ -17,6 +17,7 @@ from broadcaster_registry.destinations import DestinationPolicy
 from broadcaster_registry.liveness import LivenessPolicy
 from broadcaster_registry.ranking import RankingPolicy
 from edge.auth import Credentials
+from edge.broadcasters.answer import AnswerPieces
 from edge.broadcasters.selection import Selector
 from edge.fetch_history import FetchHistory
 from edge.health_metrics import HealthGauges
@@ -28,7 +29,7 @@ from edge.segments.store import SegmentStore
 from edge.store import Store
 from edge.upstream import AddressGuard
 from geo.database import CityDatabase
-from geo.locate import GeoPolicy
+from geo.locate import GeoPolicy, LocationCache
 
 
 K = TypeVar("K")
@@ -72,6 +73,11 @@ class Services:
     # immutable values replaced on every change), and per stream value for master playlists.
     media_responses: Memo[Any, Any] = field(default_factory=lambda: Memo(weakref.WeakKeyDictionary()))
     master_responses: Memo[Any, Any] = field(default_factory=lambda: Memo(LRUCache(maxsize=4096)))
+    answer_pieces: AnswerPieces = field(default_factory=AnswerPieces)  # GET /api/broadcaster's
+    locations: LocationCache = field(init=False)  # locate() per client, over `geo`
+
+    def __post_init__(self) -> None:
+        self.locations = LocationCache(self.geo)
 
 
 def services(request: Request) -> Services:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from broadcaster_registry.destinations import parse_networks
 from broadcaster_registry.liveness import LivenessPolicy
+from broadcaster_registry.ranking_cache import CachePolicy
 from edge.playlists.layout import Layout
 from edge.playlists.merge import Policy
 from edge.playlists.upstream_parse import ParseLimits
@@ -97,6 +98,13 @@ class Settings:
     ejection_base: float = _opt(30.0, "First ejection in seconds; it grows with each ejection (at most 300 s).")
     ejection_max_percent: float = _opt(50.0, "Largest share of the fleet that may be ejected at once.")
     default_region: str = _opt("", "Region whose broadcasters a client that cannot be located is sent to first.")
+    ranking_cache_cell: float = _opt(
+        0.1, "GET /api/broadcaster answers a located client from its cell's ranking: cell size in degrees (0: "
+        "rank every request exactly).")
+    ranking_cache_max_age: float = _opt(5.0, "Seconds a cell's ranking is reused at most (load drift below a "
+                                             "step goes unseen that long).")
+    ranking_cache_shadow: float = _opt(0.001, "Share of cached answers also ranked exactly, mismatches counted in "
+                                             "edge_broadcaster_ranking_cache_mismatches_total.")
     trusted_proxies: tuple[str, ...] = _opt(
         (), "Comma-separated CIDRs of proxies/CDN edges whose forwarding and geo headers are believed.",
     )
@@ -227,6 +235,7 @@ class Settings:
                 raise SettingsError(f"{name}: must be a positive number of seconds")
         # What feeds a policy is checked by building the policy: its bounds are the ones that hold.
         self.liveness_policy()
+        self.ranking_cache_policy()
         self.parse_limits()
         merge = self.merge_policy()
         if not 0 <= self.target_duration <= merge.max_target_duration:
@@ -269,6 +278,14 @@ class Settings:
         return _policy(LivenessPolicy, {
             "heartbeat_ttl": "heartbeat_ttl_s", "ejection_failures": "ejection_consecutive_failures",
             "ejection_base": "base_ejection_s", "ejection_max_percent": "max_ejection_percent",
+        }, self)
+
+    def ranking_cache_policy(self) -> CachePolicy | None:
+        if self.ranking_cache_cell == 0:
+            return None
+        return _policy(CachePolicy, {
+            "ranking_cache_cell": "cell_degrees", "ranking_cache_max_age": "max_age_s",
+            "ranking_cache_shadow": "shadow_fraction",
         }, self)
 
     def merge_policy(self) -> Policy:

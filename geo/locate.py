@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from cachetools import LRUCache
+
 from geo.cdn_headers import location_from_cdn_headers
 from geo.location import Location
 from geo.proxies import TrustedProxies, client_address
@@ -67,3 +69,21 @@ def locate(
         return None
     # client_address itself returns the untrusted peer untouched, without reading any header.
     return database.lookup(client_address(peer, headers, policy.trusted_proxies))
+
+
+class LocationCache:
+    """`locate` remembered per (peer, headers): the same ingest asks again and again from the same
+    address through the same proxies, and the answer depends on nothing else (the database is
+    opened once). `Authorization` is left out of the key, so no credential is kept here."""
+
+    def __init__(self, policy: GeoPolicy, maxsize: int = 65536) -> None:
+        self.policy = policy
+        self._known: LRUCache[tuple[object, ...], Location | None] = LRUCache(maxsize=maxsize)
+
+    def locate(self, peer: str, headers: Mapping[str, str], database: CityLookup | None) -> Location | None:
+        key = (peer, id(database), *(item for item in headers.items() if item[0] != "authorization"))
+        try:
+            return self._known[key]
+        except KeyError:
+            location = self._known[key] = locate(peer, headers, self.policy, database)
+            return location

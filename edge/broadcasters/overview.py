@@ -16,7 +16,8 @@ from starlette.routing import Route
 
 from broadcaster_registry.ranking import ranked_scores
 from edge.auth import Role
-from edge.broadcasters.routes import MAX_ANSWER, caller_location
+from edge.broadcasters.answer import MAX_ANSWER
+from edge.broadcasters.ingest_path import joined_headers
 from edge.errors import api_json
 from edge.query import refuse_unknown_query
 from edge.services import services
@@ -43,7 +44,8 @@ async def viewer(request: Request) -> Response:
     svc = services(request)
     svc.credentials.require(request, Role.ADMIN, Role.API)
     refuse_unknown_query(request, ())
-    location = caller_location(svc, request)
+    client = request.client  # located as GET /api/broadcaster locates (edge.broadcasters.ingest_path)
+    location = svc.locations.locate(client.host if client else "", joined_headers(request.scope["headers"]), svc.city_db)
     now = svc.clock()
     selector = svc.selector
     candidates = [b for b in await selector.candidates() if selector.admits(b)]

@@ -20,21 +20,15 @@ from broadcaster_registry.liveness import LivenessPolicy, health
 from broadcaster_registry.model import Broadcaster
 from broadcaster_registry.validation import ValidationError, parse_name, parse_registration, parse_state_body
 from edge.auth import Caller, Role
+from edge.broadcasters.ingest_path import choose_for, joined_headers
 from edge.errors import NO_STORE, ApiError, api_json
 from edge.jsonbody import read_json
 from edge.query import refuse_unknown_query, single_query
 from edge.services import Services, services
 from edge.store import StoreUnavailable
 from edge.streams.model import is_stream_id
-from geo.locate import locate
-from geo.location import Location
 
 log = logging.getLogger("edge.broadcasters")
-
-# GET /api/broadcaster answers the best few, not the whole fleet: an ingest uses the first and, when
-# uploads fail, skips the ones that failed it (10 leave it room), and with a thousand nodes the whole
-# list would be ~60 KB per ingest and cost scoring every node.
-MAX_ANSWER = 10
 
 def broadcaster_json(b: Broadcaster, now: float, policy: LivenessPolicy) -> dict[str, Any]:
     """The API's JSON of a broadcaster with its health at `now` (the stored form is
@@ -197,31 +191,12 @@ async def choose_broadcaster(request: Request) -> Response:
     stream_id = single_query(request, "streamId")
     if stream_id is not None:
         await _check_stream(svc, stream_id)
-    location = caller_location(svc, request)
+    client = request.client
     now = svc.clock()
-    chosen = await svc.selector.choose(location, now, MAX_ANSWER)
-    if log.isEnabledFor(logging.DEBUG):  # never the address or the headers themselves
-        log.debug("broadcasters chosen", extra={"fields": {
-            "located_by": location.source if location else None,
-            "country": location.country if location else None,
-            "first": chosen[0].name if chosen else None,
-            "answered": len(chosen),
-        }})
+    chosen = await choose_for(svc, client.host if client else "", joined_headers(request.scope["headers"]), now)
     if chosen and stream_id is not None:
         await svc.selector.note_handout(stream_id, chosen[0].name, now)
-    return api_json([{"address": b.address, "name": b.name, "region": b.region} for b in chosen])
-
-
-def caller_location(svc: Services, request: Request) -> Location | None:
-    """Where the caller is, as GET /api/broadcaster locates it (trusted proxies, CDN headers, the
-    city database)."""
-    client = request.client
-    peer = client.host if client else ""
-    # Repeated headers joined in order (what HTTP says they mean), for the X-Forwarded-For walk.
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
-    return locate(peer, headers, svc.geo, svc.city_db)
+    return Response(svc.answer_pieces.body(chosen), media_type="application/json", headers=NO_STORE)
 
 
 async def _check_stream(svc: Services, stream_id: str) -> None:

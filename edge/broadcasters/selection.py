@@ -3,23 +3,84 @@ a last known list to answer from when the registry backend cannot be read.
 
 With a large fleet most broadcasters are too far from a located client to matter; NearbyIndex picks
 the ones that can, so a request scores a few dozen instead of all of them (same answer, see there).
+With a RankingCache, a located client is answered from its cell's ranking for the current version
+(see ranking_cache.py): `version` moves when the registry changes in a way ranking can see (someone
+joins, leaves, moves, drains, is ejected, crosses a load step, or a heartbeat or report goes stale),
+not at every heartbeat; a fraction of those answers is checked against the exact ranking.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import operator
 import random
-from collections.abc import Callable
+from types import MappingProxyType
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
+from broadcaster_registry.liveness import can_take_new_streams
 from broadcaster_registry.model import Broadcaster
-from broadcaster_registry.ranking import RankingPolicy, rank
-from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, reserve, settle
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from broadcaster_registry import ranking_cache
 from broadcaster_registry.nearby import NearbyIndex
+from broadcaster_registry.ranking import (
+    RankingPolicy,
+    leader_count,
+    load_penalty_floor_km,
+    rank,
+    scores,
+    scoring_stable_until,
+)
+from broadcaster_registry.ranking_cache import RankingCache
+from broadcaster_registry.reservations import NO_RESERVATIONS, Reservation, Reservations, one_more, settle
 from broadcaster_registry.storage import RegistryStore, RegistryUnavailable
 from geo.location import Location
 
 log = logging.getLogger("edge.selection")
+
+
+@dataclass
+class CacheStats:
+    """Counts of the cached path since start (exported as Prometheus counters)."""
+
+    hits: int = 0  # answered from a cell's entry
+    computed: int = 0  # an entry computed, then answered from
+    stretched: int = 0  # of those, answers reservations moved beyond what the entry guarantees
+    checks: int = 0  # cached answers also ranked exactly
+    mismatches: int = 0  # of those, answers whose tied leaders differed
+
+
+class CacheMetrics:
+    """CacheStats as Prometheus counters, read when scraped (nothing is added to the request)."""
+
+    def __init__(self, registry: CollectorRegistry, stats: CacheStats) -> None:
+        self.stats = stats
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        answers = CounterMetricFamily(
+            "edge_broadcaster_ranking_cache_answers", "GET /api/broadcaster answers of located clients from a cell's "
+            "ranking: hit (cached), computed (computed first).", labels=["outcome"])
+        answers.add_metric(["hit"], self.stats.hits)
+        answers.add_metric(["computed"], self.stats.computed)
+        yield answers
+        yield CounterMetricFamily("edge_broadcaster_ranking_cache_stretched", "Of those, answers that reservations "
+                                  "(a burst of hand-outs) moved beyond the candidates a cell's ranking guarantees "
+                                  "exact.", value=self.stats.stretched)
+        yield CounterMetricFamily("edge_broadcaster_ranking_cache_checks", "Cached answers also ranked exactly "
+                                  "(a shadow comparison).", value=self.stats.checks)
+        yield CounterMetricFamily("edge_broadcaster_ranking_cache_mismatches", "Of the shadow comparisons, the "
+                                  "cached answers whose tied leaders (among which the first is drawn) differed "
+                                  "from exact ranking's.", value=self.stats.mismatches)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+_STALE = object()
 
 
 class Selector:
@@ -29,12 +90,24 @@ class Selector:
         policy: RankingPolicy,
         rng: random.Random,
         admits: Callable[[Broadcaster], bool] = lambda b: True,
+        cache: RankingCache | None = None,
+        shadow_rng: random.Random | None = None,
     ) -> None:
         self.registry = registry
         self.admits = admits  # whether a broadcaster's address may be handed out at all
         self.policy = policy
         self.rng = rng
-        self.reservations: Reservations = NO_RESERVATIONS
+        self.cache = cache
+        self.shadow_rng = shadow_rng or random.Random()
+        self.stats = CacheStats()
+        # What ranking can see of the registry: moves when that changes, or at `_stable_until`.
+        self.version = 0
+        self._stable_until = -math.inf
+        self._revision: object = _STALE
+        # Changed in place at every hand-out (a copy per request would cost as much as the answer);
+        # `reservations` is a read-only view of it.
+        self._reserved: dict[str, Reservation] = {}
+        self.reservations = Reservations(MappingProxyType(self._reserved))
         self.last_known: list[Broadcaster] = []
         self._degraded = False
         self._none_eligible = False
@@ -61,27 +134,21 @@ class Selector:
     async def choose(self, client: Location | None, now: float, limit: int | None = None) -> list[Broadcaster]:
         """Eligible broadcasters, best first (the first `limit` of them); the first one is reserved
         until its next heartbeat."""
-        # Never hand out an address the edge may not reach itself (edge.upstream.AddressGuard).
-        candidates = [b for b in await self.candidates() if self.admits(b)]
-        self._refresh(candidates)
-        # Only reserved names can keep a reservation, so only they need looking at.
-        reserved = [self._by_name[name] for name in self.reservations.by_name if name in self._by_name]
-        self.reservations = settle(self.reservations, reserved, now, self.policy.reservation_max_age_s)
-        if client is not None and limit is not None:
-            pool = self._index.shortlist(self._by_name, client, now, limit, self.policy, self.reservations)
-        else:
-            pool = candidates
-        ranked = rank(pool, client, now, self.policy, self.rng, self.reservations)
-        if limit is not None:
-            ranked = ranked[:limit]
+        ranked = self._answer(await self._current(now), client, now, limit)
+        if not all(map(self.admits, ranked)):
+            # Refused since the registry was last read (a fetch found its name resolving to a
+            # refused address): read everything again.
+            self._revision = _STALE
+            ranked = self._answer(await self._current(now), client, now, limit)
         if ranked:
-            self.reservations = reserve(self.reservations, ranked[0].name, now)
+            first = ranked[0]
+            self._reserved[first.name] = one_more(self.reservations, first, now, self.policy.reservation_max_age_s)
         if bool(ranked) == self._none_eligible:  # said once when it happens, once when it ends
             self._none_eligible = not ranked
             if ranked:
                 log.info("broadcasters can take new streams again")
             else:
-                log.warning("no broadcaster can take a new stream (%d registered)", len(candidates))
+                log.warning("no broadcaster can take a new stream (%d registered)", len(self._seen))
         return ranked
 
     async def note_handout(self, stream_id: str, name: str, now: float) -> None:
@@ -100,7 +167,84 @@ class Selector:
                 log.info("hand-outs recorded again")
             self._handouts_failing = False
 
-    def _refresh(self, candidates: list[Broadcaster]) -> None:
+    async def _current(self, now: float) -> list[Broadcaster]:
+        """The admitted broadcasters, read again only when the registry says it changed; the
+        reservations its heartbeats covered are settled then."""
+        revision = self.registry.revision()
+        if revision is None or revision != self._revision:
+            # Never hand out an address the edge may not reach itself (edge.upstream.AddressGuard).
+            candidates = [b for b in await self.candidates() if self.admits(b)]
+            self._revision = revision
+            self._refresh(candidates, now)
+            # Only reserved names can keep a reservation, so only they need looking at.
+            reserved = [self._by_name[name] for name in self.reservations.by_name if name in self._by_name]
+            self._reserved = dict(settle(self.reservations, reserved, now, self.policy.reservation_max_age_s).by_name)
+            self.reservations = Reservations(MappingProxyType(self._reserved))
+        if now >= self._stable_until:
+            self._new_version(now)
+        return self._seen
+
+    def _answer(self, candidates: list[Broadcaster], client: Location | None, now: float,
+                limit: int | None) -> list[Broadcaster]:
+        if self.cache is not None and client is not None and limit is not None:
+            return self._cached(client, now, limit)
+        return self._exact(candidates, client, now, limit)
+
+    def _exact(self, candidates: list[Broadcaster], client: Location | None, now: float,
+               limit: int | None) -> list[Broadcaster]:
+        if client is not None and limit is not None:
+            pool = self._index.shortlist(self._by_name, client, now, limit, self.policy, self.reservations)
+        else:
+            pool = candidates
+        ranked = rank(pool, client, now, self.policy, self.rng, self.reservations)
+        return ranked if limit is None else ranked[:limit]
+
+    def _cached(self, client: Location, now: float, limit: int) -> list[Broadcaster]:
+        """The answer from `client`'s cell's ranking."""
+        cache = self.cache
+        assert cache is not None
+        cell = cache.cell(client)
+        entry = cache.get(cell, self.version, now)
+        if entry is None:
+            kept = limit + cache.policy.spare
+            centre = cache.centre(cell)
+            pool = self._index.shortlist(self._by_name, centre, now, kept, self.policy, NO_RESERVATIONS)
+            entry = ranking_cache.build_entry(pool, centre, now, self.policy, kept, self.version)
+            cache.put(cell, entry)
+            self.stats.computed += 1
+        else:
+            self.stats.hits += 1
+        answered = ranking_cache.answer(entry, now, self.policy, self.rng, self.reservations, limit, cache.penalties)
+        if not answered.exact:
+            self.stats.stretched += 1
+        if cache.policy.shadow_fraction and self.shadow_rng.random() < cache.policy.shadow_fraction:
+            self._shadow(answered.leaders, client, now, limit)
+        return answered.ranked
+
+    def _shadow(self, leaders: list[Broadcaster], client: Location, now: float, limit: int) -> None:
+        """Rank `client` exactly too, and count whether the cached answer's leaders differ."""
+        pool = self._index.shortlist(self._by_name, client, now, limit, self.policy, self.reservations)
+        exact = scores(pool, client, now, self.policy, self.reservations)
+        exact_leaders = [s.broadcaster for s in exact[: leader_count([s.cost_km for s in exact], self.policy)]]
+        self.stats.checks += 1
+        if not ranking_cache.same_leaders(leaders, exact_leaders):
+            self.stats.mismatches += 1
+
+    def _new_version(self, now: float) -> None:
+        self.version += 1
+        self._stable_until = min(
+            (scoring_stable_until(b, now, self.policy) for b in self._seen), default=math.inf
+        )
+
+    def _ranking_key(self, b: Broadcaster, now: float) -> tuple[object, ...]:
+        """What ranking sees of `b` at `now` beyond its place, its load penalty in steps of the
+        cache's load_step_km."""
+        step = self.cache.policy.load_step_km if self.cache is not None else 0.0
+        floor = load_penalty_floor_km(b, now, self.policy)
+        return (b.address, b.region, can_take_new_streams(b, now, self.policy.liveness),
+                floor // step if step else floor)
+
+    def _refresh(self, candidates: list[Broadcaster], now: float) -> None:
         # Stores hand back the same objects until something is written, and a write (a heartbeat)
         # usually changes one broadcaster's load, not who is where: only that is looked at again.
         seen = self._seen
@@ -112,10 +256,13 @@ class Selector:
                 self._seen = list(candidates)
                 for new, _ in changed:
                     self._by_name[new.name] = new
+                if any(self._ranking_key(new, now) != self._ranking_key(old, now) for new, old in changed):
+                    self._stable_until = -math.inf  # a new version at once
                 return
         self._seen = list(candidates)
         self._by_name = {b.name: b for b in candidates}
         self._index = NearbyIndex(candidates)
+        self._stable_until = -math.inf
 
 
 def _same_place(a: Broadcaster, b: Broadcaster) -> bool:

@@ -588,6 +588,9 @@ class RedisRegistry:
             self._epoch, self._seq = epoch, seq
         return sorted(self._mirror.values(), key=lambda b: b.name)
 
+    def revision(self) -> int | None:
+        return None  # other nodes write too: only list_all's round trip knows
+
     @_unavailable_as_store_error
     async def set_state(self, name: str, state: State) -> Broadcaster | None:
         async def step(current: Broadcaster | None, pipe: Pipeline) -> Broadcaster | None:

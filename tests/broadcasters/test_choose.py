@@ -180,6 +180,7 @@ async def test_degraded_mode_answers_from_the_last_known_list(
 
         registry = edge.svc.store.registry
         monkeypatch.setattr(registry, "list_all", unreachable)
+        monkeypatch.setattr(registry, "revision", lambda: None)  # as a shared backend: read at every call
         monkeypatch.setattr(registry, "note_carrier", unreachable)
         monkeypatch.setattr(edge.svc.store.streams, "get", unreachable)
         with caplog.at_level(logging.WARNING, logger="edge.selection"):
@@ -240,3 +241,27 @@ async def test_who_may_ask(tmp_path: Path, token: str | None, status: int) -> No
         headers = auth(token) if token else {}
         response = await edge.client.get("/api/broadcaster", headers=headers)
         assert response.status_code == status
+
+
+async def test_the_plain_request_and_the_routed_one_answer_alike_and_are_counted_alike(tmp_path: Path) -> None:
+    # A plain GET with an API key is answered before the router; with a query it goes through it.
+    async with open_edge(tmp_path) as edge:
+        await edge.register_sites()
+        stream = (await edge.client.post("/api/stream", json={"name": "cam"}, headers=auth(API_KEY))).json()
+        headers = {**auth(API_KEY), "X-Forwarded-For": LONDON_IP}
+        plain = await edge.client.get("/api/broadcaster", headers=headers)
+        routed = await edge.client.get("/api/broadcaster", headers=headers, params={"streamId": stream["id"]})
+        for response in (plain, routed):
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "application/json"
+            assert response.headers["cache-control"] == "no-store"
+            assert sorted(b["name"] for b in response.json()) == ["ash", "fra", "sin"]
+            assert set(response.json()[0]) == {"address", "name", "region"}
+        assert plain.content.startswith(b'[{"address":"https://')  # the same compact JSON
+        metrics = (await edge.client.get("/metrics")).text
+        line = [x for x in metrics.splitlines()
+                if x.startswith('edge_http_requests_total{method="GET",route="/api/broadcaster",status="200"}')
+                or x.startswith('edge_http_requests_total{route="/api/broadcaster",method="GET",status="200"}')]
+        assert line and float(line[0].split()[-1]) == 2.0, line
+        assert "edge_broadcaster_ranking_cache_checks_total" in metrics
+        assert "edge_broadcaster_ranking_cache_mismatches_total" in metrics

@@ -1,6 +1,6 @@
 """Stream health from two edge processes on one Redis: both name the same lease holder and serve the
-same window; each answers with its own timeline, and only the lease holder knows listing times. With
-Redis down, a node still answers with what it holds."""
+same window; each answers with its own timeline, listing times from the node that polled. With Redis
+down, a node still answers with what it holds."""
 
 from __future__ import annotations
 
@@ -43,14 +43,13 @@ async def test_both_nodes_report_the_same_window_and_lease_holder(tmp_path: Path
             assert [a["leaseHeldHere"] for a in answers] == [i == holder for i in ids]
             windows = [[(s["msn"], s["number"], s["broadcaster"]) for s in a["renditions"][0]["window"]] for a in answers]
             assert windows[0] == windows[1] and windows[0][-1][1] == 8
-            for answer, node_id in zip(answers, ids):
+            for answer in answers:
                 timeline = answer["renditions"][0]["timeline"]
                 assert answer["watched"] and timeline and timeline[-1]["number"] == 8
-                timed = [s for s in timeline if s["publishedAt"] is not None]
-                if node_id == holder:
-                    assert timed and all(s["listedAt"] is not None for s in timed)
-                else:  # a follower never reads the broadcasters' lists
-                    assert all(s["listedAt"] is None for s in timeline)
+                assert all(s["lagSeconds"] >= 0 for s in timeline if s["lagSeconds"] is not None)
+            # Listing times come from the node that read the broadcasters' lists when 8 was
+            # published (the fleet may hand the lease over meanwhile: which node is not fixed).
+            assert any(a["renditions"][0]["timeline"][-1]["listedAt"] is not None for a in answers)
     finally:
         await fake.stop()
         for node in nodes:

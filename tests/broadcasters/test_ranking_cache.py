@@ -1,0 +1,144 @@
+"""The ranking cache: for a client at its cell's centre, an answer from the cell's entry has the
+leaders and the order exact ranking gives, whatever the fleet, the reservations and the registry
+changes in between (when reservations push past what the entry holds, the answer says so)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broadcaster_registry.model import Broadcaster, Load, Registration
+from broadcaster_registry.nearby import NearbyIndex
+from broadcaster_registry.ranking import leader_count, scores
+from broadcaster_registry.ranking_cache import CachePolicy, RankingCache, answer, build_entry, centre_of
+from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, outstanding, reserve
+from broadcaster_registry.storage import MemoryRegistryStore
+from edge.broadcasters.selection import Selector
+from geo.location import Location
+from tests.broadcasters.test_selection import NOW, POLICY, fleet
+
+CELL = 0.1
+
+
+def exact(fleet_now: list[Broadcaster], client: Location, now: float, reservations: Reservations,
+          ) -> tuple[set[str], list[str]]:
+    """Exact ranking's leaders (as a set: they are drawn at random) and the others in order."""
+    ordered = scores(fleet_now, client, now, POLICY, reservations)
+    tied = leader_count([s.cost_km for s in ordered], POLICY)
+    return {s.broadcaster.name for s in ordered[:tied]}, [s.broadcaster.name for s in ordered[tied:]]
+
+
+def agrees(answer_names: list[str], expected: tuple[set[str], list[str]], limit: int) -> bool:
+    leaders, others = expected
+    k = min(len(leaders), limit)
+    return set(answer_names[:k]) <= leaders and answer_names[k:] == others[: limit - k] and (
+        k < len(leaders) or set(answer_names[:k]) == leaders)
+
+
+def a_cell(rng: random.Random) -> Location:
+    return centre_of((math.floor(rng.uniform(-600, 700)), math.floor(rng.uniform(-1800, 1800))), CELL)
+
+
+def random_reservations(rng: random.Random, broadcasters: list[Broadcaster], now: float) -> Reservations:
+    reservations = NO_RESERVATIONS
+    for _ in range(rng.randint(0, 30)):
+        if broadcasters:
+            reservations = reserve(reservations, rng.choice(broadcasters).name, now - rng.choice([0.0, 1.0, 40.0]))
+    return reservations
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(0, 120), limit=st.integers(1, 12))
+def test_an_entry_answers_as_exact_ranking_at_its_centre(seed: int, size: int, limit: int) -> None:
+    rng = random.Random(seed)
+    broadcasters = fleet(rng, size)
+    by_name = {b.name: b for b in broadcasters}
+    centre = a_cell(rng)
+    kept = limit + rng.randint(0, 10)
+    pool = NearbyIndex(broadcasters).shortlist(by_name, centre, NOW, kept, POLICY, NO_RESERVATIONS)
+    entry = build_entry(pool, centre, NOW, POLICY, kept, version=1)
+    # Without reservations the entry always knows.
+    plain = answer(entry, NOW, POLICY, random.Random(seed), NO_RESERVATIONS, limit)
+    assert plain.exact
+    assert agrees([b.name for b in plain.ranked], exact(broadcasters, centre, NOW, NO_RESERVATIONS), limit)
+    # With reservations, whenever it says it knows.
+    reservations = random_reservations(rng, broadcasters, NOW)
+    reserved = answer(entry, NOW, POLICY, random.Random(seed), reservations, limit)
+    if reserved.exact:
+        assert agrees([b.name for b in reserved.ranked], exact(broadcasters, centre, NOW, reservations), limit)
+    else:  # only reservations can make it not know
+        assert any(outstanding(reservations, b, NOW, POLICY.reservation_max_age_s) for b in pool)
+
+
+async def run_with_changes(seed: int, size: int, requests: int) -> None:
+    """A selector with a cache, and the registry changing between requests (heartbeats with new loads,
+    moves, drains, joins, time passing so that heartbeats expire): each answer the cache calls
+    exact is exact ranking's of the registry as it is now, reservations included."""
+    rng = random.Random(seed)
+    store = MemoryRegistryStore(fleet(rng, size), clock=lambda: now)
+    cache = RankingCache(CachePolicy(cell_degrees=CELL, shadow_fraction=0.0, load_step_km=0.0))
+    selector = Selector(store, POLICY, random.Random(seed), cache=cache)
+    cells = [a_cell(rng) for _ in range(4)]
+    now = NOW
+    for i in range(requests):
+        client = rng.choice(cells)  # few cells, so entries are reused across changes
+        limit = rng.randint(1, 12)
+        before, stretched = dict(selector.reservations.by_name), selector.stats.stretched
+        answered = await selector.choose(client, now, limit)
+        current = await store.list_all()
+        if selector.stats.stretched == stretched:
+            expected = exact(current, client, now, Reservations(before))
+            assert agrees([b.name for b in answered], expected, limit), (i, [b.name for b in answered], expected)
+        names = [b.name for b in current]
+        roll = rng.random()
+        if names and roll < 0.3:  # a heartbeat with a new load, now and then a new place
+            b = rng.choice(current)
+            await store.upsert(b.name, Registration(
+                address=b.address, region=b.region, capacity=b.capacity,
+                latitude=rng.uniform(-60, 60) if roll < 0.05 else b.latitude,
+                longitude=rng.uniform(-179, 179) if roll < 0.05 else b.longitude,
+                load=Load(active_streams=rng.randint(0, 12)),
+            ), now, source=b.source)
+        elif names and roll < 0.4:
+            await store.set_state(rng.choice(names), rng.choice(["draining", "active"]))
+        elif roll < 0.45:  # someone new right at a client's place
+            where = rng.choice(cells)
+            await store.upsert(f"new{i}", Registration(address=f"https://new{i}.example.net",
+                                                       latitude=where.latitude, longitude=where.longitude), now)
+        now += rng.choice([0.0, 0.5, 3.0, 12.0])
+
+
+async def test_answers_follow_registry_changes_in_large_fleets() -> None:
+    for seed in range(5):
+        await run_with_changes(seed, size=300, requests=80)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(0, 40))
+async def test_answers_follow_registry_changes(seed: int, size: int) -> None:
+    await run_with_changes(seed, size, requests=20)
+
+
+async def test_a_new_nearby_broadcaster_is_answered_at_once_and_a_drained_one_no_more() -> None:
+    now = NOW
+    centre = centre_of((501, 86), CELL)  # Frankfurt's cell
+    far = Registration(address="https://far.example.net", latitude=40.0, longitude=-75.0)
+    store = MemoryRegistryStore(clock=lambda: now)
+    await store.upsert("far", far, now)
+    selector = Selector(store, POLICY, random.Random(1), cache=RankingCache(CachePolicy(cell_degrees=CELL)))
+    assert [b.name for b in await selector.choose(centre, now, 10)] == ["far"]
+    await store.upsert("near", Registration(address="https://near.example.net", latitude=centre.latitude,
+                                            longitude=centre.longitude), now)
+    assert [b.name for b in await selector.choose(centre, now, 10)] == ["near", "far"]
+    await store.set_state("near", "draining")
+    assert [b.name for b in await selector.choose(centre, now, 10)] == ["far"]
+    # A heartbeat that repeats itself moves nothing: the entry is reused.
+    computed = selector.stats.computed
+    await store.upsert("far", far, now + 1)
+    assert [b.name for b in await selector.choose(centre, now + 1, 10)] == ["far"]
+    assert selector.stats.computed == computed
+    # Its heartbeat expiring is seen without any write.
+    assert await selector.choose(centre, now + 1 + POLICY.liveness.heartbeat_ttl_s + 0.5, 10) == []
