@@ -28,11 +28,14 @@ from edge.broadcasters import routes as broadcaster_routes
 from edge.broadcasters.ingest_path import IngestPath
 from edge.broadcasters.prober import start_static_fleet
 from edge.broadcasters.selection import CacheMetrics, Selector
+from edge.broadcasters import overview as overview_routes
 from edge.errors import EXCEPTION_HANDLERS, error_response
 from edge.fleet import Membership
 from edge.observability import AccessLog, Metrics, ObservabilityMiddleware, Recorder
 from edge.pages import routes as page_routes
 from edge.playlists import routes as playlist_routes
+from edge.fetch_history import FetchHistory
+from edge.playlists import health as health_routes
 from edge.playlists.feed import FeedContext, FeedMetrics
 from edge.playlists.player_path import PlayerPath
 from edge.playlists.service import PlaylistService
@@ -93,11 +96,13 @@ def build_services(settings: Settings) -> Services:
         guard=guard,
         node_id=uuid.uuid4().hex[:12],
     )
+    svc.fetch_history = FetchHistory(lambda: svc.clock())
     # Which process a scrape reached: with `edge serve --workers`, each worker has its own /metrics.
     Gauge("edge_node_info", "This process (1): its node id among those sharing the store, and its pid.",
           ["node", "pid"], registry=metrics.registry).labels(svc.node_id, str(os.getpid())).set(1)
     fetcher = UpstreamFetcher(
         settings.upstream_timeout, settings.upstream_max_bytes, UpstreamMetrics(metrics.registry), guard,
+        svc.fetch_history,
     )
     svc.segment_store = open_segment_store(settings)
 
@@ -248,7 +253,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
         [PlayerPath(svc, recorder), IngestPath(svc, recorder)],
         # Players' routes first: matched on every reload, and no other route overlaps them.
         routes=[*playlist_routes.ROUTES, *segment_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES,
-                *openapi.ROUTES, *page_routes.ROUTES],
+                *openapi.ROUTES, *page_routes.ROUTES, *health_routes.ROUTES, *overview_routes.ROUTES],
         middleware=[Middleware(ObservabilityMiddleware, recorder=recorder)],
         exception_handlers={StoreUnavailable: _store_unavailable, **EXCEPTION_HANDLERS},
         lifespan=lifespan,

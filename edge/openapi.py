@@ -141,6 +141,7 @@ def _schemas(max_dvr_window: int) -> dict[str, Any]:
             "properties": {"address": {"type": "string"}, "name": {"type": "string"},
                            "region": {"type": ["string", "null"]}},
         },
+**_health_schemas(),
         "Broadcaster": {
             "type": "object",
             "required": ["name", "address", "region", "latitude", "longitude", "capacity", "load", "streams",
@@ -157,6 +158,115 @@ def _schemas(max_dvr_window: int) -> dict[str, Any]:
                 "probe": {"type": "object"}, "ejection": {"type": "object"},
                 "health": {"type": "object", "required": ["healthy", "serving", "reason"], "properties": {
                     "healthy": {"type": "boolean"}, "serving": {"type": "boolean"}, "reason": {"type": "string"}}},
+            },
+        },
+    }
+
+
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def _health_schemas() -> dict[str, Any]:
+    """What the operator page reads: stream health, fetch history, the viewer's view of the fleet."""
+    segment = {
+        "type": "object",
+        "required": ["msn", "number", "duration", "uri", "broadcaster", "discontinuity", "substitute", "hole",
+                     "restart", "duplicate", "copies", "publishedAt", "listedAt", "lagSeconds"],
+        "properties": {
+            "msn": {"type": "integer"}, "number": {"type": "integer", "description": "ingest sequence number"},
+            "duration": {"type": "number"}, "uri": {"type": "string"},
+            "broadcaster": {"type": "string", "description": "whose copy was published"},
+            "discontinuity": {"type": "boolean"}, "substitute": NULLABLE_STRING,
+            "hole": {"type": "integer", "description": "ingest numbers passed over just before it"},
+            "restart": {"type": "boolean", "description": "its number did not grow: a new ingest epoch"},
+            "duplicate": {"type": "boolean"},
+            "copies": {"type": "integer", "description": "carriers listing its number when published (0: unknown)"},
+            "publishedAt": {**NULLABLE_NUMBER, "description": "when this node saw it published; null: before it watched"},
+            "listedAt": {**NULLABLE_NUMBER, "description": "when a carrier was first seen listing it (lease holder only)"},
+            "lagSeconds": NULLABLE_NUMBER,
+        },
+    }
+    bucket = {"type": "object",
+              "required": ["start", "ok", "errors", "failed", "latencyMeanSeconds", "latencyMaxSeconds"],
+              "properties": {"start": {"type": "number"}, "ok": {"type": "integer"},
+                             "errors": {"type": "integer", "description": "answered, not with what was asked"},
+                             "failed": {"type": "integer", "description": "no answer (timeout, refused, 5xx)"},
+                             "latencyMeanSeconds": NULLABLE_NUMBER, "latencyMaxSeconds": NULLABLE_NUMBER}}
+    fetches = {
+        "type": "object", "required": ["lastFetch", "buckets"],
+        "properties": {
+            "lastFetch": {"type": ["object", "null"], "required": ["outcome", "status", "latencySeconds", "at"],
+                          "properties": {"outcome": {"enum": ["ok", "http_error", "timeout", "connect_error",
+                                                              "too_large", "refused"]},
+                                         "status": NULLABLE_INTEGER, "latencySeconds": {"type": "number"},
+                                         "at": {"type": "number"}}},
+            "buckets": {"type": "array", "items": bucket, "description": "oldest first, 10 s each"},
+        },
+    }
+    lag = {"type": "object", "required": ["count", "lastSeconds", "meanSeconds", "maxSeconds"],
+           "properties": {"count": {"type": "integer"}, "lastSeconds": NULLABLE_NUMBER,
+                          "meanSeconds": NULLABLE_NUMBER, "maxSeconds": NULLABLE_NUMBER}}
+    rendition = {
+        "type": "object", "required": ["name", "published", "window", "timeline", "lag", "secondsSinceNewSegment"],
+        "properties": {
+            "name": {"type": "string"}, "published": {"type": "boolean"},
+            "targetDuration": {"type": "integer"}, "mediaSequence": {"type": "integer"},
+            "discontinuitySequence": {"type": "integer"}, "nextNumber": NULLABLE_INTEGER,
+            "ended": {"type": "boolean"}, "version": {"type": "integer"},
+            "holesPassed": {"type": "integer"}, "restarts": {"type": "integer"},
+            "windowSegments": {"type": "integer", "description": "segments in the published window"},
+            "window": {"type": "array", "items": _ref("TimelineSegment"),
+                       "description": "the published window (its newest 1,024 segments at most)"},
+            "timeline": {"type": "array", "items": _ref("TimelineSegment"),
+                         "description": "what this node saw published over the last historySeconds"},
+            "lag": lag, "secondsSinceNewSegment": NULLABLE_NUMBER,
+        },
+    }
+    return {
+        "TimelineSegment": segment,
+        "Fetches": fetches,
+        "StreamHealth": {
+            "type": "object",
+            "required": ["stream", "name", "ended", "node", "at", "watched", "leaseHolder", "leaseHeldHere",
+                         "segmentMode", "historySeconds", "renditions", "carriers", "events"],
+            "properties": {
+                "stream": {"type": "string"}, "name": {"type": "string"}, "ended": {"type": "boolean"},
+                "node": {"type": "string", "description": "the edge node that answered: timelines are per node"},
+                "at": {"type": "number"},
+                "watched": {"type": "boolean", "description": "this node polls or follows the stream"},
+                "leaseHolder": {**NULLABLE_STRING, "description": "the node that polls and publishes it"},
+                "leaseHeldHere": {"type": "boolean"},
+                "segmentMode": {"enum": ["direct", "redirect", "mirror"]},
+                "historySeconds": {"type": "number"},
+                "renditions": {"type": "array", "items": rendition},
+                "carriers": {"type": "array", "items": {"allOf": [_ref("Fetches"), {
+                    "type": "object", "required": ["name", "address", "region", "answeredLastRound"],
+                    "properties": {"name": {"type": "string"}, "address": {"type": "string"},
+                                   "region": NULLABLE_STRING, "answeredLastRound": {"type": ["boolean", "null"]}}}]}},
+                "events": {"type": "array", "items": {
+                    "type": "object", "required": ["at", "kind", "rendition", "number", "broadcaster"],
+                    "properties": {"at": {"type": "number"}, "kind": {"enum": ["late"]},
+                                   "rendition": {"type": "string"}, "number": {"type": "integer"},
+                                   "broadcaster": {"type": "string"}}}},
+            },
+        },
+        "FleetFetches": {
+            "type": "object", "required": ["node", "at", "bucketSeconds", "broadcasters"],
+            "properties": {"node": {"type": "string"}, "at": {"type": "number"}, "bucketSeconds": NULLABLE_NUMBER,
+                           "broadcasters": {"type": "object", "additionalProperties": _ref("Fetches")}},
+        },
+        "Viewer": {
+            "type": "object", "required": ["location", "order", "tied"],
+            "properties": {
+                "location": {"type": ["object", "null"], "required": ["latitude", "longitude", "source"],
+                             "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"},
+                                            "country": NULLABLE_STRING, "city": NULLABLE_STRING,
+                                            "source": {"type": "string"}}},
+                "order": {"type": "array", "maxItems": 10, "items": {
+                    "type": "object", "required": ["name", "address", "distanceKm", "costKm"],
+                    "properties": {"name": {"type": "string"}, "address": {"type": "string"},
+                                   "distanceKm": NULLABLE_NUMBER, "costKm": {"type": "number"}}}},
+                "tied": {"type": "integer", "description": "how many lead together (handed out in random order)"},
             },
         },
     }
@@ -296,8 +406,10 @@ def _paths() -> dict[str, Any]:
                                    "content": {"video/mp2t": {"schema": {"type": "string", "format": "binary"}}}},
                            "302": {"description": "To a live copy, or to the store's public URL",
                                    "headers": {"Location": {"required": True, "schema": {"type": "string"}}}},
+                           # A name the route cannot match (a "/" in it) is the router's 404: JSON.
                            "404": {"description": "No such segment, or no copy left",
-                                   "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                   "content": {"text/plain": {"schema": {"type": "string"}},
+                                               JSON: {"schema": _ref("Error")}}},
                            "503": _error_response(503),
                        }),
         },
@@ -306,6 +418,24 @@ def _paths() -> dict[str, Any]:
                 {200: _json({"type": "object", "required": ["store"], "properties": {
                     "store": {"type": ["string", "null"]}, "defaultMode": {"enum": ["direct", "redirect", "mirror"]},
                     "objects": {"type": "integer"}, "bytes": {"type": "integer"}}})}, {401, 403, 503})),
+        },
+        "/api/stream/{id}/health": {
+            "parameters": [STREAM_ID],
+            "get": _op("streamHealth", "What the edge is doing to a stream: per rendition the published window and "
+                       "this node's timeline of the last minutes (supplier, holes, discontinuities, late and "
+                       "duplicate arrivals, listed-to-published lag), the carriers' last fetches, the segment "
+                       "mode and the lease holder", API_ROLES,
+                       _responses({200: _json(_ref("StreamHealth"))}, {400, 401, 403, 404, 503})),
+        },
+        "/api/fetches": {
+            "get": _op("broadcastersFetches", "This node's recent fetches per broadcaster: the last one and 10 s "
+                       "buckets of outcomes and latency over ten minutes", ["adminToken"],
+                       _responses({200: _json(_ref("FleetFetches"))}, {400, 401, 403})),
+        },
+        "/api/viewer": {
+            "get": _op("viewer", "Where the edge locates the caller, and the order GET /api/broadcaster would "
+                       "give it there (nothing reserved)", API_ROLES,
+                       _responses({200: _json(_ref("Viewer"))}, {400, 401, 403, 503})),
         },
         "/healthz": {
             "get": _op("healthz", "The process answers", None, {"200": _json({

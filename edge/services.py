@@ -19,6 +19,7 @@ from broadcaster_registry.ranking import RankingPolicy
 from edge.auth import Credentials
 from edge.broadcasters.answer import AnswerPieces
 from edge.broadcasters.selection import Selector
+from edge.fetch_history import FetchHistory
 from edge.health_metrics import HealthGauges
 from edge.observability import Metrics
 from edge.playlists.service import PlaylistService
@@ -65,6 +66,7 @@ class Services:
     clock: Callable[[], float] = field(default=time.time)
     segment_store: SegmentStore | None = None  # where segment copies are kept
     copier: Copier | None = None
+    fetch_history: FetchHistory | None = None  # recent fetch results per broadcaster, for operators
     playlists: PlaylistService = field(init=False)  # built from these services (its clock is ours)
     health: HealthGauges = field(init=False)  # refreshed at each scrape of /metrics
     # Players' responses, ready to send: per media playlist version (freed with it: versions are

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from broadcaster_registry.destinations import DestinationPolicy
 from broadcaster_registry.liveness import answered
 from broadcaster_registry.model import Broadcaster
+from edge.fetch_history import FetchHistory
 
 log = logging.getLogger("edge.upstream")
 
@@ -181,8 +182,12 @@ class UpstreamMetrics:
 
 
 class UpstreamFetcher:
-    def __init__(self, timeout_s: float, max_bytes: int, metrics: UpstreamMetrics, guard: AddressGuard) -> None:
+    def __init__(
+        self, timeout_s: float, max_bytes: int, metrics: UpstreamMetrics, guard: AddressGuard,
+        history: FetchHistory | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
+        self.history = history  # recent results per broadcaster, for operators
         self.max_bytes = max_bytes
         self.metrics = metrics
         self.guard = guard
@@ -214,6 +219,7 @@ class UpstreamFetcher:
         most `max_bytes` (default: the playlist cap; segments are larger); with `validators` (from an
         earlier result for this URL), conditionally: "unchanged" when the broadcaster answers 304."""
         refused = self.guard.refuse_url(url)
+        started = time.perf_counter()
         if refused is not None:
             result = FetchResult(broadcaster, url, "refused", detail=refused)
         else:
@@ -221,6 +227,8 @@ class UpstreamFetcher:
                 broadcaster, url, timeout_s or self.timeout_s, max_bytes or self.max_bytes, validators,
             )
         self.metrics.fetches.labels(broadcaster, result.outcome).inc()
+        if self.history is not None:
+            self.history.record(broadcaster, result.outcome, result.status, time.perf_counter() - started)
         if result.outcome == "refused":
             self.guard.refused[broadcaster] = result.detail
             if (broadcaster, result.detail) not in self._reported:  # once, not every poll

@@ -24,6 +24,7 @@ from edge.fleet import GRACE_ROUNDS, Membership, Seat, take_turn, want_key
 from edge.tasks import cancel
 from edge.playlists.cadence import Cadence, Watch, due_now, failed, next_due, observe, poke, wake_idle
 from edge.playlists.codec import dump_state, load_state
+from edge.playlists.history import StreamHistory
 from edge.playlists.layout import Layout
 from edge.playlists.master import renditions as announced_variants
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
@@ -184,6 +185,7 @@ class Feed:
         # the segment route redirects when the chosen broadcaster is down.
         self.offers: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self.answered: dict[str, bool] = {}  # last round (as leader): which broadcasters answered
+        self.history = StreamHistory()  # what this node saw of the stream lately, for operators
         self._policy = self._stream_policy(stream)
         # Per (broadcaster, rendition): what it listed and when (cadence.py), and its last answer,
         # which stands for it in the rounds that do not ask it (nothing can have changed it).
@@ -263,7 +265,7 @@ class Feed:
 
     @property
     def lease_key(self) -> str:
-        return f"feed:{self.stream.id}"
+        return lease_key(self.stream.id)
 
     async def _resign(self) -> None:
         seat, self._seat = self._seat, Seat()
@@ -380,6 +382,7 @@ class Feed:
         rendered = await _off_loop_if_large(changed.values(), lambda: self._renders(changed, now)) if changed else {}
         self.states.update(states)
         self.rendered.update(rendered)
+        self.history.adopted(states, now)
         if any(s.segments for s in changed.values()):
             self._last_progress = now
 
@@ -416,6 +419,7 @@ class Feed:
         if not asked and quiet(self.states, fetched, ended_at):
             return  # nothing new was asked and nothing waits on time: the decision is the last one
         self.offers = _offers(fetched)
+        self.history.listed(fetched, now)
         copies = await self._copy(fetched, now)
         outcome = decide(self.states, fetched, now, self._policy, ended_at=ended_at, copies=copies)
         await self._record_health({name: alive for name, alive in outcome.health.items() if name in asked}, now)
@@ -682,6 +686,11 @@ class _Answer:
     fetched: FetchedPlaylist
     digest: bytes  # of the body parsed
     validators: Validators | None
+
+
+def lease_key(stream_id: str) -> str:
+    """The lease whose holder polls the stream and publishes its playlists."""
+    return f"feed:{stream_id}"
 
 
 def _offers(fetched: Mapping[str, Sequence[FetchedPlaylist]]) -> dict[tuple[str, int], list[tuple[str, str]]]:

@@ -635,8 +635,11 @@ def _append(
     # One decision for every rendition, so that discontinuity numbers agree: a DISCONTINUITY goes
     # before this number everywhere if any rendition needs one. Upstream's own marks are honoured,
     # but never on the very first segment, where one would only shift the numbering.
+    # A number that does not follow the last published one always gets one, even when the hole was
+    # passed in an earlier merge than this append (the draft's pending mark does not outlive a merge).
     discontinuity = started and (
         draft.pending_discontinuity
+        or any(p is not None and p.number + 1 != number for p in previous.values())
         or any(segment.discontinuity for _, segment, _ in chosen.values())
         or any(
             previous[r] is not None and previous[r].substitute != source  # type: ignore[union-attr]

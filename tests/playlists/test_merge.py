@@ -3,6 +3,7 @@ failing broadcasters and ingest restarts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -71,6 +72,24 @@ def test_a_hole_is_waited_for_then_passed_with_a_discontinuity() -> None:
     assert marked(states[-1]) == [4]
     assert states[-1].counts == MergeCounts(holes_passed=1, numbers_skipped=1)
     assert states[-1].next_number == 6
+
+
+def test_a_hole_passed_in_one_merge_keeps_its_discontinuity_when_the_next_number_waits() -> None:
+    # 3 is passed at 3.0, but 4 is then only offered by a broadcaster that merely claims the stream
+    # (provisional): it is waited for, and published by a later merge. The hole must still be marked.
+    claimer = replace(B2, provisional=True)
+    states = run(
+        [
+            (0.0, [offer(B1, [1, 2])]),
+            (1.0, [offer(B1, [1, 2]), offer(claimer, [4])]),
+            (3.0, [offer(B1, [1, 2]), offer(claimer, [4])]),  # 3 passed; 4 waited for
+            (5.5, [offer(B1, [1, 2]), offer(claimer, [4])]),  # waited long enough: 4 published
+        ],
+        POLICY,
+    )
+    assert [numbers(s) for s in states[2:]] == [[1, 2], [1, 2, 4]]
+    assert marked(states[-1]) == [4]
+    assert states[-1].counts.holes_passed == 1
 
 
 def test_a_hole_filled_in_time_gives_no_discontinuity() -> None:

@@ -212,6 +212,9 @@ def test_every_rendition_keeps_the_rules_and_all_agree_on_every_msn(scenario: Sc
                 first_msn = s.msn if first_msn is None else min(first_msn, s.msn)
                 if (s.broadcaster, s.substitute or r, s.number) in marked and s.msn != first_msn:
                     assert s.discontinuity, "an upstream DISCONTINUITY was dropped"
+            for before, s in zip(state.segments, state.segments[1:]):
+                if s.number != before.number + 1:
+                    assert s.discontinuity, f"numbers {before.number} to {s.number} without a DISCONTINUITY"
         previous = states
     final = history[-1][2]
     for state in final.values():
