@@ -197,8 +197,6 @@ class Feed:
         # carrier that stopped serving); the rounds in between, when asks come due, reuse them.
         self._carriers: tuple[list[Broadcaster], frozenset[str]] | None = None
         self._carriers_at = float("-inf")
-        self._first_seen: dict[int, float] = {}  # number -> the first fetch that listed it
-        self.last_publish_lag: float | None = None  # of the newest published segment (seconds)
         self.prober = Prober(ctx.fetcher, ctx.store.streams, ctx.clock, self._took, ctx.metrics.probes)
 
     def _took(self, stream: Stream) -> None:
@@ -382,7 +380,9 @@ class Feed:
         rendered = await _off_loop_if_large(changed.values(), lambda: self._renders(changed, now)) if changed else {}
         self.states.update(states)
         self.rendered.update(rendered)
-        self.history.adopted(states, now)
+        for entry in self.history.adopted(states, now):  # the lag is known where it was listed
+            if entry.lag is not None:
+                self.ctx.metrics.publish_lag.observe(entry.lag)
         if any(s.segments for s in changed.values()):
             self._last_progress = now
 
@@ -442,11 +442,9 @@ class Feed:
                 return
             self.revision = revision
             self._ahead.clear()
-            before = dict(self.states)
             await self._adopt(changed, now, outcome.visible)
             if outcome.visible:
                 ctx.metrics.published.inc(len(outcome.visible))
-                self._observe_lag(before, outcome.visible, now)
         self.prober.consider(self.stream, self.states, self.offers)  # each rendition's media, once
         self.finished = self.finished or outcome.final or (
             not self.states and ended_at is not None and now - ended_at >= self._policy.merge.hole_wait_seconds
@@ -557,7 +555,6 @@ class Feed:
                 watches[key] = failed(watches[key], now)
             elif playlist.segments:
                 newest = playlist.segments[-1]
-                self._note_seen(playlist, watches[key].newest, now)
                 watches[key] = observe(watches[key], now, newest.number, newest.duration)
             else:
                 watches[key] = observe(watches[key], now, None, 0.0)
@@ -604,32 +601,6 @@ class Feed:
             return replace(previous, validators=result.validators, fetched=replace(previous.fetched, status=result.status))
         playlist = self._parse(result, b, rendition)
         return _Answer(FetchedPlaylist(broadcaster=ref, playlist=playlist, status=result.status), digest, result.validators)
-
-    def _note_seen(self, playlist: UpstreamPlaylist, known: int | None, now: float) -> None:
-        """When each number was first listed anywhere: the start of its publish lag."""
-        for segment in reversed(playlist.segments):
-            if known is not None and known >= segment.number > known - 1000:
-                break
-            self._first_seen.setdefault(segment.number, now)
-
-    def _observe_lag(self, before: Mapping[str, PublishedState], visible: Iterable[str], now: float) -> None:
-        """How long the newly published numbers waited since first listed (once per number)."""
-        lags = []
-        for rendition in visible:
-            state, earlier = self.states[rendition], before.get(rendition)
-            start = earlier.next_msn if earlier is not None else 0
-            for segment in state.segments:
-                if segment.msn >= start:
-                    seen = self._first_seen.pop(segment.number, None)
-                    if seen is not None:
-                        lags.append(now - seen)
-        for lag in lags:
-            self.ctx.metrics.publish_lag.observe(lag)
-        if lags:
-            self.last_publish_lag = lags[-1]
-        if len(self._first_seen) > 256:  # numbers never published (passed over, or a stale carrier's)
-            newest = max(self._first_seen)
-            self._first_seen = {n: t for n, t in self._first_seen.items() if n > newest - 64}
 
     async def _fetch(
         self, rendition: str, carriers: Sequence[Broadcaster], refs: dict[str, BroadcasterRef]

@@ -122,8 +122,10 @@ class StreamHistory:
         _bound(self._listed, MAX_LISTED)
         _bound(self._listers, MAX_LISTED)
 
-    def adopted(self, states: Mapping[str, PublishedState], now: float) -> None:
-        """States this node took (published or followed): the segments it had not seen yet."""
+    def adopted(self, states: Mapping[str, PublishedState], now: float) -> list[Entry]:
+        """States this node took (published or followed): the segments it had not seen yet, which
+        are returned (with their publish lag where this node saw them listed)."""
+        added: list[Entry] = []
         for rendition, state in states.items():
             last = self._last.get(rendition)
             first_sight = last is None
@@ -140,12 +142,14 @@ class StreamHistory:
             new = entries_for(previous, fresh, None if first_sight else now, listed, copies)
             ring = self.entries.setdefault(rendition, deque(maxlen=MAX_ENTRIES))
             ring.extend(new)
+            added += new
             for entry in new:
                 for number in range(entry.number - min(entry.skipped_before, MAX_SKIPPED), entry.number):
                     if (rendition, number) not in self._listed:
                         self._skipped[(rendition, number)] = None
             self._last[rendition] = fresh[-1]
         _bound(self._skipped, MAX_SKIPPED)
+        return added
 
     def timeline(self, rendition: str, now: float) -> list[Entry]:
         """The rendition's entries of the last `horizon` seconds (those seen at start-up included

@@ -50,6 +50,10 @@ async def test_health_reports_suppliers_holes_carriers_and_lag(tmp_path: Path) -
         # Published numbers were seen listed first: the lag is known and not negative.
         assert timeline[7]["lagSeconds"] is not None and timeline[7]["lagSeconds"] >= 0
         assert source["lag"]["count"] >= 3
+        # The same lags feed the histogram operators alert on (one home: the stream's history).
+        scrape = (await edge.client.get("/metrics", headers=auth(ADMIN_TOKEN))).text
+        counted = [line for line in scrape.splitlines() if line.startswith("edge_playlist_publish_lag_seconds_count")]
+        assert counted and float(counted[0].split()[-1]) >= source["lag"]["count"], counted
         assert source["secondsSinceNewSegment"] is not None
         assert [e["kind"] for e in health["events"]] == ["late"] and health["events"][0]["number"] == 5
         carriers = {c["name"]: c for c in health["carriers"]}
