@@ -26,7 +26,13 @@ from cachetools import LRUCache
 
 from broadcaster_registry.liveness import can_take_new_streams
 from broadcaster_registry.model import Broadcaster
-from broadcaster_registry.ranking import RankingPolicy, load_penalty_floor_km, load_report_fresh, scores
+from broadcaster_registry.ranking import (
+    RankingPolicy,
+    load_penalty_floor_km,
+    load_report_fresh,
+    scores,
+    scoring_stable_until,
+)
 from broadcaster_registry.reservations import Reservations
 from geo.distance import EARTH_RADIUS_KM, distance_km
 from geo.location import Location
@@ -43,6 +49,7 @@ class _Cell:
     centre: tuple[float, float]
     distances: array  # km from the centre, ascending
     names: tuple[str, ...]  # the broadcaster at the same position
+    order: tuple[int, ...]  # its position in the index's own lists
 
 
 class NearbyIndex:
@@ -61,6 +68,10 @@ class NearbyIndex:
         # name -> (the value, whether its report was fresh, its load penalty floor), for one policy.
         self._floors: dict[str, tuple[Broadcaster, bool, float]] = {}
         self._floor_policy: RankingPolicy | None = None
+        # name -> (the value, judged at, valid until, eligible, load penalty floor), for one policy:
+        # what `scores` makes of a broadcaster before reservations, until scoring_stable_until.
+        self._judged: dict[str, tuple[Broadcaster, float, float, bool, float]] = {}
+        self._judged_policy: RankingPolicy | None = None
 
     def shortlist(
         self,
@@ -153,12 +164,99 @@ class NearbyIndex:
             # Sorted by the cosine of the angle to the centre (three products each, no trigonometry:
             # a cell is built for every new place a client comes from).
             cx, cy, cz = _unit_vector(*centre)
-            cosines = [min(1.0, max(-1.0, x * cx + y * cy + z * cz)) for x, y, z in self._vectors]
+            cosines = [x * cx + y * cy + z * cz for x, y, z in self._vectors]
             order = sorted(range(len(cosines)), key=cosines.__getitem__, reverse=True)
-            distances = array("d", [EARTH_RADIUS_KM * math.acos(cosines[j]) for j in order])
-            cell = _Cell(centre, distances, tuple(self._names[j] for j in order))
+            acos = math.acos
+            distances = array("d", [EARTH_RADIUS_KM * acos(min(1.0, max(-1.0, cosines[j]))) for j in order])
+            names = self._names
+            cell = _Cell(centre, distances, tuple([names[j] for j in order]), tuple(order))
             self._cells[key] = cell
         return cell
+
+
+    def ranked_at(
+        self, by_name: Mapping[str, Broadcaster], centre: Location, now: float, limit: int, policy: RankingPolicy
+    ) -> list[tuple[float, float, Broadcaster]]:
+        """What `scores(everyone, centre, now, policy)` gives, without reservations, for every eligible
+        broadcaster among its first `limit` or within tie_epsilon_km of the `limit`-th: (cost,
+        distance penalty, broadcaster), by cost then name; all of them if fewer are eligible.
+
+        As `shortlist`, scanning nearest first, but without scoring: a broadcaster's eligibility
+        and load penalty floor (its whole load penalty without reservations) are kept until
+        scoring_stable_until, the distances of the scan come from unit vectors, and only the few
+        answered are measured as `scores` measures them, so the costs are `scores`' own.
+        """
+        if policy is not self._judged_policy:
+            self._judged, self._judged_policy = {}, policy
+        judged = self._judged
+
+        def judge(b: Broadcaster) -> tuple[Broadcaster, float, float, bool, float]:
+            known = judged.get(b.name)
+            if known is None or known[0] is not b or not known[1] <= now < known[2]:
+                known = judged[b.name] = (
+                    b, now, scoring_stable_until(b, now, policy),
+                    can_take_new_streams(b, now, policy.liveness), load_penalty_floor_km(b, now, policy),
+                )
+            return known
+
+        unlocated = []
+        for name in self._unlocated:
+            b = by_name[name]
+            known = judge(b)
+            if known[3]:
+                unlocated.append((known[4], b))
+        cell = self._cell(centre)
+        r = distance_km(centre.point, cell.centre) + SLACK_KM
+        cx, cy, cz = _unit_vector(*centre.point)
+        distances, names, order, vectors = cell.distances, cell.names, cell.order, self._vectors
+        acos = math.acos
+        # Located ones visited: (km from the centre by unit vectors, floor, broadcaster).
+        visited: list[tuple[float, float, Broadcaster]] = []
+        heap: list[float] = []  # the `limit` lowest km + floor of located ones, negated
+        highest = math.inf
+        nearest_km = math.inf
+        margin = policy.tie_epsilon_km + SLACK_KM
+        for i in range(len(names)):
+            # Anyone from here on is at least this far: once that exceeds the `limit`-th lowest
+            # cost (absolute: before subtracting the nearest, which is common to all) by more than
+            # the tie margin, nobody farther can be answered nor be nearer than the nearest found.
+            if distances[i] - r > highest + margin:
+                break
+            b = by_name[names[i]]
+            known = judge(b)
+            if not known[3]:
+                continue
+            x, y, z = vectors[order[i]]
+            km = EARTH_RADIUS_KM * acos(min(1.0, max(-1.0, x * cx + y * cy + z * cz)))
+            if km < nearest_km:
+                nearest_km = km
+            cost = km + known[4]
+            visited.append((km, known[4], b))
+            if len(heap) < limit:
+                heapq.heappush(heap, -cost)
+                if len(heap) == limit:
+                    highest = -heap[0]
+            elif cost < highest:
+                heapq.heapreplace(heap, -cost)
+                highest = -heap[0]
+        # The nearest as `scores` measures it (several may be within rounding of each other).
+        nearest = min((distance_km(centre.point, b.point) for km, _, b in visited  # type: ignore[arg-type]
+                       if km <= nearest_km + SLACK_KM), default=0.0)
+        costed: list[tuple[float, float, Broadcaster]] = []
+        keep = math.inf
+        if len(visited) + len(unlocated) > limit:
+            lowest = sorted([km - nearest_km + floor for km, floor, _ in visited]
+                            + [policy.unlocated_penalty_km + floor for floor, _ in unlocated])
+            keep = lowest[limit - 1] + margin
+        for km, floor, b in visited:
+            if km - nearest_km + floor <= keep:
+                penalty = distance_km(centre.point, b.point) - nearest  # type: ignore[arg-type]
+                costed.append((penalty + floor, penalty, b))
+        for floor, b in unlocated:
+            if policy.unlocated_penalty_km + floor <= keep:
+                costed.append((policy.unlocated_penalty_km + floor, policy.unlocated_penalty_km, b))
+        costed.sort(key=lambda t: (t[0], t[2].name))
+        return costed
 
 
 def _unit_vector(latitude: float, longitude: float) -> tuple[float, float, float]:

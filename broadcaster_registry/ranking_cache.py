@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
@@ -80,6 +80,15 @@ class Entry:
     computed_at: float
     ordered: tuple[Costed, ...]
     cut: float  # every eligible broadcaster not in `ordered` costs more than this at the centre
+    # Derived from `ordered` once, for answers (never changed in place).
+    broadcasters: list[Broadcaster] = field(init=False, compare=False)
+    costs: list[float] = field(init=False, compare=False)
+    position: dict[str, int] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "broadcasters", [c.broadcaster for c in self.ordered])
+        object.__setattr__(self, "costs", [c.cost_km for c in self.ordered])
+        object.__setattr__(self, "position", {c.broadcaster.name: i for i, c in enumerate(self.ordered)})
 
 
 def cell_of(client: Location, cell_degrees: float) -> Cell:
@@ -97,8 +106,17 @@ def build_entry(
     every eligible broadcaster ranked among the first `kept` or tied with the best
     (NearbyIndex.shortlist with no reservations gives one), or the whole fleet."""
     scored = scores(pool, centre, now, policy, NO_RESERVATIONS)
-    ordered = tuple(Costed(s.cost_km, s.distance_penalty_km, s.broadcaster) for s in scored)
-    # Anyone outside the pool costs more than the kept-th best plus the tie margin (see nearby.py).
+    return entry_of([(s.cost_km, s.distance_penalty_km, s.broadcaster) for s in scored], now, policy, kept, version)
+
+
+def entry_of(
+    costed: Sequence[tuple[float, float, Broadcaster]], now: float, policy: RankingPolicy, kept: int, version: int
+) -> Entry:
+    """The entry from (cost, distance penalty, broadcaster) before reservations, by cost then name, as
+    `scores` gives them at the centre: every eligible broadcaster among the first `kept` or tied with
+    the `kept`-th, or all of them (NearbyIndex.ranked_at gives that)."""
+    ordered = tuple(Costed(cost, penalty, b) for cost, penalty, b in costed)
+    # Anyone left out costs more than the kept-th best plus the tie margin (see nearby.py).
     cut = ordered[kept - 1].cost_km + policy.tie_epsilon_km if len(ordered) >= kept else math.inf
     return Entry(version, now, ordered, cut)
 
@@ -111,24 +129,31 @@ _PENALTIES_MAX = 65536
 def reserved_order(
     entry: Entry, now: float, policy: RankingPolicy, reservations: Reservations, penalties: Penalties | None = None
 ) -> tuple[list[Broadcaster], list[float]]:
-    """The entry's broadcasters and their costs with `reservations` applied, by cost then name.
-    `penalties` remembers reserved load penalties across calls (the same counts recur)."""
-    costed = []
-    by_name = reservations.by_name
+    """The entry's broadcasters and their costs with `reservations` applied, by cost then name (the
+    entry's own lists when no reservation moves anyone: not to be changed). `penalties` remembers
+    reserved load penalties across calls (the same counts recur)."""
     known: Penalties = {} if penalties is None else penalties
-    for c in entry.ordered:
+    moved: dict[int, float] = {}
+    # Only the entry's reserved candidates can move: usually none or a few of its ~20.
+    for name in entry.position.keys() & reservations.by_name.keys():
+        i = entry.position[name]
+        c = entry.ordered[i]
         b = c.broadcaster
-        n = outstanding(reservations, b, now, policy.reservation_max_age_s) if b.name in by_name else 0
+        n = outstanding(reservations, b, now, policy.reservation_max_age_s)
         if n == 0:
-            costed.append((c.cost_km, b.name, b))
             continue
         fresh = load_report_fresh(b, now, policy)
-        hit = known.get((b.name, n))
+        hit = known.get((name, n))
         if hit is None or hit[0] is not b or hit[1] is not fresh:
             if len(known) >= _PENALTIES_MAX:
                 known.clear()
-            hit = known[(b.name, n)] = (b, fresh, load_penalty_km(b, n, now, policy))
-        costed.append((c.distance_penalty_km + hit[2], b.name, b))
+            hit = known[(name, n)] = (b, fresh, load_penalty_km(b, n, now, policy))
+        moved[i] = c.distance_penalty_km + hit[2]
+    if not moved:
+        return entry.broadcasters, entry.costs
+    costed = [
+        (moved.get(i, c.cost_km), c.broadcaster.name, c.broadcaster) for i, c in enumerate(entry.ordered)
+    ]
     costed.sort(key=lambda t: (t[0], t[1]))
     return [t[2] for t in costed], [t[0] for t in costed]
 

@@ -35,7 +35,7 @@ from broadcaster_registry.ranking import (
     scoring_stable_until,
 )
 from broadcaster_registry.ranking_cache import RankingCache
-from broadcaster_registry.reservations import NO_RESERVATIONS, Reservation, Reservations, one_more, settle
+from broadcaster_registry.reservations import Reservation, Reservations, one_more, settle
 from broadcaster_registry.storage import RegistryStore, RegistryUnavailable
 from geo.location import Location
 
@@ -208,8 +208,8 @@ class Selector:
         if entry is None:
             kept = limit + cache.policy.spare
             centre = cache.centre(cell)
-            pool = self._index.shortlist(self._by_name, centre, now, kept, self.policy, NO_RESERVATIONS)
-            entry = ranking_cache.build_entry(pool, centre, now, self.policy, kept, self.version)
+            costed = self._index.ranked_at(self._by_name, centre, now, kept, self.policy)
+            entry = ranking_cache.entry_of(costed, now, self.policy, kept, self.version)
             cache.put(cell, entry)
             self.stats.computed += 1
         else:

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from broadcaster_registry.model import Broadcaster, Load, Registration
 from broadcaster_registry.nearby import NearbyIndex
 from broadcaster_registry.ranking import leader_count, scores
-from broadcaster_registry.ranking_cache import CachePolicy, RankingCache, answer, build_entry, centre_of
+from broadcaster_registry.ranking_cache import (
+    CachePolicy,
+    RankingCache,
+    answer,
+    build_entry,
+    centre_of,
+    entry_of,
+)
 from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, outstanding, reserve
 from broadcaster_registry.storage import MemoryRegistryStore
 from edge.broadcasters.selection import Selector
@@ -71,6 +78,32 @@ def test_an_entry_answers_as_exact_ranking_at_its_centre(seed: int, size: int, l
         assert agrees([b.name for b in reserved.ranked], exact(broadcasters, centre, NOW, reservations), limit)
     else:  # only reservations can make it not know
         assert any(outstanding(reservations, b, NOW, POLICY.reservation_max_age_s) for b in pool)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(0, 120), kept=st.integers(1, 22))
+def test_ranked_at_gives_scores_own_costs_for_every_candidate_an_entry_needs(seed: int, size: int, kept: int) -> None:
+    """NearbyIndex.ranked_at (no scoring, eligibility and floors remembered between calls) holds,
+    with `scores`' very costs and order, every broadcaster among the first `kept` or tied with the
+    `kept`-th, and an entry built from it answers as one built from a shortlist; asked again later
+    (heartbeats expiring, reports going stale) it still does."""
+    rng = random.Random(seed)
+    broadcasters = fleet(rng, size)
+    by_name = {b.name: b for b in broadcasters}
+    index = NearbyIndex(broadcasters)
+    centre = a_cell(rng)
+    for now in (NOW, NOW + rng.choice([0.0, 20.0, 40.0, 100.0, 4000.0]), NOW):
+        costed = index.ranked_at(by_name, centre, now, kept, POLICY)
+        everyone = scores(broadcasters, centre, now, POLICY, NO_RESERVATIONS)
+        expected = [(s.cost_km, s.distance_penalty_km, s.broadcaster.name) for s in everyone]
+        if len(expected) > kept:
+            expected = [e for e in expected if e[0] <= expected[kept - 1][0] + POLICY.tie_epsilon_km]
+        got = [(cost, penalty, b.name) for cost, penalty, b in costed]
+        # Anyone beyond the tie margin may be there too (rounding slack), in its place.
+        assert got[: len(expected)] == expected
+        assert [(s.cost_km, s.distance_penalty_km, s.broadcaster.name) for s in everyone[: len(got)]] == got
+        pool = index.shortlist(by_name, centre, now, kept, POLICY, NO_RESERVATIONS)
+        assert entry_of(costed, now, POLICY, kept, 1).cut == build_entry(pool, centre, now, POLICY, kept, 1).cut
 
 
 async def run_with_changes(seed: int, size: int, requests: int) -> None:
