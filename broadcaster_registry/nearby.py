@@ -166,10 +166,16 @@ class NearbyIndex:
             cx, cy, cz = _unit_vector(*centre)
             cosines = [x * cx + y * cy + z * cz for x, y, z in self._vectors]
             order = sorted(range(len(cosines)), key=cosines.__getitem__, reverse=True)
-            acos = math.acos
-            distances = array("d", [EARTH_RADIUS_KM * acos(min(1.0, max(-1.0, cosines[j]))) for j in order])
-            names = self._names
-            cell = _Cell(centre, distances, tuple([names[j] for j in order]), tuple(order))
+            ordered = list(map(cosines.__getitem__, order))
+            # Rounding can put a cosine just past +-1, only at the ends of the order.
+            i = 0
+            while i < len(ordered) and ordered[i] > 1.0:
+                ordered[i], i = 1.0, i + 1
+            i = len(ordered) - 1
+            while i >= 0 and ordered[i] < -1.0:
+                ordered[i], i = -1.0, i - 1
+            distances = array("d", map(EARTH_RADIUS_KM.__mul__, map(math.acos, ordered)))
+            cell = _Cell(centre, distances, tuple(map(self._names.__getitem__, order)), tuple(order))
             self._cells[key] = cell
         return cell
 
@@ -191,18 +197,18 @@ class NearbyIndex:
         judged = self._judged
 
         def judge(b: Broadcaster) -> tuple[Broadcaster, float, float, bool, float]:
-            known = judged.get(b.name)
-            if known is None or known[0] is not b or not known[1] <= now < known[2]:
-                known = judged[b.name] = (
-                    b, now, scoring_stable_until(b, now, policy),
-                    can_take_new_streams(b, now, policy.liveness), load_penalty_floor_km(b, now, policy),
-                )
+            known = judged[b.name] = (
+                b, now, scoring_stable_until(b, now, policy),
+                can_take_new_streams(b, now, policy.liveness), load_penalty_floor_km(b, now, policy),
+            )
             return known
 
         unlocated = []
         for name in self._unlocated:
             b = by_name[name]
-            known = judge(b)
+            known = judged.get(name)
+            if known is None or known[0] is not b or not known[1] <= now < known[2]:
+                known = judge(b)
             if known[3]:
                 unlocated.append((known[4], b))
         cell = self._cell(centre)
@@ -210,35 +216,42 @@ class NearbyIndex:
         cx, cy, cz = _unit_vector(*centre.point)
         distances, names, order, vectors = cell.distances, cell.names, cell.order, self._vectors
         acos = math.acos
-        # Located ones visited: (km from the centre by unit vectors, floor, broadcaster).
+        # Located ones measured: (km from the centre by unit vectors, floor, broadcaster).
         visited: list[tuple[float, float, Broadcaster]] = []
         heap: list[float] = []  # the `limit` lowest km + floor of located ones, negated
-        highest = math.inf
+        bound = math.inf  # the highest of them plus the tie margin, once there are `limit`
         nearest_km = math.inf
         margin = policy.tie_epsilon_km + SLACK_KM
         for i in range(len(names)):
             # Anyone from here on is at least this far: once that exceeds the `limit`-th lowest
             # cost (absolute: before subtracting the nearest, which is common to all) by more than
             # the tie margin, nobody farther can be answered nor be nearer than the nearest found.
-            if distances[i] - r > highest + margin:
+            least_km = distances[i] - r
+            if least_km > bound:
                 break
-            b = by_name[names[i]]
-            known = judge(b)
+            name = names[i]
+            b = by_name[name]
+            known = judged.get(name)
+            if known is None or known[0] is not b or not known[1] <= now < known[2]:
+                known = judge(b)
             if not known[3]:
                 continue
+            floor = known[4]
+            if least_km > nearest_km and least_km + floor > bound:
+                continue  # neither answered nor the nearest: not measured
             x, y, z = vectors[order[i]]
             km = EARTH_RADIUS_KM * acos(min(1.0, max(-1.0, x * cx + y * cy + z * cz)))
             if km < nearest_km:
                 nearest_km = km
-            cost = km + known[4]
-            visited.append((km, known[4], b))
+            cost = km + floor
+            visited.append((km, floor, b))
             if len(heap) < limit:
                 heapq.heappush(heap, -cost)
                 if len(heap) == limit:
-                    highest = -heap[0]
-            elif cost < highest:
+                    bound = margin - heap[0]
+            elif cost < bound - margin:
                 heapq.heapreplace(heap, -cost)
-                highest = -heap[0]
+                bound = margin - heap[0]
         # The nearest as `scores` measures it (several may be within rounding of each other).
         nearest = min((distance_km(centre.point, b.point) for km, _, b in visited  # type: ignore[arg-type]
                        if km <= nearest_km + SLACK_KM), default=0.0)
