@@ -189,8 +189,9 @@ class NearbyIndex:
 
         As `shortlist`, scanning nearest first, but without scoring: a broadcaster's eligibility
         and load penalty floor (its whole load penalty without reservations) are kept until
-        scoring_stable_until, the distances of the scan come from unit vectors, and only the few
-        answered are measured as `scores` measures them, so the costs are `scores`' own.
+        scoring_stable_until, and only those that can be answered or be the nearest are measured,
+        by unit vectors (within a metre of the haversine `scores` uses: nothing next to the tie
+        margin, nor to the ~8 km by which a client is away from the centre a cell is ranked at).
         """
         if policy is not self._judged_policy:
             self._judged, self._judged_policy = {}, policy
@@ -252,22 +253,13 @@ class NearbyIndex:
             elif cost < bound - margin:
                 heapq.heapreplace(heap, -cost)
                 bound = margin - heap[0]
-        # The nearest as `scores` measures it (several may be within rounding of each other).
-        nearest = min((distance_km(centre.point, b.point) for km, _, b in visited  # type: ignore[arg-type]
-                       if km <= nearest_km + SLACK_KM), default=0.0)
-        costed: list[tuple[float, float, Broadcaster]] = []
-        keep = math.inf
-        if len(visited) + len(unlocated) > limit:
-            lowest = sorted([km - nearest_km + floor for km, floor, _ in visited]
-                            + [policy.unlocated_penalty_km + floor for floor, _ in unlocated])
-            keep = lowest[limit - 1] + margin
-        for km, floor, b in visited:
-            if km - nearest_km + floor <= keep:
-                penalty = distance_km(centre.point, b.point) - nearest  # type: ignore[arg-type]
-                costed.append((penalty + floor, penalty, b))
-        for floor, b in unlocated:
-            if policy.unlocated_penalty_km + floor <= keep:
-                costed.append((policy.unlocated_penalty_km + floor, policy.unlocated_penalty_km, b))
+        costed: list[tuple[float, float, Broadcaster]] = [
+            (km - nearest_km + floor, km - nearest_km, b) for km, floor, b in visited
+        ]
+        costed += [(policy.unlocated_penalty_km + floor, policy.unlocated_penalty_km, b) for floor, b in unlocated]
+        if len(costed) > limit:
+            keep = sorted([t[0] for t in costed])[limit - 1] + policy.tie_epsilon_km
+            costed = [t for t in costed if t[0] <= keep]
         costed.sort(key=lambda t: (t[0], t[2].name))
         return costed
 
