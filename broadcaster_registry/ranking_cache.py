@@ -84,11 +84,13 @@ class Entry:
     broadcasters: list[Broadcaster] = field(init=False, compare=False)
     costs: list[float] = field(init=False, compare=False)
     position: dict[str, int] = field(init=False, compare=False)
+    keyed: list[tuple[float, str, Broadcaster]] = field(init=False, compare=False)  # (cost, name, broadcaster)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "broadcasters", [c.broadcaster for c in self.ordered])
         object.__setattr__(self, "costs", [c.cost_km for c in self.ordered])
         object.__setattr__(self, "position", {c.broadcaster.name: i for i, c in enumerate(self.ordered)})
+        object.__setattr__(self, "keyed", [(c.cost_km, c.broadcaster.name, c.broadcaster) for c in self.ordered])
 
 
 def cell_of(client: Location, cell_degrees: float) -> Cell:
@@ -132,10 +134,12 @@ def reserved_order(
     """The entry's broadcasters and their costs with `reservations` applied, by cost then name (the
     entry's own lists when no reservation moves anyone: not to be changed). `penalties` remembers
     reserved load penalties across calls (the same counts recur)."""
+    reserved = entry.position.keys() & reservations.by_name.keys()
+    if not reserved:  # only the entry's reserved candidates can move: usually none or a few
+        return entry.broadcasters, entry.costs
     known: Penalties = {} if penalties is None else penalties
-    moved: dict[int, float] = {}
-    # Only the entry's reserved candidates can move: usually none or a few of its ~20.
-    for name in entry.position.keys() & reservations.by_name.keys():
+    keyed = None
+    for name in reserved:
         i = entry.position[name]
         c = entry.ordered[i]
         b = c.broadcaster
@@ -148,14 +152,13 @@ def reserved_order(
             if len(known) >= _PENALTIES_MAX:
                 known.clear()
             hit = known[(name, n)] = (b, fresh, load_penalty_km(b, n, now, policy))
-        moved[i] = c.distance_penalty_km + hit[2]
-    if not moved:
+        if keyed is None:
+            keyed = entry.keyed.copy()
+        keyed[i] = (c.distance_penalty_km + hit[2], name, b)
+    if keyed is None:
         return entry.broadcasters, entry.costs
-    costed = [
-        (moved.get(i, c.cost_km), c.broadcaster.name, c.broadcaster) for i, c in enumerate(entry.ordered)
-    ]
-    costed.sort(key=lambda t: (t[0], t[1]))
-    return [t[2] for t in costed], [t[0] for t in costed]
+    keyed.sort()  # by cost, then name (names differ: broadcasters are never compared)
+    return [t[2] for t in keyed], [t[0] for t in keyed]
 
 
 @dataclass(frozen=True, slots=True)
