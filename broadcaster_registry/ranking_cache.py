@@ -35,7 +35,7 @@ from broadcaster_registry.ranking import (
     scores,
     shuffle_leaders,
 )
-from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, outstanding
+from broadcaster_registry.reservations import NO_RESERVATIONS, Reservation, Reservations, outstanding
 from geo.location import Location
 
 Cell = tuple[int, int]
@@ -123,8 +123,10 @@ def entry_of(
     return Entry(version, now, ordered, cut)
 
 
-# (name, reserved) -> (the value it was computed for, whether its report was fresh, the penalty)
-Penalties = dict[tuple[str, int], tuple[Broadcaster, bool, float]]
+# name -> (the value and the reservation it was computed for, from when, until when, the reserved
+# load penalty or None: nothing outstanding), kept across calls: between two heartbeats a name's
+# reservation object changes only with a hand-out on it.
+Penalties = dict[str, tuple[Broadcaster, Reservation, float, float, float | None]]
 _PENALTIES_MAX = 65536
 
 
@@ -133,8 +135,9 @@ def reserved_order(
 ) -> tuple[list[Broadcaster], list[float]]:
     """The entry's broadcasters and their costs with `reservations` applied, by cost then name (the
     entry's own lists when no reservation moves anyone: not to be changed). `penalties` remembers
-    reserved load penalties across calls (the same counts recur)."""
-    reserved = entry.position.keys() & reservations.by_name.keys()
+    reserved load penalties across calls."""
+    by_name = reservations.by_name
+    reserved = entry.position.keys() & by_name.keys()
     if not reserved:  # only the entry's reserved candidates can move: usually none or a few
         return entry.broadcasters, entry.costs
     known: Penalties = {} if penalties is None else penalties
@@ -143,22 +146,37 @@ def reserved_order(
         i = entry.position[name]
         c = entry.ordered[i]
         b = c.broadcaster
-        n = outstanding(reservations, b, now, policy.reservation_max_age_s)
-        if n == 0:
-            continue
-        fresh = load_report_fresh(b, now, policy)
-        hit = known.get((name, n))
-        if hit is None or hit[0] is not b or hit[1] is not fresh:
+        r = by_name[name]
+        hit = known.get(name)
+        if hit is None or hit[0] is not b or hit[1] is not r or not hit[2] <= now <= hit[3]:
+            hit = known[name] = _reserved_penalty(b, r, reservations, now, policy)
             if len(known) >= _PENALTIES_MAX:
                 known.clear()
-            hit = known[(name, n)] = (b, fresh, load_penalty_km(b, n, now, policy))
+        if hit[4] is None:
+            continue
         if keyed is None:
             keyed = entry.keyed.copy()
-        keyed[i] = (c.distance_penalty_km + hit[2], name, b)
+        keyed[i] = (c.distance_penalty_km + hit[4], name, b)
     if keyed is None:
         return entry.broadcasters, entry.costs
     keyed.sort()  # by cost, then name (names differ: broadcasters are never compared)
     return [t[2] for t in keyed], [t[0] for t in keyed]
+
+
+def _reserved_penalty(
+    b: Broadcaster, r: Reservation, reservations: Reservations, now: float, policy: RankingPolicy
+) -> tuple[Broadcaster, Reservation, float, float, float | None]:
+    """`b`'s load penalty with reservation `r` at `now`, and until when it holds: while `r` is
+    counted (until it ages out) and `b`'s report believed (until it goes stale); once either is
+    over it stays over as time goes on."""
+    n = outstanding(reservations, b, now, policy.reservation_max_age_s)
+    if n == 0:
+        return (b, r, now, math.inf, None)
+    fresh = load_report_fresh(b, now, policy)
+    until = r.since + policy.reservation_max_age_s
+    if fresh:
+        until = min(until, b.last_heartbeat + policy.metrics_max_age_s)
+    return (b, r, now, until, load_penalty_km(b, n, now, policy))
 
 
 @dataclass(frozen=True, slots=True)
