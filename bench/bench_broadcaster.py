@@ -141,7 +141,7 @@ def requests_for(url: str, pool: list[str]) -> list[bytes]:
 
 
 async def drive(name: str, url: str, pool: list[str], args: argparse.Namespace,
-                server: ServerProcess) -> LoadResult:
+                server: ServerProcess, sent: list[int]) -> LoadResult:
     """`args.requests` GETs on `args.concurrency` keep-alive connections after a warm-up, the i-th
     request from the i-th address of the pool (round robin)."""
     requests = requests_for(url, pool)
@@ -177,11 +177,12 @@ async def drive(name: str, url: str, pool: list[str], args: argparse.Namespace,
         statuses.clear()
         sizes.clear()
         latencies: list[float] = []
-        cpu_before, client_before = server.cpu_seconds(), time.process_time()
+        cpu_before, client_before, beats_before = server.cpu_seconds(), time.process_time(), sent[0]
         started = time.perf_counter()
         await asyncio.wait_for(batch(args.requests, args.warmup, latencies), RUN_TIMEOUT_S)
         seconds = time.perf_counter() - started
         client_cpu, cpu_after = time.process_time() - client_before, server.cpu_seconds()
+        heartbeats_during_run[0] = sent[0] - beats_before
     finally:
         for connection in connections:
             if connection.transport is not None:
@@ -242,12 +243,10 @@ async def main_async(args: argparse.Namespace) -> list[LoadResult]:
             results = []
             for name, server, path in (("bare uvicorn app, constant body", bare, "/"),
                                        ("`GET /api/broadcaster`", edge, "/api/broadcaster")):
-                before = sent[0]
-                result = await drive(name, f"{server.url}{path}", pool, args, server)
+                result = await drive(name, f"{server.url}{path}", pool, args, server, sent)
                 if result.errors:
                     raise RuntimeError(f"{name}: answers other than 200: {result.statuses}\n{server.log()}")
                 results.append(result)
-            heartbeats_during_run[0] = sent[0] - before
             return results
         finally:
             if beating is not None:
