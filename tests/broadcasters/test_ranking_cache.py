@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broadcaster_registry.model import Broadcaster, Load, Registration
+from broadcaster_registry import ranking_cache
 from broadcaster_registry.nearby import NearbyIndex
 from broadcaster_registry.ranking import leader_count, scores
 from broadcaster_registry.ranking_cache import (
@@ -108,6 +109,36 @@ def test_ranked_at_gives_scores_own_costs_for_every_candidate_an_entry_needs(see
         pool = index.shortlist(by_name, centre, now, kept, POLICY, NO_RESERVATIONS)
         assert math.isclose(entry_of(costed, now, POLICY, kept, 1).cut,
                             build_entry(pool, centre, now, POLICY, kept, 1).cut, abs_tol=1e-3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(1, 60), steps=st.integers(1, 30))
+def test_reserved_penalties_kept_across_requests_change_nothing(seed: int, size: int, steps: int) -> None:
+    """reserved_order keeps each name's reserved load penalty while its value, its reservation and
+    the time window they hold in are the same: whatever the hand-outs, settlements and time in
+    between (reservations ageing out, reports going stale, time going back), the order is the one
+    computed afresh."""
+    rng = random.Random(seed)
+    broadcasters = fleet(rng, size)
+    centre = a_cell(rng)
+    kept = rng.randint(1, 20)
+    pool = NearbyIndex(broadcasters).shortlist({b.name: b for b in broadcasters}, centre, NOW, kept, POLICY,
+                                               NO_RESERVATIONS)
+    entry = build_entry(pool, centre, NOW, POLICY, kept, version=1)
+    names = [c.broadcaster.name for c in entry.ordered] or ["nobody"]
+    kept_penalties: ranking_cache.Penalties = {}
+    reservations = NO_RESERVATIONS
+    now = NOW
+    for _ in range(steps):
+        step = rng.random()
+        if step < 0.6:
+            reservations = reserve(reservations, rng.choice(names), now)
+        elif step < 0.75:  # settled by a heartbeat
+            gone = rng.choice(names)
+            reservations = Reservations({n: r for n, r in reservations.by_name.items() if n != gone})
+        now += rng.choice([0.0, 0.5, 5.0, 29.0, 31.0, -1.0])
+        assert ranking_cache.reserved_order(entry, now, POLICY, reservations, kept_penalties) == \
+            ranking_cache.reserved_order(entry, now, POLICY, reservations)
 
 
 async def run_with_changes(seed: int, size: int, requests: int) -> None:
