@@ -181,7 +181,6 @@ class NearbyIndex:
             self._cells[key] = cell
         return cell
 
-
     def ranked_at(
         self, by_name: Mapping[str, Broadcaster], centre: Location, now: float, limit: int, policy: RankingPolicy
     ) -> list[tuple[float, float, Broadcaster]]:
