@@ -1,7 +1,7 @@
 """Benchmark of `GET /api/broadcaster` (issue 3) with 1,000 registered broadcasters and the GeoIP
 lookup in the path, beside a bare uvicorn app returning a constant body, in the same run.
 
-    .venv/bin/python -m bench.bench_broadcaster [--requests 5000] [--concurrency 20]
+    .venv/bin/python -m bench.bench_broadcaster [--requests 5000] [--concurrency 20] [--warmup 2000] [--pause 6]
 
 A real `edge serve` process (EDGE_* environment; the embedded DB-IP database; 127.0.0.1 a trusted
 proxy; production defaults otherwise, access log on) gets 1,000 broadcasters registered through
@@ -15,6 +15,13 @@ heartbeats (the same body) every `--heartbeat-interval` seconds, as a live fleet
 30 s TTL: the edge's CPU time includes those writes, and a heartbeat settles the hand-outs reserved
 on its node (reservations.py). With `--heartbeat-interval 0` nothing heartbeats: load reports go
 stale after 30 s and every hand-out stays reserved, which makes the ranking work hardest.
+
+The warm-up asks once from each client address, then the run pauses until the rankings it computed
+have expired: the measured requests are a burst of ingests from places a running edge has seen
+before (their locations and its spatial index cells are known, as in any process up for a while),
+each cell ranked afresh at its first request of the burst (as after any quiet spell, or a load
+change). `--warmup 500 --pause 0` measures a process that has just started instead (most client
+addresses new: city database lookups, spatial index cells built).
 
 Server CPU time per request is reported beside requests/s: it does not depend on how fast the client
 is, nor on what else the machine runs. Not a test: nothing is asserted, and the figures depend on the
@@ -54,6 +61,7 @@ from tests.processes import free_port
 API_KEY = "bench-api-key"
 BROADCASTER_TOKEN = "bench-broadcaster-token"
 RUN_TIMEOUT_S = 300.0
+RANKING_CACHE_MAX_AGE_S = 5.0
 heartbeats_during_run = [0]
 
 
@@ -133,14 +141,13 @@ def requests_for(url: str, pool: list[str]) -> list[bytes]:
 
 
 async def drive(name: str, url: str, pool: list[str], args: argparse.Namespace,
-                server: ServerProcess) -> LoadResult:
+                server: ServerProcess, sent: list[int]) -> LoadResult:
     """`args.requests` GETs on `args.concurrency` keep-alive connections after a warm-up, the i-th
     request from the i-th address of the pool (round robin)."""
     requests = requests_for(url, pool)
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
-    connections = [(await loop.create_connection(Connection, parts.hostname, parts.port))[1]
-                   for _ in range(args.concurrency)]
+    connections: list[Connection] = []
     statuses: dict[int, int] = {}
     sizes: list[int] = []
 
@@ -155,17 +162,27 @@ async def drive(name: str, url: str, pool: list[str], args: argparse.Namespace,
                 statuses[status] = statuses.get(status, 0) + 1
                 sizes.append(size)
 
+        # Connections afresh after a pause: the server closes idle keep-alive ones after 5 s.
+        for connection in connections:
+            if connection.transport is not None:
+                connection.transport.close()
+        connections[:] = [(await loop.create_connection(Connection, parts.hostname, parts.port))[1]
+                          for _ in range(args.concurrency)]
         await asyncio.gather(*(worker(c) for c in connections))
 
     try:
         await batch(args.warmup, 0, [])
+        # Let what the warm-up ranked expire: the burst ranks each cell afresh.
+        await asyncio.sleep(args.pause)
         statuses.clear()
+        sizes.clear()
         latencies: list[float] = []
-        cpu_before, client_before = server.cpu_seconds(), time.process_time()
+        cpu_before, client_before, beats_before = server.cpu_seconds(), time.process_time(), sent[0]
         started = time.perf_counter()
         await asyncio.wait_for(batch(args.requests, args.warmup, latencies), RUN_TIMEOUT_S)
         seconds = time.perf_counter() - started
         client_cpu, cpu_after = time.process_time() - client_before, server.cpu_seconds()
+        heartbeats_during_run[0] = sent[0] - beats_before
     finally:
         for connection in connections:
             if connection.transport is not None:
@@ -200,6 +217,7 @@ async def main_async(args: argparse.Namespace) -> list[LoadResult]:
                 EDGE_TRUSTED_PROXIES="127.0.0.1/32",
                 EDGE_HEARTBEAT_TTL="3600",  # so that --heartbeat-interval 0 keeps the fleet in
                 EDGE_ACCESS_LOG="true" if args.access_log else "false",
+                EDGE_RANKING_CACHE_MAX_AGE=str(RANKING_CACHE_MAX_AGE_S),  # the default, said here for --pause
             ),
             Path(tmp) / "edge.log", edge_port, ready_path="/healthz",
         )
@@ -225,12 +243,10 @@ async def main_async(args: argparse.Namespace) -> list[LoadResult]:
             results = []
             for name, server, path in (("bare uvicorn app, constant body", bare, "/"),
                                        ("`GET /api/broadcaster`", edge, "/api/broadcaster")):
-                before = sent[0]
-                result = await drive(name, f"{server.url}{path}", pool, args, server)
+                result = await drive(name, f"{server.url}{path}", pool, args, server, sent)
                 if result.errors:
                     raise RuntimeError(f"{name}: answers other than 200: {result.statuses}\n{server.log()}")
                 results.append(result)
-            heartbeats_during_run[0] = sent[0] - before
             return results
         finally:
             if beating is not None:
@@ -256,6 +272,7 @@ def report(results: list[LoadResult], args: argparse.Namespace, where: str) -> s
                             bare.server_cpu_us_per_request, "µs"))
     return "\n".join([
         f"{args.broadcasters} broadcasters registered; {args.requests} requests after {args.warmup} warm-up "
+        f"and a {args.pause:g} s pause "
         f"on {args.concurrency} keep-alive connections, X-Forwarded-For from {args.pool} random public "
         f"IPv4 addresses (embedded DB-IP City Lite), access log {'on' if args.access_log else 'off'}, "
         + (f"every broadcaster heartbeating every {args.heartbeat_interval:g} s "
@@ -273,7 +290,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--broadcasters", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=2000,
+                        help="requests before the measured ones (default: each client address once)")
+    parser.add_argument("--pause", type=float, default=RANKING_CACHE_MAX_AGE_S + 1,
+                        help="seconds between the warm-up and the measured requests (default: until the "
+                        "rankings the warm-up computed have expired)")
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--pool", type=int, default=2000, help="distinct client addresses")
     parser.add_argument("--seed", type=int, default=1)
@@ -289,6 +310,8 @@ def main() -> None:
         parser.error("--heartbeat-interval must be between 0 and 3600")
     if args.warmup < 0 or args.warmup > 100_000:
         parser.error("--warmup must be between 0 and 100000")
+    if not 0 <= args.pause <= 60:
+        parser.error("--pause must be between 0 and 60")
     where = machine()
     print(report(run(main_async(args)), args, where))
 

@@ -26,14 +26,22 @@ from cachetools import LRUCache
 
 from broadcaster_registry.liveness import can_take_new_streams
 from broadcaster_registry.model import Broadcaster
-from broadcaster_registry.ranking import RankingPolicy, load_penalty_floor_km, load_report_fresh, scores
+from broadcaster_registry.ranking import (
+    RankingPolicy,
+    load_penalty_floor_km,
+    load_report_fresh,
+    scores,
+    scoring_stable_until,
+)
 from broadcaster_registry.reservations import Reservations
 from geo.distance import EARTH_RADIUS_KM, distance_km
 from geo.location import Location
 
-# Cells of 2 x 2 degrees: a client is at most ~160 km from its cell's centre, which widens the scan
-# by that much, and a few thousand cells cover every populated place.
-CELL_DEGREES = 2.0
+# Cells of 4 x 4 degrees: a client is at most ~320 km from its cell's centre, which widens the scan
+# by that much (a few more candidates looked at), and a cell, built for the first client of its area
+# by sorting the fleet (~0.2 ms for 1,000), serves a wide area: 2,000 random client addresses fall
+# into ~240 of them (~380 at 2 degrees).
+CELL_DEGREES = 4.0
 MAX_CELLS = 2048  # each holds one float and one index per located broadcaster (~10 KB per 1,000)
 # Rounding in the distance computations must never cut a candidate that belongs in the answer.
 SLACK_KM = 1.0
@@ -43,6 +51,7 @@ class _Cell:
     centre: tuple[float, float]
     distances: array  # km from the centre, ascending
     names: tuple[str, ...]  # the broadcaster at the same position
+    order: tuple[int, ...]  # its position in the index's own lists
 
 
 class NearbyIndex:
@@ -61,6 +70,10 @@ class NearbyIndex:
         # name -> (the value, whether its report was fresh, its load penalty floor), for one policy.
         self._floors: dict[str, tuple[Broadcaster, bool, float]] = {}
         self._floor_policy: RankingPolicy | None = None
+        # name -> (the value, judged at, valid until, eligible, load penalty floor), for one policy:
+        # what `scores` makes of a broadcaster before reservations, until scoring_stable_until.
+        self._judged: dict[str, tuple[Broadcaster, float, float, bool, float]] = {}
+        self._judged_policy: RankingPolicy | None = None
 
     def shortlist(
         self,
@@ -153,12 +166,103 @@ class NearbyIndex:
             # Sorted by the cosine of the angle to the centre (three products each, no trigonometry:
             # a cell is built for every new place a client comes from).
             cx, cy, cz = _unit_vector(*centre)
-            cosines = [min(1.0, max(-1.0, x * cx + y * cy + z * cz)) for x, y, z in self._vectors]
+            cosines = [x * cx + y * cy + z * cz for x, y, z in self._vectors]
             order = sorted(range(len(cosines)), key=cosines.__getitem__, reverse=True)
-            distances = array("d", [EARTH_RADIUS_KM * math.acos(cosines[j]) for j in order])
-            cell = _Cell(centre, distances, tuple(self._names[j] for j in order))
+            ordered = list(map(cosines.__getitem__, order))
+            # Rounding can put a cosine just past +-1, only at the ends of the order.
+            i = 0
+            while i < len(ordered) and ordered[i] > 1.0:
+                ordered[i], i = 1.0, i + 1
+            i = len(ordered) - 1
+            while i >= 0 and ordered[i] < -1.0:
+                ordered[i], i = -1.0, i - 1
+            distances = array("d", map(EARTH_RADIUS_KM.__mul__, map(math.acos, ordered)))
+            cell = _Cell(centre, distances, tuple(map(self._names.__getitem__, order)), tuple(order))
             self._cells[key] = cell
         return cell
+
+    def ranked_at(
+        self, by_name: Mapping[str, Broadcaster], centre: Location, now: float, limit: int, policy: RankingPolicy
+    ) -> list[tuple[float, float, Broadcaster]]:
+        """What `scores(everyone, centre, now, policy)` gives, without reservations, for every eligible
+        broadcaster among its first `limit` or within tie_epsilon_km of the `limit`-th: (cost,
+        distance penalty, broadcaster), by cost then name; all of them if fewer are eligible.
+
+        As `shortlist`, scanning nearest first, but without scoring: a broadcaster's eligibility
+        and load penalty floor (its whole load penalty without reservations) are kept until
+        scoring_stable_until, and only those that can be answered or be the nearest are measured,
+        by unit vectors (within a metre of the haversine `scores` uses: nothing next to the tie
+        margin, nor to the ~8 km by which a client is away from the centre a cell is ranked at).
+        """
+        if policy is not self._judged_policy:
+            self._judged, self._judged_policy = {}, policy
+        judged = self._judged
+
+        def judge(b: Broadcaster) -> tuple[Broadcaster, float, float, bool, float]:
+            known = judged[b.name] = (
+                b, now, scoring_stable_until(b, now, policy),
+                can_take_new_streams(b, now, policy.liveness), load_penalty_floor_km(b, now, policy),
+            )
+            return known
+
+        unlocated = []
+        for name in self._unlocated:
+            b = by_name[name]
+            known = judged.get(name)
+            if known is None or known[0] is not b or not known[1] <= now < known[2]:
+                known = judge(b)
+            if known[3]:
+                unlocated.append((known[4], b))
+        cell = self._cell(centre)
+        r = distance_km(centre.point, cell.centre) + SLACK_KM
+        cx, cy, cz = _unit_vector(*centre.point)
+        distances, names, order, vectors = cell.distances, cell.names, cell.order, self._vectors
+        acos = math.acos
+        # Located ones measured: (km from the centre by unit vectors, floor, broadcaster).
+        visited: list[tuple[float, float, Broadcaster]] = []
+        heap: list[float] = []  # the `limit` lowest km + floor of located ones, negated
+        bound = math.inf  # the highest of them plus the tie margin, once there are `limit`
+        nearest_km = math.inf
+        margin = policy.tie_epsilon_km + SLACK_KM
+        for i in range(len(names)):
+            # Anyone from here on is at least this far: once that exceeds the `limit`-th lowest
+            # cost (absolute: before subtracting the nearest, which is common to all) by more than
+            # the tie margin, nobody farther can be answered nor be nearer than the nearest found.
+            least_km = distances[i] - r
+            if least_km > bound:
+                break
+            name = names[i]
+            b = by_name[name]
+            known = judged.get(name)
+            if known is None or known[0] is not b or not known[1] <= now < known[2]:
+                known = judge(b)
+            if not known[3]:
+                continue
+            floor = known[4]
+            if least_km > nearest_km and least_km + floor > bound:
+                continue  # neither answered nor the nearest: not measured
+            x, y, z = vectors[order[i]]
+            km = EARTH_RADIUS_KM * acos(min(1.0, max(-1.0, x * cx + y * cy + z * cz)))
+            if km < nearest_km:
+                nearest_km = km
+            cost = km + floor
+            visited.append((km, floor, b))
+            if len(heap) < limit:
+                heapq.heappush(heap, -cost)
+                if len(heap) == limit:
+                    bound = margin - heap[0]
+            elif cost < bound - margin:
+                heapq.heapreplace(heap, -cost)
+                bound = margin - heap[0]
+        costed: list[tuple[float, float, Broadcaster]] = [
+            (km - nearest_km + floor, km - nearest_km, b) for km, floor, b in visited
+        ]
+        costed += [(policy.unlocated_penalty_km + floor, policy.unlocated_penalty_km, b) for floor, b in unlocated]
+        if len(costed) > limit:
+            keep = sorted([t[0] for t in costed])[limit - 1] + policy.tie_epsilon_km
+            costed = [t for t in costed if t[0] <= keep]
+        costed.sort(key=lambda t: (t[0], t[2].name))
+        return costed
 
 
 def _unit_vector(latitude: float, longitude: float) -> tuple[float, float, float]:

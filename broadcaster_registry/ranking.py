@@ -21,6 +21,7 @@ Candidates whose costs are within `tie_epsilon_km` of the best are shuffled with
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -134,8 +135,7 @@ def leader_count(costs: Sequence[float], policy: RankingPolicy) -> int:
     """How many of `costs` (ascending) are tied with the best: within tie_epsilon_km of it."""
     if not costs:
         return 0
-    best = costs[0]
-    return sum(1 for cost in costs if cost <= best + policy.tie_epsilon_km)
+    return bisect.bisect_right(costs, costs[0] + policy.tie_epsilon_km)
 
 
 def shuffle_leaders(ordered: list[T], costs: Sequence[float], policy: RankingPolicy, rng: random.Random) -> list[T]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
@@ -35,7 +35,7 @@ from broadcaster_registry.ranking import (
     scores,
     shuffle_leaders,
 )
-from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, outstanding
+from broadcaster_registry.reservations import NO_RESERVATIONS, Reservation, Reservations, outstanding
 from geo.location import Location
 
 Cell = tuple[int, int]
@@ -80,6 +80,17 @@ class Entry:
     computed_at: float
     ordered: tuple[Costed, ...]
     cut: float  # every eligible broadcaster not in `ordered` costs more than this at the centre
+    # Derived from `ordered` once, for answers (never changed in place).
+    broadcasters: list[Broadcaster] = field(init=False, compare=False)
+    costs: list[float] = field(init=False, compare=False)
+    position: dict[str, int] = field(init=False, compare=False)
+    keyed: list[tuple[float, str, Broadcaster]] = field(init=False, compare=False)  # (cost, name, broadcaster)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "broadcasters", [c.broadcaster for c in self.ordered])
+        object.__setattr__(self, "costs", [c.cost_km for c in self.ordered])
+        object.__setattr__(self, "position", {c.broadcaster.name: i for i, c in enumerate(self.ordered)})
+        object.__setattr__(self, "keyed", [(c.cost_km, c.broadcaster.name, c.broadcaster) for c in self.ordered])
 
 
 def cell_of(client: Location, cell_degrees: float) -> Cell:
@@ -97,40 +108,75 @@ def build_entry(
     every eligible broadcaster ranked among the first `kept` or tied with the best
     (NearbyIndex.shortlist with no reservations gives one), or the whole fleet."""
     scored = scores(pool, centre, now, policy, NO_RESERVATIONS)
-    ordered = tuple(Costed(s.cost_km, s.distance_penalty_km, s.broadcaster) for s in scored)
-    # Anyone outside the pool costs more than the kept-th best plus the tie margin (see nearby.py).
+    return entry_of([(s.cost_km, s.distance_penalty_km, s.broadcaster) for s in scored], now, policy, kept, version)
+
+
+def entry_of(
+    costed: Sequence[tuple[float, float, Broadcaster]], now: float, policy: RankingPolicy, kept: int, version: int
+) -> Entry:
+    """The entry from (cost, distance penalty, broadcaster) before reservations, by cost then name, as
+    `scores` gives them at the centre: every eligible broadcaster among the first `kept` or tied with
+    the `kept`-th, or all of them (NearbyIndex.ranked_at gives that)."""
+    ordered = tuple(Costed(cost, penalty, b) for cost, penalty, b in costed)
+    # Anyone left out costs more than the kept-th best plus the tie margin (see nearby.py).
     cut = ordered[kept - 1].cost_km + policy.tie_epsilon_km if len(ordered) >= kept else math.inf
     return Entry(version, now, ordered, cut)
 
 
-# (name, reserved) -> (the value it was computed for, whether its report was fresh, the penalty)
-Penalties = dict[tuple[str, int], tuple[Broadcaster, bool, float]]
+# name -> (the value and the reservation it was computed for, from when, until when, the reserved
+# load penalty or None: nothing outstanding), kept across calls: between two heartbeats a name's
+# reservation object changes only with a hand-out on it.
+Penalties = dict[str, tuple[Broadcaster, Reservation, float, float, float | None]]
 _PENALTIES_MAX = 65536
 
 
 def reserved_order(
     entry: Entry, now: float, policy: RankingPolicy, reservations: Reservations, penalties: Penalties | None = None
 ) -> tuple[list[Broadcaster], list[float]]:
-    """The entry's broadcasters and their costs with `reservations` applied, by cost then name.
-    `penalties` remembers reserved load penalties across calls (the same counts recur)."""
-    costed = []
+    """The entry's broadcasters and their costs with `reservations` applied, by cost then name (the
+    entry's own lists when no reservation moves anyone: not to be changed). `penalties` remembers
+    reserved load penalties across calls."""
     by_name = reservations.by_name
+    reserved = entry.position.keys() & by_name.keys()
+    if not reserved:  # only the entry's reserved candidates can move: usually none or a few
+        return entry.broadcasters, entry.costs
     known: Penalties = {} if penalties is None else penalties
-    for c in entry.ordered:
+    keyed = None
+    for name in reserved:
+        i = entry.position[name]
+        c = entry.ordered[i]
         b = c.broadcaster
-        n = outstanding(reservations, b, now, policy.reservation_max_age_s) if b.name in by_name else 0
-        if n == 0:
-            costed.append((c.cost_km, b.name, b))
-            continue
-        fresh = load_report_fresh(b, now, policy)
-        hit = known.get((b.name, n))
-        if hit is None or hit[0] is not b or hit[1] is not fresh:
+        r = by_name[name]
+        hit = known.get(name)
+        if hit is None or hit[0] is not b or hit[1] is not r or not hit[2] <= now <= hit[3]:
+            hit = known[name] = _reserved_penalty(b, r, reservations, now, policy)
             if len(known) >= _PENALTIES_MAX:
                 known.clear()
-            hit = known[(b.name, n)] = (b, fresh, load_penalty_km(b, n, now, policy))
-        costed.append((c.distance_penalty_km + hit[2], b.name, b))
-    costed.sort(key=lambda t: (t[0], t[1]))
-    return [t[2] for t in costed], [t[0] for t in costed]
+        if hit[4] is None:
+            continue
+        if keyed is None:
+            keyed = entry.keyed.copy()
+        keyed[i] = (c.distance_penalty_km + hit[4], name, b)
+    if keyed is None:
+        return entry.broadcasters, entry.costs
+    keyed.sort()  # by cost, then name (names differ: broadcasters are never compared)
+    return [t[2] for t in keyed], [t[0] for t in keyed]
+
+
+def _reserved_penalty(
+    b: Broadcaster, r: Reservation, reservations: Reservations, now: float, policy: RankingPolicy
+) -> tuple[Broadcaster, Reservation, float, float, float | None]:
+    """`b`'s load penalty with reservation `r` at `now`, and until when it holds: while `r` is
+    counted (until it ages out) and `b`'s report believed (until it goes stale); once either is
+    over it stays over as time goes on."""
+    n = outstanding(reservations, b, now, policy.reservation_max_age_s)
+    if n == 0:
+        return (b, r, now, math.inf, None)
+    fresh = load_report_fresh(b, now, policy)
+    until = r.since + policy.reservation_max_age_s
+    if fresh:
+        until = min(until, b.last_heartbeat + policy.metrics_max_age_s)
+    return (b, r, now, until, load_penalty_km(b, n, now, policy))
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,6 +201,7 @@ class MemoryRegistryStore:
         self.rows = rows
         self._broadcasters: dict[str, Broadcaster] = {}
         self._sorted: list[Broadcaster] | None = None  # list_all's answer until the next change
+        self._position: dict[str, int] = {}  # each name's place in it
         self._revision = 0
         self._hints: dict[str, dict[str, float]] = {}  # stream id -> name -> when noted
         # (when it may be forgotten, name), one per self-registered name: a name that heartbeat
@@ -245,8 +246,12 @@ class MemoryRegistryStore:
     # --- memory steps (no awaits) ---
 
     def _put(self, b: Broadcaster) -> Broadcaster:
+        known = b.name in self._broadcasters
         self._broadcasters[b.name] = b
-        self._sorted = None
+        if known and self._sorted is not None:  # a heartbeat: the same name in the same place
+            self._sorted[self._position[b.name]] = b
+        else:
+            self._sorted = None
         self._revision += 1
         if b.source == "self" and b.name not in self._scheduled:
             self._schedule(b)
@@ -338,6 +343,7 @@ class MemoryRegistryStore:
         await self._sweep(self._silent_ones(self.clock()))
         if self._sorted is None:  # every ranking reads the whole fleet; sort it once per change
             self._sorted = sorted(self._broadcasters.values(), key=lambda b: b.name)
+            self._position = {b.name: i for i, b in enumerate(self._sorted)}
         return list(self._sorted)
 
     def revision(self) -> int | None:

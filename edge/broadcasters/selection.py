@@ -15,6 +15,7 @@ import logging
 import math
 import operator
 import random
+from itertools import compress
 from types import MappingProxyType
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from broadcaster_registry.ranking import (
     scoring_stable_until,
 )
 from broadcaster_registry.ranking_cache import RankingCache
-from broadcaster_registry.reservations import NO_RESERVATIONS, Reservation, Reservations, one_more, settle
+from broadcaster_registry.reservations import Reservation, Reservations, one_more, outstanding, settle
 from broadcaster_registry.storage import RegistryStore, RegistryUnavailable
 from geo.location import Location
 
@@ -114,6 +115,9 @@ class Selector:
         self._handouts_failing = False
         # Derived from the last list read, rebuilt only when it changes.
         self._seen: list[Broadcaster] = []
+        self._read: list[Broadcaster] = []  # the last list read, and whether each one was admitted
+        self._verdicts: list[bool] = []
+        self._settled_at = -math.inf  # every reservation last looked at
         self._by_name: dict[str, Broadcaster] = {}
         self._index = NearbyIndex([])
 
@@ -172,17 +176,38 @@ class Selector:
         reservations its heartbeats covered are settled then."""
         revision = self.registry.revision()
         if revision is None or revision != self._revision:
-            # Never hand out an address the edge may not reach itself (edge.upstream.AddressGuard).
-            candidates = [b for b in await self.candidates() if self.admits(b)]
+            candidates = self._admitted(await self.candidates(), everyone=self._revision is _STALE)
             self._revision = revision
-            self._refresh(candidates, now)
-            # Only reserved names can keep a reservation, so only they need looking at.
-            reserved = [self._by_name[name] for name in self.reservations.by_name if name in self._by_name]
-            self._reserved = dict(settle(self.reservations, reserved, now, self.policy.reservation_max_age_s).by_name)
-            self.reservations = Reservations(MappingProxyType(self._reserved))
+            changed = self._refresh(candidates, now)
+            max_age = self.policy.reservation_max_age_s
+            if changed is None or not self._settled_at <= now < self._settled_at + max_age:
+                # Only reserved names can keep a reservation, so only they need looking at.
+                reserved = [self._by_name[name] for name in self.reservations.by_name if name in self._by_name]
+                self._reserved = dict(settle(self.reservations, reserved, now, max_age).by_name)
+                self.reservations = Reservations(MappingProxyType(self._reserved))
+                self._settled_at = now
+            else:
+                # A heartbeat settles its own broadcaster's reservations; the others are looked at
+                # once per reservation_max_age_s (ranking ignores aged-out ones meanwhile).
+                for b in changed:
+                    if b.name in self._reserved and not outstanding(self.reservations, b, now, max_age):
+                        del self._reserved[b.name]
         if now >= self._stable_until:
             self._new_version(now)
         return self._seen
+
+    def _admitted(self, read: list[Broadcaster], everyone: bool) -> list[Broadcaster]:
+        """Those of `read` the edge may hand out (edge.upstream.AddressGuard: never an address it
+        may not reach itself), judging again only the values not in the previous list read, or
+        `everyone` (after a refusal)."""
+        verdicts = self._verdicts
+        if everyone or len(read) != len(self._read):
+            verdicts = list(map(self.admits, read))
+        else:
+            for i in compress(range(len(read)), map(operator.is_not, read, self._read)):
+                verdicts[i] = self.admits(read[i])
+        self._read, self._verdicts = read, verdicts
+        return list(compress(read, verdicts))
 
     def _answer(self, candidates: list[Broadcaster], client: Location | None, now: float,
                 limit: int | None) -> list[Broadcaster]:
@@ -208,8 +233,8 @@ class Selector:
         if entry is None:
             kept = limit + cache.policy.spare
             centre = cache.centre(cell)
-            pool = self._index.shortlist(self._by_name, centre, now, kept, self.policy, NO_RESERVATIONS)
-            entry = ranking_cache.build_entry(pool, centre, now, self.policy, kept, self.version)
+            costed = self._index.ranked_at(self._by_name, centre, now, kept, self.policy)
+            entry = ranking_cache.entry_of(costed, now, self.policy, kept, self.version)
             cache.put(cell, entry)
             self.stats.computed += 1
         else:
@@ -244,25 +269,29 @@ class Selector:
         return (b.address, b.region, can_take_new_streams(b, now, self.policy.liveness),
                 floor // step if step else floor)
 
-    def _refresh(self, candidates: list[Broadcaster], now: float) -> None:
+    def _refresh(self, candidates: list[Broadcaster], now: float) -> list[Broadcaster] | None:
+        """Take `candidates` as the current list; the new values of those that changed in place
+        (none: the same list), or None when the list was taken afresh."""
         # Stores hand back the same objects until something is written, and a write (a heartbeat)
         # usually changes one broadcaster's load, not who is where: only that is looked at again.
         seen = self._seen
         if len(candidates) == len(seen):
-            if all(map(operator.is_, candidates, seen)):
-                return
-            changed = [(new, old) for new, old in zip(candidates, seen) if new is not old]
+            changed = [(candidates[i], seen[i])
+                       for i in compress(range(len(seen)), map(operator.is_not, candidates, seen))]
+            if not changed:
+                return []
             if all(_same_place(new, old) for new, old in changed):
                 self._seen = list(candidates)
                 for new, _ in changed:
                     self._by_name[new.name] = new
                 if any(self._ranking_key(new, now) != self._ranking_key(old, now) for new, old in changed):
                     self._stable_until = -math.inf  # a new version at once
-                return
+                return [new for new, _ in changed]
         self._seen = list(candidates)
         self._by_name = {b.name: b for b in candidates}
         self._index = NearbyIndex(candidates)
         self._stable_until = -math.inf
+        return None
 
 
 def _same_place(a: Broadcaster, b: Broadcaster) -> bool:

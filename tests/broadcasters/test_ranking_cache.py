@@ -11,9 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broadcaster_registry.model import Broadcaster, Load, Registration
+from broadcaster_registry import ranking_cache
 from broadcaster_registry.nearby import NearbyIndex
 from broadcaster_registry.ranking import leader_count, scores
-from broadcaster_registry.ranking_cache import CachePolicy, RankingCache, answer, build_entry, centre_of
+from broadcaster_registry.ranking_cache import (
+    CachePolicy,
+    RankingCache,
+    answer,
+    build_entry,
+    centre_of,
+    entry_of,
+)
 from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, outstanding, reserve
 from broadcaster_registry.storage import MemoryRegistryStore
 from edge.broadcasters.selection import Selector
@@ -71,6 +79,66 @@ def test_an_entry_answers_as_exact_ranking_at_its_centre(seed: int, size: int, l
         assert agrees([b.name for b in reserved.ranked], exact(broadcasters, centre, NOW, reservations), limit)
     else:  # only reservations can make it not know
         assert any(outstanding(reservations, b, NOW, POLICY.reservation_max_age_s) for b in pool)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(0, 120), kept=st.integers(1, 22))
+def test_ranked_at_gives_scores_own_costs_for_every_candidate_an_entry_needs(seed: int, size: int, kept: int) -> None:
+    """NearbyIndex.ranked_at (no scoring, eligibility and floors remembered between calls) holds,
+    with `scores`' costs (within a metre) and order, every broadcaster among the first `kept` or
+    tied with the `kept`-th, and an entry built from it has the cut of one built from a shortlist;
+    asked again later (heartbeats expiring, reports going stale) it still does."""
+    rng = random.Random(seed)
+    broadcasters = fleet(rng, size)
+    by_name = {b.name: b for b in broadcasters}
+    index = NearbyIndex(broadcasters)
+    centre = a_cell(rng)
+    for now in (NOW, NOW + rng.choice([0.0, 20.0, 40.0, 100.0, 4000.0]), NOW):
+        costed = index.ranked_at(by_name, centre, now, kept, POLICY)
+        everyone = scores(broadcasters, centre, now, POLICY, NO_RESERVATIONS)
+        needed = everyone
+        if len(everyone) > kept:
+            needed = [s for s in everyone if s.cost_km <= everyone[kept - 1].cost_km + POLICY.tie_epsilon_km - 0.01]
+        assert {s.broadcaster.name for s in needed} <= {b.name for _, _, b in costed}
+        assert len(costed) <= len(everyone)
+        for (cost, penalty, b), s in zip(costed, everyone):
+            assert math.isclose(cost, s.cost_km, abs_tol=1e-3) and math.isclose(penalty, s.distance_penalty_km,
+                                                                                  abs_tol=1e-3)
+            if b is not s.broadcaster:  # only where rounding can swap two of (almost) the same cost
+                assert any(math.isclose(cost, t.cost_km, abs_tol=1e-3) for t in everyone if t.broadcaster is b)
+        pool = index.shortlist(by_name, centre, now, kept, POLICY, NO_RESERVATIONS)
+        assert math.isclose(entry_of(costed, now, POLICY, kept, 1).cut,
+                            build_entry(pool, centre, now, POLICY, kept, 1).cut, abs_tol=1e-3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(1, 60), steps=st.integers(1, 30))
+def test_reserved_penalties_kept_across_requests_change_nothing(seed: int, size: int, steps: int) -> None:
+    """reserved_order keeps each name's reserved load penalty while its value, its reservation and
+    the time window they hold in are the same: whatever the hand-outs, settlements and time in
+    between (reservations ageing out, reports going stale, time going back), the order is the one
+    computed afresh."""
+    rng = random.Random(seed)
+    broadcasters = fleet(rng, size)
+    centre = a_cell(rng)
+    kept = rng.randint(1, 20)
+    pool = NearbyIndex(broadcasters).shortlist({b.name: b for b in broadcasters}, centre, NOW, kept, POLICY,
+                                               NO_RESERVATIONS)
+    entry = build_entry(pool, centre, NOW, POLICY, kept, version=1)
+    names = [c.broadcaster.name for c in entry.ordered] or ["nobody"]
+    kept_penalties: ranking_cache.Penalties = {}
+    reservations = NO_RESERVATIONS
+    now = NOW
+    for _ in range(steps):
+        step = rng.random()
+        if step < 0.6:
+            reservations = reserve(reservations, rng.choice(names), now)
+        elif step < 0.75:  # settled by a heartbeat
+            gone = rng.choice(names)
+            reservations = Reservations({n: r for n, r in reservations.by_name.items() if n != gone})
+        now += rng.choice([0.0, 0.5, 5.0, 29.0, 31.0, -1.0])
+        assert ranking_cache.reserved_order(entry, now, POLICY, reservations, kept_penalties) == \
+            ranking_cache.reserved_order(entry, now, POLICY, reservations)
 
 
 async def run_with_changes(seed: int, size: int, requests: int) -> None:
