@@ -2,15 +2,16 @@
 upstream load with 1 and with many players, the cost of merge / parse / render by window length and
 broadcaster count, and of one whole feed refresh round.
 
-    .venv/bin/python -m bench.bench_playlists [--requests 20000] [--concurrency 32] [--players 500]
+    .venv/bin/python -m bench.bench_playlists [--requests 20000] [--rounds 3] [--concurrency 32] [--players 500]
                                               [--only serve,upstream,merge,refresh,workers] [--workers 1,2]
 
 1. Serving: a real `edge serve` process (EDGE_* environment, production defaults otherwise: access
    log on, poll interval 1 s) merges a live stream carried by 3 fake broadcasters (tests/fakes.py,
    real aiohttp servers in this process) while an ingest adds a 2 s segment every 2 s and moves to
-   the next broadcaster every 3 segments. Its merged playlist is fetched once and served constant by
-   a bare uvicorn app with the same uvicorn settings (`bench.common:constant_app`). Both are driven
-   by the same lean keep-alive client (bench.common.drive): `--requests` GETs on `--concurrency`
+   the next broadcaster every 3 segments. One answer of its merged playlist (body and headers) is
+   fetched once and served constant, at the same path, by a bare uvicorn app with the same uvicorn
+   settings (`bench.common:constant_app`). Both are driven by the same lean keep-alive client
+   (bench.common.drive), `--rounds` times alternately: `--requests` GETs on `--concurrency`
    connections after a warm-up, with `Accept-Encoding: identity` and `gzip` (the edge serves
    pre-compressed bytes). Server CPU time per request is reported too: it does not depend on how
    fast the client is.
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import sys
@@ -52,6 +54,7 @@ from bench.common import (
     clean_env,
     drive,
     machine,
+    response_headers,
     run,
     summary,
     table,
@@ -252,12 +255,23 @@ async def measure_upstream(setup: LiveSetup, players: int, window_s: float, seed
     )
 
 
-async def fetch_raw(url: str, encoding: str) -> bytes:
+async def fetch_raw(url: str, encoding: str) -> tuple[bytes, list[list[str]]]:
+    """One response's body, undecoded, and its headers (all but Date and Server)."""
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         async with session.get(url, headers={"Accept-Encoding": encoding}) as response:
             if response.status != 200:
                 raise RuntimeError(f"{url}: {response.status}")
-            return await response.read()
+            return await response.read(), response_headers(response.raw_headers)
+
+
+def pooled(results: Sequence[LoadResult]) -> LoadResult:
+    """Rounds of one server as one run: their requests, time, latencies and CPU added up."""
+    cpu = [r.server_cpu_s for r in results]
+    return replace(
+        results[0], requests=sum(r.requests for r in results), seconds=sum(r.seconds for r in results),
+        latencies_ms=[x for r in results for x in r.latencies_ms], errors=sum(r.errors for r in results),
+        server_cpu_s=None if None in cpu else sum(cpu),  # type: ignore[arg-type]
+        client_cpu_s=sum(r.client_cpu_s for r in results))
 
 
 async def measure_serving(setup: LiveSetup, args: argparse.Namespace, workers: int = 1,
@@ -265,27 +279,32 @@ async def measure_serving(setup: LiveSetup, args: argparse.Namespace, workers: i
     """(bare, edge) pairs, one per encoding, driven alternately by the same client; the bare app
     runs as many uvicorn workers as the edge."""
     url = setup.playlist_url()
-    body = await fetch_raw(url, "identity")
-    gzipped = await fetch_raw(url, "gzip")
-    (setup.tmp / "body").write_bytes(body)
-    (setup.tmp / "body.gz").write_bytes(gzipped)
+    # The bare app sends what the edge sent for one request: the same body and the same headers
+    # (Age included, its value frozen), for the same path; uvicorn adds Date to both.
+    for encoding, name in (("identity", "body"), ("gzip", "body.gz")):
+        body, headers = await fetch_raw(url, encoding)
+        (setup.tmp / name).write_bytes(body)
+        (setup.tmp / f"{name}.headers").write_text(json.dumps(headers))
     port = free_port()
     env = clean_env(BENCH_BODY_FILE=str(setup.tmp / "body"), BENCH_GZIP_FILE=str(setup.tmp / "body.gz"),
-                    BENCH_CONTENT_TYPE=MPEGURL)
+                    BENCH_HEADERS_FILE=str(setup.tmp / "body.headers"),
+                    BENCH_GZIP_HEADERS_FILE=str(setup.tmp / "body.gz.headers"))
     bare = ServerProcess.start(uvicorn_command("bench.common:constant_app", port, workers), env,
                                setup.tmp / "bare.log", port)
+    path = url.removeprefix(setup.edge.url)
     pairs = []
     try:
         for encoding in encodings:
             headers = {"Accept-Encoding": encoding}
-            pair = []
-            for name, server, target in (("bare uvicorn app", bare, f"{bare.url}/"), ("edge", setup.edge, url)):
-                result = await drive(f"{name}, {encoding}", target, args.requests, args.concurrency,
-                                     args.warmup, headers, server)
-                if result.errors:
-                    raise RuntimeError(f"{result.name}: {result.errors} requests failed: {result.statuses}")
-                pair.append(result)
-            pairs.append((pair[0], pair[1]))
+            rounds: tuple[list[LoadResult], list[LoadResult]] = ([], [])
+            for _ in range(args.rounds):  # alternately, so that both meet the same background load
+                for name, server, runs in (("bare uvicorn app", bare, rounds[0]), ("edge", setup.edge, rounds[1])):
+                    result = await drive(f"{name}, {encoding}", server.url + path, args.requests, args.concurrency,
+                                         args.warmup, headers, server)
+                    if result.errors:
+                        raise RuntimeError(f"{result.name}: {result.errors} requests failed: {result.statuses}")
+                    runs.append(result)
+            pairs.append((pooled(rounds[0]), pooled(rounds[1])))
     finally:
         bare.stop()
     return pairs
@@ -512,7 +531,7 @@ def fmt_us(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
-SERVING_COLUMNS = ["server, Accept-Encoding", "body bytes", "requests/s", "p50 ms", "p99 ms",
+SERVING_COLUMNS = ["server, Accept-Encoding", "header / body bytes", "requests/s", "p50 ms", "p99 ms",
                    "server CPU us/request", "server CPU busy", "client CPU busy"]
 
 
@@ -521,7 +540,7 @@ def serving_rows(bare: LoadResult, edge: LoadResult, ratio_label: str) -> list[l
     rows = []
     for r in (bare, edge):
         cpu = r.server_cpu_us_per_request
-        rows.append([r.name, f"{r.bytes_per_response:,}", f"{r.rps:,.0f}", f"{r.p(50):.2f}", f"{r.p(99):.2f}",
+        rows.append([r.name, f"{r.head_bytes_per_response:,} / {r.bytes_per_response:,}", f"{r.rps:,.0f}", f"{r.p(50):.2f}", f"{r.p(99):.2f}",
                      "n/a" if cpu is None else f"{cpu:,.0f}",
                      "n/a" if r.server_busy is None else f"{r.server_busy:.0%}",
                      f"{r.client_cpu_s / r.seconds:.0%}"])
@@ -539,8 +558,10 @@ def report_serving(pairs: list[tuple[LoadResult, LoadResult]], args: argparse.Na
         rows += serving_rows(bare, edge, f"edge / bare, {edge.name.split(', ')[1]}")
     head = (f"Merged playlist `GET /stream/{{id}}/source.m3u8`, warm, 3 broadcasters carrying a live stream "
             f"(2 renditions, a new 2 s segment every 2 s), edge access log {'on' if args.access_log else 'off'}; "
-            f"{args.requests:,} requests after {args.warmup:,} warm-up on {args.concurrency} keep-alive "
-            f"connections (one client process); the bare app serves the same bytes. Server CPU: user+system "
+            f"{args.rounds} alternating rounds per server of {args.requests:,} requests after {args.warmup:,} "
+            f"warm-up on {args.concurrency} keep-alive connections (one client process), pooled; the bare app "
+            f"is asked for the same path and sends the same body and headers (those of one edge response, "
+            f"Date added by uvicorn to both). Server CPU: user+system "
             f"time of the server process per request, and its share of one core; client CPU: the load "
             f"generator's share of one core (near 100%: the client, not the server, set the pace).\n")
     return head + "\n" + table(SERVING_COLUMNS, rows)
@@ -552,7 +573,8 @@ def report_workers(runs: list[tuple[int, LoadResult, LoadResult]], args: argpars
         named = [replace(r, name=f"{r.name}, {workers} worker{'s' if workers > 1 else ''}") for r in (bare, edge)]
         rows += serving_rows(*named, f"edge / bare, {workers} worker{'s' if workers > 1 else ''}")
     head = (f"`edge serve --workers N` on SQLite (one worker polls, all serve) against a bare uvicorn app "
-            f"with as many workers, the same merged playlist, {args.requests:,} requests after "
+            f"with as many workers, the same merged playlist and headers, {args.rounds} alternating rounds of "
+            f"{args.requests:,} requests after "
             f"{args.warmup:,} warm-up on {args.concurrency} keep-alive connections from one client process. "
             f"Server CPU: user+system time of the supervisor and its workers per request, and their share "
             f"of one core.\n")
@@ -688,6 +710,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000, help="measured requests per server and encoding")
     parser.add_argument("--warmup", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="serving: alternate rounds of --requests per server and encoding, pooled")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--players", type=int, default=500)
     parser.add_argument("--window", type=float, default=10.0, help="seconds of counting upstream requests")
