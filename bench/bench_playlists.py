@@ -274,10 +274,21 @@ def pooled(results: Sequence[LoadResult]) -> LoadResult:
         client_cpu_s=sum(r.client_cpu_s for r in results))
 
 
+@dataclass
+class Serving:
+    """One encoding's pooled runs: the bare app, the edge, and (optionally) the bare app on the
+    edge's HTTP protocol, which sends a response of known length in one write where stock uvicorn
+    makes two (edge.connections.OneWriteProtocol): what the edge's own code costs beyond that."""
+
+    bare: LoadResult
+    edge: LoadResult
+    one_write: LoadResult | None = None
+
+
 async def measure_serving(setup: LiveSetup, args: argparse.Namespace, workers: int = 1,
-                          encodings: Sequence[str] = ("identity", "gzip")) -> list[tuple[LoadResult, LoadResult]]:
-    """(bare, edge) pairs, one per encoding, driven alternately by the same client; the bare app
-    runs as many uvicorn workers as the edge."""
+                          encodings: Sequence[str] = ("identity", "gzip"), one_write: bool = True) -> list[Serving]:
+    """One `Serving` per encoding, each server driven in turn by the same client; the bare apps
+    run as many uvicorn workers as the edge."""
     url = setup.playlist_url()
     # The bare app sends what the edge sent for one request: the same body and the same headers
     # (Age included, its value frozen), for the same path; uvicorn adds Date to both.
@@ -289,25 +300,34 @@ async def measure_serving(setup: LiveSetup, args: argparse.Namespace, workers: i
     env = clean_env(BENCH_BODY_FILE=str(setup.tmp / "body"), BENCH_GZIP_FILE=str(setup.tmp / "body.gz"),
                     BENCH_HEADERS_FILE=str(setup.tmp / "body.headers"),
                     BENCH_GZIP_HEADERS_FILE=str(setup.tmp / "body.gz.headers"))
-    bare = ServerProcess.start(uvicorn_command("bench.common:constant_app", port, workers), env,
-                               setup.tmp / "bare.log", port)
-    path = url.removeprefix(setup.edge.url)
-    pairs = []
+    servers = [("bare uvicorn app", ServerProcess.start(uvicorn_command("bench.common:constant_app", port, workers),
+                                                         env, setup.tmp / "bare.log", port))]
     try:
+        if one_write:
+            port = free_port()
+            servers.append(("bare app, one write", ServerProcess.start(
+                uvicorn_command("bench.common:constant_app", port, workers, http="edge.connections:OneWriteProtocol"),
+                env, setup.tmp / "bare-one-write.log", port)))
+        servers.append(("edge", setup.edge))
+        path = url.removeprefix(setup.edge.url)
+        measured = []
         for encoding in encodings:
             headers = {"Accept-Encoding": encoding}
-            rounds: tuple[list[LoadResult], list[LoadResult]] = ([], [])
-            for _ in range(args.rounds):  # alternately, so that both meet the same background load
-                for name, server, runs in (("bare uvicorn app", bare, rounds[0]), ("edge", setup.edge, rounds[1])):
+            rounds: list[list[LoadResult]] = [[] for _ in servers]
+            for _ in range(args.rounds):  # in turn, so that all meet the same background load
+                for (name, server), runs in zip(servers, rounds):
                     result = await drive(f"{name}, {encoding}", server.url + path, args.requests, args.concurrency,
                                          args.warmup, headers, server)
                     if result.errors:
                         raise RuntimeError(f"{result.name}: {result.errors} requests failed: {result.statuses}")
                     runs.append(result)
-            pairs.append((pooled(rounds[0]), pooled(rounds[1])))
+            pooled_runs = [pooled(runs) for runs in rounds]
+            measured.append(Serving(pooled_runs[0], pooled_runs[-1], pooled_runs[1] if one_write else None))
     finally:
-        bare.stop()
-    return pairs
+        for name, server in servers:
+            if server is not setup.edge:
+                server.stop()
+    return measured
 
 
 # --- 3: pure functions -------------------------------------------------------------------------
@@ -535,43 +555,51 @@ SERVING_COLUMNS = ["server, Accept-Encoding", "header / body bytes", "requests/s
                    "server CPU us/request", "server CPU busy", "client CPU busy"]
 
 
-def serving_rows(bare: LoadResult, edge: LoadResult, ratio_label: str) -> list[list[str]]:
-    """Both runs' rows and the edge / bare ratios, in SERVING_COLUMNS."""
+def serving_rows(serving: Serving, ratio_label: str) -> list[list[str]]:
+    """The runs' rows and the edge / bare ratios, in SERVING_COLUMNS."""
     rows = []
-    for r in (bare, edge):
+    bare, edge = serving.bare, serving.edge
+    for r in (bare, *([serving.one_write] if serving.one_write else []), edge):
         cpu = r.server_cpu_us_per_request
         rows.append([r.name, f"{r.head_bytes_per_response:,} / {r.bytes_per_response:,}", f"{r.rps:,.0f}", f"{r.p(50):.2f}", f"{r.p(99):.2f}",
                      "n/a" if cpu is None else f"{cpu:,.0f}",
                      "n/a" if r.server_busy is None else f"{r.server_busy:.0%}",
                      f"{r.client_cpu_s / r.seconds:.0%}"])
-    rows.append([f"**{ratio_label}**", "", f"**{edge.rps / bare.rps:.2f}**", f"{edge.p(50) / bare.p(50):.2f}x",
-                 f"{edge.p(99) / bare.p(99):.2f}x",
-                 "" if None in (edge.server_cpu_s, bare.server_cpu_s) else
-                 f"{edge.server_cpu_us_per_request / bare.server_cpu_us_per_request:.1f}x",  # type: ignore[operator]
-                 "", ""])
+    for base, label in ((bare, ratio_label), (serving.one_write, ratio_label.replace("bare", "bare one write"))):
+        if base is None:
+            continue
+        rows.append([f"**{label}**", "", f"**{edge.rps / base.rps:.2f}**", f"{edge.p(50) / base.p(50):.2f}x",
+                     f"{edge.p(99) / base.p(99):.2f}x",
+                     "" if None in (edge.server_cpu_s, base.server_cpu_s) else
+                     f"{edge.server_cpu_us_per_request / base.server_cpu_us_per_request:.2f}x",  # type: ignore[operator]
+                     "", ""])
     return rows
 
 
-def report_serving(pairs: list[tuple[LoadResult, LoadResult]], args: argparse.Namespace) -> str:
+def report_serving(measured: list[Serving], args: argparse.Namespace) -> str:
     rows = []
-    for bare, edge in pairs:
-        rows += serving_rows(bare, edge, f"edge / bare, {edge.name.split(', ')[1]}")
+    for serving in measured:
+        rows += serving_rows(serving, f"edge / bare, {serving.edge.name.split(', ')[1]}")
     head = (f"Merged playlist `GET /stream/{{id}}/source.m3u8`, warm, 3 broadcasters carrying a live stream "
             f"(2 renditions, a new 2 s segment every 2 s), edge access log {'on' if args.access_log else 'off'}; "
             f"{args.rounds} alternating rounds per server of {args.requests:,} requests after {args.warmup:,} "
             f"warm-up on {args.concurrency} keep-alive connections (one client process), pooled; the bare app "
             f"is asked for the same path and sends the same body and headers (those of one edge response, "
-            f"Date added by uvicorn to both). Server CPU: user+system "
+            f"Date added by uvicorn to both); the bare app runs on stock uvicorn and, as a second baseline, on "
+            f"the edge's HTTP protocol, which sends a response of known length in one write rather than two "
+            f"(`edge.connections.OneWriteProtocol`). Server CPU: user+system "
             f"time of the server process per request, and its share of one core; client CPU: the load "
             f"generator's share of one core (near 100%: the client, not the server, set the pace).\n")
     return head + "\n" + table(SERVING_COLUMNS, rows)
 
 
-def report_workers(runs: list[tuple[int, LoadResult, LoadResult]], args: argparse.Namespace) -> str:
+def report_workers(runs: list[tuple[int, Serving]], args: argparse.Namespace) -> str:
     rows = []
-    for workers, bare, edge in runs:
-        named = [replace(r, name=f"{r.name}, {workers} worker{'s' if workers > 1 else ''}") for r in (bare, edge)]
-        rows += serving_rows(*named, f"edge / bare, {workers} worker{'s' if workers > 1 else ''}")
+    for workers, serving in runs:
+        suffix = f", {workers} worker{'s' if workers > 1 else ''}"
+        named = Serving(replace(serving.bare, name=serving.bare.name + suffix),
+                        replace(serving.edge, name=serving.edge.name + suffix))
+        rows += serving_rows(named, f"edge / bare{suffix}")
     head = (f"`edge serve --workers N` on SQLite (one worker polls, all serve) against a bare uvicorn app "
             f"with as many workers, the same merged playlist and headers, {args.rounds} alternating rounds of "
             f"{args.requests:,} requests after "
@@ -581,15 +609,20 @@ def report_workers(runs: list[tuple[int, LoadResult, LoadResult]], args: argpars
     return head + "\n" + table(SERVING_COLUMNS, rows)
 
 
-def serving_ratios(pairs: list[tuple[LoadResult, LoadResult]], suffix: str = "") -> list[Ratio]:
+def serving_ratios(measured: list[Serving], suffix: str = "") -> list[Ratio]:
     ratios = []
-    for bare, edge in pairs:
+    for serving in measured:
+        edge = serving.edge
         encoding = edge.name.split(", ")[1] + suffix
-        ratios.append(Ratio(f"merged playlist requests/s, edge / bare app, {encoding}", edge.rps, bare.rps,
-                            "requests/s"))
-        if edge.server_cpu_us_per_request and bare.server_cpu_us_per_request:
-            ratios.append(Ratio(f"server CPU per request, edge / bare app, {encoding}",
-                                edge.server_cpu_us_per_request, bare.server_cpu_us_per_request, "us"))
+        for base, name in ((serving.bare, "bare app"), (serving.one_write, "bare app with one write")):
+            if base is None:
+                continue
+            ratios.append(Ratio(f"merged playlist requests/s, edge / {name}, {encoding}", edge.rps, base.rps,
+                                "requests/s"))
+            ratios.append(Ratio(f"merged playlist p99, edge / {name}, {encoding}", edge.p(99), base.p(99), "ms"))
+            if edge.server_cpu_us_per_request and base.server_cpu_us_per_request:
+                ratios.append(Ratio(f"server CPU per request, edge / {name}, {encoding}",
+                                    edge.server_cpu_us_per_request, base.server_cpu_us_per_request, "us"))
     return ratios
 
 
@@ -681,8 +714,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 setup, ingest_task = await start_live(tmp / f"workers-{workers}", args.access_log, workers)
                 try:
                     await asyncio.sleep(6)  # every worker up, the window grown
-                    ((bare, edge),) = await measure_serving(setup, args, workers, ("gzip",))
-                    runs.append((workers, bare, edge))
+                    (serving,) = await measure_serving(setup, args, workers, ("gzip",), one_write=False)
+                    runs.append((workers, serving))
                     print(f"workers {workers}: done", file=sys.stderr)
                 finally:
                     ingest_task.cancel()
@@ -690,8 +723,8 @@ async def main_async(args: argparse.Namespace) -> None:
                     for fake in setup.fakes:
                         await fake.stop()
             out += ["### Serving with several worker processes", report_workers(runs, args)]
-            for workers, bare, edge in runs:
-                ratios += serving_ratios([(bare, edge)], f", {workers} worker(s) each")
+            for workers, serving in runs:
+                ratios += serving_ratios([serving], f", {workers} worker(s) each")
         if "merge" in sections:
             merge_rows, render_rows, parse_one = measure_pure((6, 60, 3600), (1, 3, 20), args.budget,
                                                                getattr(time, args.clock))

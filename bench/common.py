@@ -288,12 +288,13 @@ async def constant_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def uvicorn_command(app: str, port: int, workers: int = 1) -> list[str]:
+def uvicorn_command(app: str, port: int, workers: int = 1, http: str = "auto") -> list[str]:
     """uvicorn as `edge serve` runs it: `workers` processes, auto loop and HTTP parser (uvloop and
-    httptools when installed), no access log, no Server header, no proxy headers."""
+    httptools when installed; `http` may name another protocol class), no access log, no Server
+    header, no proxy headers."""
     return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
             "--log-level", "warning", "--no-access-log", "--no-server-header", "--no-proxy-headers",
-            "--lifespan", "on", "--workers", str(workers)]
+            "--lifespan", "on", "--workers", str(workers), "--http", http]
 
 
 # --- reporting -------------------------------------------------------------------------------

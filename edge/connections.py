@@ -68,21 +68,32 @@ class OneWrite:
         return getattr(self.transport, name)
 
 
+class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """uvicorn's HTTP protocol sending a response of known length in one write (`OneWrite`)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)  # flow control keeps the transport itself
+        self.transport = OneWrite(transport)
+
+    def on_response_complete(self) -> None:
+        self.transport.flush()  # a head with nothing after it (HEAD, an empty body)
+        super().on_response_complete()
+
+
 def guarded_protocol(header_timeout: float, per_client: int, exempt: TrustedProxies) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol, closing a connection that has waited `header_timeout` seconds for a
-    request's headers, and any connection beyond `per_client` (0: no cap) from one address outside
+    """The edge's HTTP protocol (OneWriteProtocol), closing a connection that has waited
+    `header_timeout` seconds for a request's headers, and any connection beyond `per_client` (0: no cap) from one address outside
     `exempt` (proxies and CDNs carry many clients' connections)."""
     open_by_client: dict[str, int] = {}
     refused_logged: set[str] = set()
 
-    class GuardedProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    class GuardedProtocol(OneWriteProtocol):
         _deadline: asyncio.TimerHandle | None = None
         _client_key: str | None = None
         _cycle_at_arming: Any = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)  # flow control keeps the transport itself
-            self.transport = OneWrite(transport)
+            super().connection_made(transport)
             host = self.client[0] if self.client else None
             if host is not None and per_client and not exempt.contains(host):
                 count = open_by_client.get(host, 0)
@@ -111,10 +122,6 @@ def guarded_protocol(header_timeout: float, per_client: int, exempt: TrustedProx
                     open_by_client.pop(host, None)
                     refused_logged.discard(host)
             super().connection_lost(exc)
-
-        def on_response_complete(self) -> None:
-            self.transport.flush()  # a head with nothing after it (HEAD, an empty body)
-            super().on_response_complete()
 
         def _arm(self) -> None:
             self._cycle_at_arming = self.cycle
