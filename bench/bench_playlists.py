@@ -71,6 +71,7 @@ from edge.playlists.merge import (
     merge,
 )
 from edge.playlists.render import render_media
+from edge.playlists.layout import Layout, SegmentPlace
 from edge.playlists.upstream_parse import parse_upstream
 from tests.fakes import FakeBroadcaster
 from tests.processes import free_port
@@ -366,18 +367,19 @@ class Steady:
     policy: Policy
     before: list[FetchedPlaylist]
     after: list[FetchedPlaylist]
-    texts: list[tuple[str, str, str]]  # (playlist text, playlist URL, origin) per broadcaster, after
+    texts: list[tuple[str, str, str, SegmentPlace]]  # parse_upstream's arguments per broadcaster, after
 
 
 def fetched_from(fakes: Sequence[FakeBroadcaster], stream_id: str, rendition: str) -> tuple[
-        list[FetchedPlaylist], list[tuple[str, str, str]]]:
+        list[FetchedPlaylist], list[tuple[str, str, str, SegmentPlace]]]:
     fetched, texts = [], []
+    place = Layout().segment_place(stream_id, rendition)  # go-livepeer's, as the fakes serve
     for fake in fakes:
         url = f"{fake.url}/stream/{stream_id}/{rendition}.m3u8"
         text = fake.playlist_text(stream_id, rendition)
-        texts.append((text, url, fake.url))
+        texts.append((text, url, fake.url, place))
         fetched.append(FetchedPlaylist(broadcaster=BroadcasterRef(fake.name, fake.url),
-                                       playlist=parse_upstream(text, url, fake.url)))
+                                       playlist=parse_upstream(text, url, fake.url, place)))
     return fetched, texts
 
 
