@@ -10,11 +10,14 @@ broadcaster count, and of one whole feed refresh round.
    real aiohttp servers in this process) while an ingest adds a 2 s segment every 2 s and moves to
    the next broadcaster every 3 segments. One answer of its merged playlist (body and headers) is
    fetched once and served constant, at the same path, by a bare uvicorn app with the same uvicorn
-   settings (`bench.common:constant_app`). Both are driven by the same lean keep-alive client
+   settings (`bench.common:constant_app`), and, as a second baseline, by the same app on the edge's
+   HTTP protocol (one write per response, edge.connections.OneWriteProtocol): the first is the
+   issue's baseline, the second isolates the edge's own code. All are driven by the same lean keep-alive client
    (bench.common.drive), `--rounds` times alternately: `--requests` GETs on `--concurrency`
    connections after a warm-up, with `Accept-Encoding: identity` and `gzip` (the edge serves
-   pre-compressed bytes). Server CPU time per request is reported too: it does not depend on how
-   fast the client is.
+   pre-compressed bytes). Server CPU time per request is reported too: it depends far less on how
+   fast the client is. The tables pool the rounds; the summary's requests/s and p99 ratios are the
+   median over rounds of edge / baseline, each round's servers measured back to back.
 2. Upstream load: 1, then `--players` players each re-fetching a rendition's playlist every second;
    the fake broadcasters count the playlist requests they get over `--window` seconds.
 3. Merge: pure functions timed in-process (median of batches, time.perf_counter): merge() of one new
@@ -41,7 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -284,6 +287,13 @@ class Serving:
     bare: LoadResult
     edge: LoadResult
     one_write: LoadResult | None = None
+    rounds: list[tuple[LoadResult, LoadResult | None, LoadResult]] = field(default_factory=list)  # (bare, one write, edge)
+
+    def paired(self, figure: Callable[[LoadResult], float], one_write: bool = False) -> float:
+        """The median over rounds of edge / baseline for `figure`, each round's servers measured back
+        to back: steadier than the pooled figures when other work comes and goes on the machine."""
+        return statistics.median(figure(edge) / figure(one if one_write else bare)  # type: ignore[arg-type]
+                                 for bare, one, edge in self.rounds)
 
 
 async def measure_serving(setup: LiveSetup, args: argparse.Namespace, workers: int = 1,
@@ -323,7 +333,8 @@ async def measure_serving(setup: LiveSetup, args: argparse.Namespace, workers: i
                         raise RuntimeError(f"{result.name}: {result.errors} requests failed: {result.statuses}")
                     runs.append(result)
             pooled_runs = [pooled(runs) for runs in rounds]
-            measured.append(Serving(pooled_runs[0], pooled_runs[-1], pooled_runs[1] if one_write else None))
+            measured.append(Serving(pooled_runs[0], pooled_runs[-1], pooled_runs[1] if one_write else None,
+                                    [(r[0], r[1] if one_write else None, r[-1]) for r in zip(*rounds)]))
     finally:
         for name, server in servers:
             if server is not setup.edge:
@@ -619,9 +630,12 @@ def serving_ratios(measured: list[Serving], suffix: str = "") -> list[Ratio]:
         for base, name in ((serving.bare, "bare app"), (serving.one_write, "bare app with one write")):
             if base is None:
                 continue
-            ratios.append(Ratio(f"merged playlist requests/s, edge / {name}, {encoding}", edge.rps, base.rps,
-                                "requests/s"))
-            ratios.append(Ratio(f"merged playlist p99, edge / {name}, {encoding}", edge.p(99), base.p(99), "ms"))
+            one = base is serving.one_write
+            rounds = f"median of {len(serving.rounds)} paired rounds"
+            ratios.append(Ratio(f"merged playlist requests/s, edge / {name}, {encoding} ({rounds})",
+                                serving.paired(lambda r: r.rps, one), 1.0))
+            ratios.append(Ratio(f"merged playlist p99, edge / {name}, {encoding} ({rounds})",
+                                serving.paired(lambda r: r.p(99), one), 1.0))
             if edge.server_cpu_us_per_request and base.server_cpu_us_per_request:
                 ratios.append(Ratio(f"server CPU per request, edge / {name}, {encoding}",
                                     edge.server_cpu_us_per_request, base.server_cpu_us_per_request, "us"))
@@ -745,7 +759,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000, help="measured requests per server and encoding")
     parser.add_argument("--warmup", type=int, default=2_000)
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="serving: alternate rounds of --requests per server and encoding, pooled")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--players", type=int, default=500)
