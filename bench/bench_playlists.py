@@ -2,18 +2,22 @@
 upstream load with 1 and with many players, the cost of merge / parse / render by window length and
 broadcaster count, and of one whole feed refresh round.
 
-    .venv/bin/python -m bench.bench_playlists [--requests 20000] [--concurrency 32] [--players 500]
+    .venv/bin/python -m bench.bench_playlists [--requests 20000] [--rounds 3] [--concurrency 32] [--players 500]
                                               [--only serve,upstream,merge,refresh,workers] [--workers 1,2]
 
 1. Serving: a real `edge serve` process (EDGE_* environment, production defaults otherwise: access
    log on, poll interval 1 s) merges a live stream carried by 3 fake broadcasters (tests/fakes.py,
    real aiohttp servers in this process) while an ingest adds a 2 s segment every 2 s and moves to
-   the next broadcaster every 3 segments. Its merged playlist is fetched once and served constant by
-   a bare uvicorn app with the same uvicorn settings (`bench.common:constant_app`). Both are driven
-   by the same lean keep-alive client (bench.common.drive): `--requests` GETs on `--concurrency`
+   the next broadcaster every 3 segments. One answer of its merged playlist (body and headers) is
+   fetched once and served constant, at the same path, by a bare uvicorn app with the same uvicorn
+   settings (`bench.common:constant_app`), and, as a second baseline, by the same app on the edge's
+   HTTP protocol (one write per response, edge.connections.OneWriteProtocol): the first is the
+   issue's baseline, the second isolates the edge's own code. All are driven by the same lean keep-alive client
+   (bench.common.drive), `--rounds` times alternately: `--requests` GETs on `--concurrency`
    connections after a warm-up, with `Accept-Encoding: identity` and `gzip` (the edge serves
-   pre-compressed bytes). Server CPU time per request is reported too: it does not depend on how
-   fast the client is.
+   pre-compressed bytes). Server CPU time per request is reported too: it depends far less on how
+   fast the client is. The tables pool the rounds; the summary's requests/s and p99 ratios are the
+   median over rounds of edge / baseline, each round's servers measured back to back.
 2. Upstream load: 1, then `--players` players each re-fetching a rendition's playlist every second;
    the fake broadcasters count the playlist requests they get over `--window` seconds.
 3. Merge: pure functions timed in-process (median of batches, time.perf_counter): merge() of one new
@@ -34,12 +38,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -52,6 +57,7 @@ from bench.common import (
     clean_env,
     drive,
     machine,
+    response_headers,
     run,
     summary,
     table,
@@ -253,43 +259,87 @@ async def measure_upstream(setup: LiveSetup, players: int, window_s: float, seed
     )
 
 
-async def fetch_raw(url: str, encoding: str) -> bytes:
+async def fetch_raw(url: str, encoding: str) -> tuple[bytes, list[list[str]]]:
+    """One response's body, undecoded, and its headers (all but Date and Server)."""
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         async with session.get(url, headers={"Accept-Encoding": encoding}) as response:
             if response.status != 200:
                 raise RuntimeError(f"{url}: {response.status}")
-            return await response.read()
+            return await response.read(), response_headers(response.raw_headers)
+
+
+def pooled(results: Sequence[LoadResult]) -> LoadResult:
+    """Rounds of one server as one run: their requests, time, latencies and CPU added up."""
+    cpu = [r.server_cpu_s for r in results]
+    return replace(
+        results[0], requests=sum(r.requests for r in results), seconds=sum(r.seconds for r in results),
+        latencies_ms=[x for r in results for x in r.latencies_ms], errors=sum(r.errors for r in results),
+        server_cpu_s=None if None in cpu else sum(cpu),  # type: ignore[arg-type]
+        client_cpu_s=sum(r.client_cpu_s for r in results))
+
+
+@dataclass
+class Serving:
+    """One encoding's pooled runs: the bare app, the edge, and (optionally) the bare app on the
+    edge's HTTP protocol, which sends a response of known length in one write where stock uvicorn
+    makes two (edge.connections.OneWriteProtocol): what the edge's own code costs beyond that."""
+
+    bare: LoadResult
+    edge: LoadResult
+    one_write: LoadResult | None = None
+    rounds: list[tuple[LoadResult, LoadResult | None, LoadResult]] = field(default_factory=list)  # (bare, one write, edge)
+
+    def paired(self, figure: Callable[[LoadResult], float], one_write: bool = False) -> float:
+        """The median over rounds of edge / baseline for `figure`, each round's servers measured back
+        to back: steadier than the pooled figures when other work comes and goes on the machine."""
+        return statistics.median(figure(edge) / figure(one if one_write else bare)  # type: ignore[arg-type]
+                                 for bare, one, edge in self.rounds)
 
 
 async def measure_serving(setup: LiveSetup, args: argparse.Namespace, workers: int = 1,
-                          encodings: Sequence[str] = ("identity", "gzip")) -> list[tuple[LoadResult, LoadResult]]:
-    """(bare, edge) pairs, one per encoding, driven alternately by the same client; the bare app
-    runs as many uvicorn workers as the edge."""
+                          encodings: Sequence[str] = ("identity", "gzip"), one_write: bool = True) -> list[Serving]:
+    """One `Serving` per encoding, each server driven in turn by the same client; the bare apps
+    run as many uvicorn workers as the edge."""
     url = setup.playlist_url()
-    body = await fetch_raw(url, "identity")
-    gzipped = await fetch_raw(url, "gzip")
-    (setup.tmp / "body").write_bytes(body)
-    (setup.tmp / "body.gz").write_bytes(gzipped)
+    # The bare app sends what the edge sent for one request: the same body and the same headers
+    # (Age included, its value frozen), for the same path; uvicorn adds Date to both.
+    for encoding, name in (("identity", "body"), ("gzip", "body.gz")):
+        body, headers = await fetch_raw(url, encoding)
+        (setup.tmp / name).write_bytes(body)
+        (setup.tmp / f"{name}.headers").write_text(json.dumps(headers))
     port = free_port()
     env = clean_env(BENCH_BODY_FILE=str(setup.tmp / "body"), BENCH_GZIP_FILE=str(setup.tmp / "body.gz"),
-                    BENCH_CONTENT_TYPE=MPEGURL)
-    bare = ServerProcess.start(uvicorn_command("bench.common:constant_app", port, workers), env,
-                               setup.tmp / "bare.log", port)
-    pairs = []
+                    BENCH_HEADERS_FILE=str(setup.tmp / "body.headers"),
+                    BENCH_GZIP_HEADERS_FILE=str(setup.tmp / "body.gz.headers"))
+    servers = [("bare uvicorn app", ServerProcess.start(uvicorn_command("bench.common:constant_app", port, workers),
+                                                         env, setup.tmp / "bare.log", port))]
     try:
+        if one_write:
+            port = free_port()
+            servers.append(("bare app, one write", ServerProcess.start(
+                uvicorn_command("bench.common:constant_app", port, workers, http="edge.connections:OneWriteProtocol"),
+                env, setup.tmp / "bare-one-write.log", port)))
+        servers.append(("edge", setup.edge))
+        path = url.removeprefix(setup.edge.url)
+        measured = []
         for encoding in encodings:
             headers = {"Accept-Encoding": encoding}
-            pair = []
-            for name, server, target in (("bare uvicorn app", bare, f"{bare.url}/"), ("edge", setup.edge, url)):
-                result = await drive(f"{name}, {encoding}", target, args.requests, args.concurrency,
-                                     args.warmup, headers, server)
-                if result.errors:
-                    raise RuntimeError(f"{result.name}: {result.errors} requests failed: {result.statuses}")
-                pair.append(result)
-            pairs.append((pair[0], pair[1]))
+            rounds: list[list[LoadResult]] = [[] for _ in servers]
+            for _ in range(args.rounds):  # in turn, so that all meet the same background load
+                for (name, server), runs in zip(servers, rounds):
+                    result = await drive(f"{name}, {encoding}", server.url + path, args.requests, args.concurrency,
+                                         args.warmup, headers, server)
+                    if result.errors:
+                        raise RuntimeError(f"{result.name}: {result.errors} requests failed: {result.statuses}")
+                    runs.append(result)
+            pooled_runs = [pooled(runs) for runs in rounds]
+            measured.append(Serving(pooled_runs[0], pooled_runs[-1], pooled_runs[1] if one_write else None,
+                                    [(r[0], r[1] if one_write else None, r[-1]) for r in zip(*rounds)]))
     finally:
-        bare.stop()
-    return pairs
+        for name, server in servers:
+            if server is not setup.edge:
+                server.stop()
+    return measured
 
 
 # --- 3: pure functions -------------------------------------------------------------------------
@@ -334,7 +384,7 @@ class Steady:
 def fetched_from(fakes: Sequence[FakeBroadcaster], stream_id: str, rendition: str) -> tuple[
         list[FetchedPlaylist], list[tuple[str, str, str, SegmentPlace]]]:
     fetched, texts = [], []
-    place = Layout().segment_place(stream_id, rendition)
+    place = Layout().segment_place(stream_id, rendition)  # go-livepeer's, as the fakes serve
     for fake in fakes:
         url = f"{fake.url}/stream/{stream_id}/{rendition}.m3u8"
         text = fake.playlist_text(stream_id, rendition)
@@ -514,62 +564,81 @@ def fmt_us(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
-SERVING_COLUMNS = ["server, Accept-Encoding", "body bytes", "requests/s", "p50 ms", "p99 ms",
+SERVING_COLUMNS = ["server, Accept-Encoding", "header / body bytes", "requests/s", "p50 ms", "p99 ms",
                    "server CPU us/request", "server CPU busy", "client CPU busy"]
 
 
-def serving_rows(bare: LoadResult, edge: LoadResult, ratio_label: str) -> list[list[str]]:
-    """Both runs' rows and the edge / bare ratios, in SERVING_COLUMNS."""
+def serving_rows(serving: Serving, ratio_label: str) -> list[list[str]]:
+    """The runs' rows and the edge / bare ratios, in SERVING_COLUMNS."""
     rows = []
-    for r in (bare, edge):
+    bare, edge = serving.bare, serving.edge
+    for r in (bare, *([serving.one_write] if serving.one_write else []), edge):
         cpu = r.server_cpu_us_per_request
-        rows.append([r.name, f"{r.bytes_per_response:,}", f"{r.rps:,.0f}", f"{r.p(50):.2f}", f"{r.p(99):.2f}",
+        rows.append([r.name, f"{r.head_bytes_per_response:,} / {r.bytes_per_response:,}", f"{r.rps:,.0f}", f"{r.p(50):.2f}", f"{r.p(99):.2f}",
                      "n/a" if cpu is None else f"{cpu:,.0f}",
                      "n/a" if r.server_busy is None else f"{r.server_busy:.0%}",
                      f"{r.client_cpu_s / r.seconds:.0%}"])
-    rows.append([f"**{ratio_label}**", "", f"**{edge.rps / bare.rps:.2f}**", f"{edge.p(50) / bare.p(50):.2f}x",
-                 f"{edge.p(99) / bare.p(99):.2f}x",
-                 "" if None in (edge.server_cpu_s, bare.server_cpu_s) else
-                 f"{edge.server_cpu_us_per_request / bare.server_cpu_us_per_request:.1f}x",  # type: ignore[operator]
-                 "", ""])
+    for base, label in ((bare, ratio_label), (serving.one_write, ratio_label.replace("bare", "bare one write"))):
+        if base is None:
+            continue
+        rows.append([f"**{label}**", "", f"**{edge.rps / base.rps:.2f}**", f"{edge.p(50) / base.p(50):.2f}x",
+                     f"{edge.p(99) / base.p(99):.2f}x",
+                     "" if None in (edge.server_cpu_s, base.server_cpu_s) else
+                     f"{edge.server_cpu_us_per_request / base.server_cpu_us_per_request:.2f}x",  # type: ignore[operator]
+                     "", ""])
     return rows
 
 
-def report_serving(pairs: list[tuple[LoadResult, LoadResult]], args: argparse.Namespace) -> str:
+def report_serving(measured: list[Serving], args: argparse.Namespace) -> str:
     rows = []
-    for bare, edge in pairs:
-        rows += serving_rows(bare, edge, f"edge / bare, {edge.name.split(', ')[1]}")
+    for serving in measured:
+        rows += serving_rows(serving, f"edge / bare, {serving.edge.name.split(', ')[1]}")
     head = (f"Merged playlist `GET /stream/{{id}}/source.m3u8`, warm, 3 broadcasters carrying a live stream "
             f"(2 renditions, a new 2 s segment every 2 s), edge access log {'on' if args.access_log else 'off'}; "
-            f"{args.requests:,} requests after {args.warmup:,} warm-up on {args.concurrency} keep-alive "
-            f"connections (one client process); the bare app serves the same bytes. Server CPU: user+system "
+            f"{args.rounds} alternating rounds per server of {args.requests:,} requests after {args.warmup:,} "
+            f"warm-up on {args.concurrency} keep-alive connections (one client process), pooled; the bare app "
+            f"is asked for the same path and sends the same body and headers (those of one edge response, "
+            f"Date added by uvicorn to both); the bare app runs on stock uvicorn and, as a second baseline, on "
+            f"the edge's HTTP protocol, which sends a response of known length in one write rather than two "
+            f"(`edge.connections.OneWriteProtocol`). Server CPU: user+system "
             f"time of the server process per request, and its share of one core; client CPU: the load "
             f"generator's share of one core (near 100%: the client, not the server, set the pace).\n")
     return head + "\n" + table(SERVING_COLUMNS, rows)
 
 
-def report_workers(runs: list[tuple[int, LoadResult, LoadResult]], args: argparse.Namespace) -> str:
+def report_workers(runs: list[tuple[int, Serving]], args: argparse.Namespace) -> str:
     rows = []
-    for workers, bare, edge in runs:
-        named = [replace(r, name=f"{r.name}, {workers} worker{'s' if workers > 1 else ''}") for r in (bare, edge)]
-        rows += serving_rows(*named, f"edge / bare, {workers} worker{'s' if workers > 1 else ''}")
+    for workers, serving in runs:
+        suffix = f", {workers} worker{'s' if workers > 1 else ''}"
+        named = Serving(replace(serving.bare, name=serving.bare.name + suffix),
+                        replace(serving.edge, name=serving.edge.name + suffix))
+        rows += serving_rows(named, f"edge / bare{suffix}")
     head = (f"`edge serve --workers N` on SQLite (one worker polls, all serve) against a bare uvicorn app "
-            f"with as many workers, the same merged playlist, {args.requests:,} requests after "
+            f"with as many workers, the same merged playlist and headers, {args.rounds} alternating rounds of "
+            f"{args.requests:,} requests after "
             f"{args.warmup:,} warm-up on {args.concurrency} keep-alive connections from one client process. "
             f"Server CPU: user+system time of the supervisor and its workers per request, and their share "
             f"of one core.\n")
     return head + "\n" + table(SERVING_COLUMNS, rows)
 
 
-def serving_ratios(pairs: list[tuple[LoadResult, LoadResult]], suffix: str = "") -> list[Ratio]:
+def serving_ratios(measured: list[Serving], suffix: str = "") -> list[Ratio]:
     ratios = []
-    for bare, edge in pairs:
+    for serving in measured:
+        edge = serving.edge
         encoding = edge.name.split(", ")[1] + suffix
-        ratios.append(Ratio(f"merged playlist requests/s, edge / bare app, {encoding}", edge.rps, bare.rps,
-                            "requests/s"))
-        if edge.server_cpu_us_per_request and bare.server_cpu_us_per_request:
-            ratios.append(Ratio(f"server CPU per request, edge / bare app, {encoding}",
-                                edge.server_cpu_us_per_request, bare.server_cpu_us_per_request, "us"))
+        for base, name in ((serving.bare, "bare app"), (serving.one_write, "bare app with one write")):
+            if base is None:
+                continue
+            one = base is serving.one_write
+            rounds = f"median of {len(serving.rounds)} paired rounds"
+            ratios.append(Ratio(f"merged playlist requests/s, edge / {name}, {encoding} ({rounds})",
+                                serving.paired(lambda r: r.rps, one), 1.0))
+            ratios.append(Ratio(f"merged playlist p99, edge / {name}, {encoding} ({rounds})",
+                                serving.paired(lambda r: r.p(99), one), 1.0))
+            if edge.server_cpu_us_per_request and base.server_cpu_us_per_request:
+                ratios.append(Ratio(f"server CPU per request, edge / {name}, {encoding}",
+                                    edge.server_cpu_us_per_request, base.server_cpu_us_per_request, "us"))
     return ratios
 
 
@@ -661,8 +730,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 setup, ingest_task = await start_live(tmp / f"workers-{workers}", args.access_log, workers)
                 try:
                     await asyncio.sleep(6)  # every worker up, the window grown
-                    ((bare, edge),) = await measure_serving(setup, args, workers, ("gzip",))
-                    runs.append((workers, bare, edge))
+                    (serving,) = await measure_serving(setup, args, workers, ("gzip",), one_write=False)
+                    runs.append((workers, serving))
                     print(f"workers {workers}: done", file=sys.stderr)
                 finally:
                     ingest_task.cancel()
@@ -670,8 +739,8 @@ async def main_async(args: argparse.Namespace) -> None:
                     for fake in setup.fakes:
                         await fake.stop()
             out += ["### Serving with several worker processes", report_workers(runs, args)]
-            for workers, bare, edge in runs:
-                ratios += serving_ratios([(bare, edge)], f", {workers} worker(s) each")
+            for workers, serving in runs:
+                ratios += serving_ratios([serving], f", {workers} worker(s) each")
         if "merge" in sections:
             merge_rows, render_rows, parse_one = measure_pure((6, 60, 3600), (1, 3, 20), args.budget,
                                                                getattr(time, args.clock))
@@ -690,6 +759,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000, help="measured requests per server and encoding")
     parser.add_argument("--warmup", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="serving: alternate rounds of --requests per server and encoding, pooled")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--players", type=int, default=500)
     parser.add_argument("--window", type=float, default=10.0, help="seconds of counting upstream requests")

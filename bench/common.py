@@ -8,6 +8,7 @@ Nothing here asserts anything: benchmarks report figures, tests check behaviour.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import socket
@@ -105,6 +106,7 @@ class LoadResult:
     server_cpu_s: float | None = None
     client_cpu_s: float = 0.0
     statuses: dict[int, int] = field(default_factory=dict)
+    head_bytes_per_response: int = 0  # status line and headers, up to the blank line
 
     @property
     def rps(self) -> float:
@@ -135,6 +137,7 @@ class Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.waiter: asyncio.Future[tuple[int, int]] | None = None
         self.closed = asyncio.get_running_loop().create_future()
+        self.head_bytes = 0  # of the last response: status line and headers with the blank line
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -160,6 +163,7 @@ class Connection(asyncio.Protocol):
         if len(self.buffer) < end + 4 + length:
             return
         status = int(head[9:12])
+        self.head_bytes = end + 4
         del self.buffer[: end + 4 + length]
         self.waiter.set_result((status, length))
 
@@ -191,6 +195,7 @@ async def drive(
     loop = asyncio.get_running_loop()
     connections = [(await loop.create_connection(Connection, host, port))[1] for _ in range(concurrency)]
     sizes: list[int] = []
+    heads: list[int] = []
     statuses: dict[int, int] = {}
 
     async def run(count: int, latencies: list[float]) -> None:
@@ -204,6 +209,7 @@ async def drive(
                 statuses[status] = statuses.get(status, 0) + 1
                 if not sizes:
                     sizes.append(size)
+                    heads.append(connection.head_bytes)
 
         await asyncio.gather(*(worker(c) for c in connections))
 
@@ -225,12 +231,14 @@ async def drive(
     errors = sum(n for status, n in statuses.items() if status != expect_status)
     server_cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     return LoadResult(name, requests, seconds, latencies, errors, sizes[0] if sizes else 0,
-                      server_cpu, client_cpu, statuses)
+                      server_cpu, client_cpu, statuses, heads[0] if heads else 0)
 
 
 # --- the floor: a bare ASGI app answering every request with the same bytes ------------------
 # Run as `uvicorn bench.common:constant_app` with BENCH_BODY_FILE (and optionally
-# BENCH_GZIP_FILE, served when the request accepts gzip) and BENCH_CONTENT_TYPE.
+# BENCH_GZIP_FILE, served when the request accepts gzip) and BENCH_CONTENT_TYPE; or, to send exactly
+# the headers a measured server sends, BENCH_HEADERS_FILE (and BENCH_GZIP_HEADERS_FILE): a JSON list
+# of [name, value] pairs, Content-Length included (see `response_headers`).
 
 
 def _read_optional(variable: str) -> bytes | None:
@@ -238,9 +246,22 @@ def _read_optional(variable: str) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
+def _read_headers(variable: str) -> list[tuple[bytes, bytes]] | None:
+    raw = _read_optional(variable)
+    return None if raw is None else [(k.encode("latin-1"), v.encode("latin-1")) for k, v in json.loads(raw)]
+
+
+def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[list[str]]:
+    """A response's headers as BENCH_HEADERS_FILE holds them: all but those uvicorn adds itself."""
+    return [[k.decode("latin-1").lower(), v.decode("latin-1")] for k, v in raw
+            if k.lower() not in (b"date", b"server")]
+
+
 _BODY = _read_optional("BENCH_BODY_FILE") or b"ok\n"
 _GZIP = _read_optional("BENCH_GZIP_FILE")
 _CONTENT_TYPE = os.environ.get("BENCH_CONTENT_TYPE", "text/plain").encode()
+_HEADERS = _read_headers("BENCH_HEADERS_FILE")
+_GZIP_HEADERS = _read_headers("BENCH_GZIP_HEADERS_FILE")
 
 
 async def constant_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -252,24 +273,28 @@ async def constant_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    body, headers = _BODY, [(b"content-type", _CONTENT_TYPE)]
+    gzipped = False
     if _GZIP is not None:
         for key, value in scope["headers"]:
             if key == b"accept-encoding" and b"gzip" in value:
-                body = _GZIP
-                headers.append((b"content-encoding", b"gzip"))
+                gzipped = True
                 break
-    headers.append((b"content-length", str(len(body)).encode()))
+    body = _GZIP if gzipped else _BODY
+    headers = _GZIP_HEADERS if gzipped else _HEADERS
+    if headers is None:
+        headers = [(b"content-type", _CONTENT_TYPE), *([(b"content-encoding", b"gzip")] if gzipped else []),
+                   (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-def uvicorn_command(app: str, port: int, workers: int = 1) -> list[str]:
+def uvicorn_command(app: str, port: int, workers: int = 1, http: str = "auto") -> list[str]:
     """uvicorn as `edge serve` runs it: `workers` processes, auto loop and HTTP parser (uvloop and
-    httptools when installed), no access log, no Server header, no proxy headers."""
+    httptools when installed; `http` may name another protocol class), no access log, no Server
+    header, no proxy headers."""
     return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
             "--log-level", "warning", "--no-access-log", "--no-server-header", "--no-proxy-headers",
-            "--lifespan", "on", "--workers", str(workers)]
+            "--lifespan", "on", "--workers", str(workers), "--http", http]
 
 
 # --- reporting -------------------------------------------------------------------------------

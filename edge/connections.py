@@ -4,7 +4,10 @@ thousands of idle connections cannot exhaust the server. uvicorn has neither: it
 keep-alive connections, not ones that started a request and never finished its headers.
 
 Both are a subclass of the HTTP protocol uvicorn would use anyway, made by `guarded_protocol`;
-`server_config` is the one place the service's uvicorn configuration is built.
+`server_config` is the one place the service's uvicorn configuration is built. The same subclass
+sends a response whose length is known in one system call rather than two (`OneWrite`): uvicorn
+writes the head and the body separately, which costs a second send and, on the client, a second
+wake-up for every player reload.
 """
 
 from __future__ import annotations
@@ -22,14 +25,69 @@ from geo.proxies import TrustedProxies
 log = logging.getLogger("edge.connections")
 
 
+_HEAD = b"HTTP/1.1 "
+_KNOWN_LENGTH = b"\r\ncontent-length: "  # uvicorn writes header names in lower case
+
+
+class OneWrite:
+    """A connection's transport as uvicorn's HTTP protocol sees it: the head of a response with a
+    Content-Length is held until the next write (its body), the end of the response (`flush`) or a
+    close, and goes out with it in one system call; anything else passes straight through. Order is
+    kept: whatever is held goes out before any later write."""
+
+    __slots__ = ("transport", "_held")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self.transport.writelines((held, data))
+        elif data[:9] == _HEAD and data[9:10] != b"1" and _KNOWN_LENGTH in data:  # not an interim 1xx
+            self._held = data
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self.transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the transport's interface, as it is
+        return getattr(self.transport, name)
+
+
+class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """uvicorn's HTTP protocol sending a response of known length in one write (`OneWrite`)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)  # flow control keeps the transport itself
+        self.transport = OneWrite(transport)
+
+    def on_response_complete(self) -> None:
+        self.transport.flush()  # a head with nothing after it (HEAD, an empty body)
+        super().on_response_complete()
+
+
 def guarded_protocol(header_timeout: float, per_client: int, exempt: TrustedProxies) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol, closing a connection that has waited `header_timeout` seconds for a
-    request's headers, and any connection beyond `per_client` (0: no cap) from one address outside
+    """The edge's HTTP protocol (OneWriteProtocol), closing a connection that has waited
+    `header_timeout` seconds for a request's headers, and any connection beyond `per_client` (0: no cap) from one address outside
     `exempt` (proxies and CDNs carry many clients' connections)."""
     open_by_client: dict[str, int] = {}
     refused_logged: set[str] = set()
 
-    class GuardedProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    class GuardedProtocol(OneWriteProtocol):
         _deadline: asyncio.TimerHandle | None = None
         _client_key: str | None = None
         _cycle_at_arming: Any = None

@@ -17,30 +17,32 @@ from starlette.types import Receive, Scope, Send
 from edge.observability import Recorder
 from edge.playlists import routes
 from edge.playlists.blocking import Directives
+from edge.playlists.feed import Rendered
 from edge.services import Services
 
 _PREFIX = "/stream/"
 _SUFFIX = ".m3u8"
 _PLAIN = Directives()
+_KEPT = 4096  # (stream, rendition) pairs whose current answers are kept at hand
 
 
 class PlayerPath:
     def __init__(self, services: Services, recorder: Recorder) -> None:
         self.services = services
         self.recorder = recorder
+        # path -> (the version served, its answers): a hit is one identity check, not a weak lookup
+        self._media: dict[str, tuple[Rendered, routes.Variants]] = {}
 
     async def answered(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request if it is a plain reload known without waiting; whether it did."""
-        if (
-            scope["type"] != "http"
-            or scope["query_string"]
-            or scope["method"] not in ("GET", "HEAD")
-            or not scope["path"].startswith(_PREFIX)
-            or not scope["path"].endswith(_SUFFIX)
-        ):
+        if scope["type"] != "http" or scope["query_string"]:
+            return False
+        path = scope["path"]
+        method = scope["method"]
+        if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)) or (method != "GET" and method != "HEAD"):
             return False
         started = time.perf_counter()
-        answer, route = self._answer(scope)
+        answer, route = self._answer(scope, path)
         if answer is None:
             return False
         try:
@@ -49,15 +51,27 @@ class PlayerPath:
             self.recorder.record(scope, route, answer.status, time.perf_counter() - started)
         return True
 
-    def _answer(self, scope: Scope) -> tuple[routes.Prepared | None, str]:
-        playlists = self.services.playlists
-        stream_id, slash, rendition = scope["path"][len(_PREFIX):-len(_SUFFIX)].partition("/")
+    def _answer(self, scope: Scope, path: str) -> tuple[routes.Prepared | None, str]:
+        svc = self.services
+        stream_id, slash, rendition = path[len(_PREFIX):-len(_SUFFIX)].partition("/")
         if slash:
-            rendered = playlists.at_hand(stream_id, rendition)  # only valid names are ever at hand
+            rendered = svc.playlists.at_hand(stream_id, rendition)  # only valid names are ever at hand
             if rendered is None:
                 return None, ""
-            return routes.media_answer(scope, rendered, _PLAIN, self.services), routes.MEDIA.path
-        feed = playlists.feeds.get(stream_id)
+            kept = self._media.get(path)
+            if kept is not None and kept[0] is rendered:
+                variants = kept[1]
+            else:
+                variants = routes.media_variants(rendered, _PLAIN, svc)
+                if len(self._media) >= _KEPT:
+                    self._media.clear()
+                self._media[path] = (rendered, variants)
+            return routes.media_answer(scope, rendered, _PLAIN, svc, variants), _MEDIA
+        feed = svc.playlists.feeds.get(stream_id)
         if feed is None:
             return None, ""
-        return routes.master_answer(scope, feed.stream, self.services), routes.MASTER.path
+        return routes.master_answer(scope, feed.stream, svc), _MASTER
+
+
+_MEDIA = routes.MEDIA.path
+_MASTER = routes.MASTER.path

@@ -140,9 +140,13 @@ class Variants:
         return Prepared(200, [*headers, age_header], b"" if scope["method"] == "HEAD" else body)
 
 
-def media_answer(scope: Scope, rendered: Rendered, directives: Directives, svc: Services) -> Prepared:
-    """The answer to a media playlist request that may be answered with `rendered`."""
-    return _variants(rendered, directives, svc).answer(scope, int(svc.clock() - rendered.changed_at))
+def media_answer(scope: Scope, rendered: Rendered, directives: Directives, svc: Services,
+                 variants: Variants | None = None) -> Prepared:
+    """The answer to a media playlist request that may be answered with `rendered` (whose
+    `media_variants` the caller may have at hand)."""
+    if variants is None:
+        variants = media_variants(rendered, directives, svc)
+    return variants.answer(scope, int(svc.clock() - rendered.changed_at))
 
 
 async def media(request: Request) -> ASGIApp:
@@ -179,7 +183,7 @@ async def media(request: Request) -> ASGIApp:
 
 # Per playlist version and kind of answer, once, and freed with the version: Rendered values are
 # immutable and replaced on every change, so they key a weak dictionary by identity.
-def _variants(rendered: Rendered, directives: Directives, svc: Services) -> Variants:
+def media_variants(rendered: Rendered, directives: Directives, svc: Services) -> Variants:
     delta = directives.skip and rendered.delta is not None
     kinds: dict[tuple[bool, bool], Variants] = svc.media_responses(rendered, lambda _: {})
     variants = kinds.get((delta, directives.blocking))
