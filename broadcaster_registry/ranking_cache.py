@@ -23,6 +23,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cachetools import LRUCache
 
@@ -67,8 +68,7 @@ class CachePolicy:
             raise ValueError("shadow_fraction: must be between 0 and 1")
 
 
-@dataclass(frozen=True, slots=True)
-class Costed:
+class Costed(NamedTuple):  # a tuple: built ~20 times for every cell ranked, twice as fast as a dataclass
     cost_km: float  # without reservations
     distance_penalty_km: float
     broadcaster: Broadcaster
@@ -117,7 +117,7 @@ def entry_of(
     """The entry from (cost, distance penalty, broadcaster) before reservations, by cost then name, as
     `scores` gives them at the centre: every eligible broadcaster among the first `kept` or tied with
     the `kept`-th, or all of them (NearbyIndex.ranked_at gives that)."""
-    ordered = tuple(Costed(cost, penalty, b) for cost, penalty, b in costed)
+    ordered = tuple(map(Costed._make, costed))
     # Anyone left out costs more than the kept-th best plus the tie margin (see nearby.py).
     cut = ordered[kept - 1].cost_km + policy.tie_epsilon_km if len(ordered) >= kept else math.inf
     return Entry(version, now, ordered, cut)

@@ -73,6 +73,7 @@ def build_services(settings: Settings) -> Services:
     guard = AddressGuard(destinations)
     cache_policy = settings.ranking_cache_policy()
     selector = Selector(store.registry, ranking, random.Random(), admits=guard.admits,
+                        admits_epoch=lambda: guard.refusals,
                         cache=RankingCache(cache_policy) if cache_policy else None)
     CacheMetrics(metrics.registry, selector.stats)
     svc = Services(

@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
-from dataclasses import dataclass
+import hmac
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
@@ -44,6 +45,7 @@ class Caller:
 
 
 _NOT_ALLOWED = "authorization: this key is not allowed here"
+_ADMITTED_MAX = 256
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class Credentials:
 
     roles_by_digest: dict[bytes, frozenset[Role]]
     disabled_digests: frozenset[bytes] = frozenset()
+    # admits_configured's admitted headers: hash(header) -> (the header's bytes, the `allowed`
+    # tuples it was admitted for). Only headers that hold a configured token are kept (never a
+    # guess a client sends); the table is fixed at start-up, so an answer never goes stale.
+    _admitted: dict[int, tuple[bytes, list[tuple[Role, ...]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -94,7 +101,31 @@ class Credentials:
 
     def admits_configured(self, header: str | None, *allowed: Role) -> bool:
         """Whether an Authorization header holds a configured token of one of `allowed` roles (or
-        an admin's); no error: a caller given False goes the long way, which says why."""
+        an admin's); no error: a caller given False goes the long way, which says why.
+
+        The same header comes with every request of a client: once admitted it is recognised by
+        its hash and a constant-time comparison, without parsing and digesting it again."""
+        if not header:
+            return False
+        encoded = header.encode("utf-8", "surrogatepass")
+        key = hash(header)
+        known = self._admitted.get(key)
+        if known is not None and hmac.compare_digest(known[0], encoded):
+            if allowed in known[1]:
+                return True
+        else:
+            known = None
+        if not self._admits(header, allowed):
+            return False
+        if known is None:
+            if len(self._admitted) >= _ADMITTED_MAX:  # spellings of a few tokens: not reached in practice
+                self._admitted.clear()
+            known = self._admitted[key] = (encoded, [])
+        if len(known[1]) < _ADMITTED_MAX:
+            known[1].append(allowed)
+        return True
+
+    def _admits(self, header: str, allowed: tuple[Role, ...]) -> bool:
         token = bearer_token(header)
         if token is None:
             return False

@@ -17,7 +17,9 @@ import ipaddress
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -130,7 +132,12 @@ class AddressGuard:
         self.policy = policy
         self.resolver = GuardedResolver(policy, resolver)
         self._verdicts: dict[str, bool] = {}  # registered address -> allowed (pure, so cached)
-        self.refused: dict[str, str] = {}  # broadcaster -> why its last fetch was refused
+        self._refused: dict[str, str] = {}
+        # Broadcaster -> why its last fetch was refused: read-only, changed by refuse() and allow().
+        self.refused: Mapping[str, str] = MappingProxyType(self._refused)
+        # Moves whenever a name is newly refused: the only way admits() turns False for someone it
+        # admitted (address verdicts are pure), so callers can skip asking again while it stays.
+        self.refusals = 0
 
     def refuse_url(self, url: str) -> str | None:
         """Why `url` may not be fetched, judged on its literal host (names: see GuardedResolver)."""
@@ -153,6 +160,16 @@ class AddressGuard:
         if allowed is None:
             allowed = self._verdicts[b.address] = self.policy.refuse_address(b.address) is None
         return allowed and b.name not in self.refused
+
+    def refuse(self, broadcaster: str, reason: str) -> None:
+        """Note that `broadcaster`'s last fetch was refused (its name resolved to a refused address)."""
+        if broadcaster not in self._refused:
+            self.refusals += 1
+        self._refused[broadcaster] = reason
+
+    def allow(self, broadcaster: str) -> None:
+        """Note that `broadcaster`'s last fetch was not refused."""
+        self._refused.pop(broadcaster, None)
 
 
 def _refusal(exc: BaseException) -> AddressRefused | None:
@@ -230,13 +247,13 @@ class UpstreamFetcher:
         if self.history is not None:
             self.history.record(broadcaster, result.outcome, result.status, time.perf_counter() - started)
         if result.outcome == "refused":
-            self.guard.refused[broadcaster] = result.detail
+            self.guard.refuse(broadcaster, result.detail)
             if (broadcaster, result.detail) not in self._reported:  # once, not every poll
                 self._reported.add((broadcaster, result.detail))
                 log.warning("refused to fetch from a broadcaster at a forbidden address", extra={"fields": {
                     "broadcaster": broadcaster, "url": url, "reason": result.detail}})
             return result
-        self.guard.refused.pop(broadcaster, None)
+        self.guard.allow(broadcaster)
         if not result.ok:
             log.debug("upstream fetch failed", extra={"fields": {
                 "broadcaster": broadcaster, "url": url, "outcome": result.outcome, "detail": result.detail}})

@@ -93,9 +93,14 @@ class Selector:
         admits: Callable[[Broadcaster], bool] = lambda b: True,
         cache: RankingCache | None = None,
         shadow_rng: random.Random | None = None,
+        admits_epoch: Callable[[], int] | None = None,
     ) -> None:
         self.registry = registry
         self.admits = admits  # whether a broadcaster's address may be handed out at all
+        # A number that moves whenever `admits` may have turned False for someone it admitted: while
+        # it stays where it was when everyone read was last judged, answers need not be judged again.
+        self.admits_epoch = admits_epoch
+        self._judged_epoch: int | None = None
         self.policy = policy
         self.rng = rng
         self.cache = cache
@@ -139,7 +144,7 @@ class Selector:
         """Eligible broadcasters, best first (the first `limit` of them); the first one is reserved
         until its next heartbeat."""
         ranked = self._answer(await self._current(now), client, now, limit)
-        if not all(map(self.admits, ranked)):
+        if not self._still_admitted() and not all(map(self.admits, ranked)):
             # Refused since the registry was last read (a fetch found its name resolving to a
             # refused address): read everything again.
             self._revision = _STALE
@@ -171,12 +176,22 @@ class Selector:
                 log.info("hand-outs recorded again")
             self._handouts_failing = False
 
+    def _still_admitted(self) -> bool:
+        """Whether every broadcaster of the current list is known to be admitted still."""
+        return self.admits_epoch is not None and self.admits_epoch() == self._judged_epoch
+
     async def _current(self, now: float) -> list[Broadcaster]:
         """The admitted broadcasters, read again only when the registry says it changed; the
         reservations its heartbeats covered are settled then."""
+        epoch = self.admits_epoch() if self.admits_epoch is not None else None
+        if epoch != self._judged_epoch:
+            self._revision = _STALE  # someone may have been refused since: judge everyone again
         revision = self.registry.revision()
         if revision is None or revision != self._revision:
-            candidates = self._admitted(await self.candidates(), everyone=self._revision is _STALE)
+            everyone = self._revision is _STALE
+            candidates = self._admitted(await self.candidates(), everyone=everyone)
+            if everyone:
+                self._judged_epoch = epoch
             self._revision = revision
             changed = self._refresh(candidates, now)
             max_age = self.policy.reservation_max_age_s

@@ -49,7 +49,7 @@ async def test_a_broadcaster_stored_while_allowed_is_not_handed_out_once_refused
         assert await edge.names() == ["fra", "lo"]
     async with open_edge(tmp_path / "data", broadcaster_networks=()) as edge:  # the operator narrowed it
         assert await edge.names() == ["fra"]
-        edge.svc.guard.refused["fra"] = "fra-1.example.net resolves to 10.0.0.1 is a private address"
+        edge.svc.guard.refuse("fra", "fra-1.example.net resolves to 10.0.0.1 is a private address")
         assert await edge.names() == []  # its name resolved to a refused address at the last fetch
 
 
