@@ -3,9 +3,10 @@ the upstream playlist requests it makes, how fast players are answered, and how 
 playlists are, at 50, 200 and 1,000 streams.
 
     .venv/bin/python -m bench.bench_streams [--streams 50,200,1000] [--seconds 20] [--quick]
-                                            [--etag] [--edge-root DIR]
+                                            [--etag] [--workers N] [--edge-root DIR]
 
-Each level starts a fresh `edge serve` process (SQLite store, poll interval 1 s, access log off)
+Each level starts a fresh `edge serve --workers N` (1 by default: the per-core figure; SQLite store,
+poll interval 1 s, access log off)
 and creates that many streams of two renditions (source + one preset), carried by 4 broadcasters
 that all live in one cheap separate process (bench.fake_fleet: playlists computed from the time,
 2 s segments listed every 2 s with up to 0.1 s of jitter). One player per rendition reloads its
@@ -18,7 +19,7 @@ playlist every second (lean keep-alive client, bench.common.Connection). After a
   per segment duration (the target is <= 1.5); in brackets without the edge's discovery asks (of
   broadcasters that do not carry the stream: every `EDGE_DISCOVERY_INTERVAL`, 3 of them here);
 - players: latency p50 / p99 of their reloads;
-- memory: the edge's RSS, and per stream (RSS less the RSS before any stream, divided by streams);
+- memory: the edge's RSS (with its workers'), and per stream (RSS less the RSS before any stream, divided by streams);
 - freshness: for 10 sample streams, a client follows the source playlist with blocking reloads
   (`_HLS_msn`) and takes, for every new segment, the time it arrived less the time the fake
   broadcaster first listed it.
