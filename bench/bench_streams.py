@@ -3,9 +3,10 @@ the upstream playlist requests it makes, how fast players are answered, and how 
 playlists are, at 50, 200 and 1,000 streams.
 
     .venv/bin/python -m bench.bench_streams [--streams 50,200,1000] [--seconds 20] [--quick]
-                                            [--etag] [--edge-root DIR]
+                                            [--etag] [--workers N] [--edge-root DIR]
 
-Each level starts a fresh `edge serve` process (SQLite store, poll interval 1 s, access log off)
+Each level starts a fresh `edge serve --workers N` (1 by default: the per-core figure; SQLite store,
+poll interval 1 s, access log off)
 and creates that many streams of two renditions (source + one preset), carried by 4 broadcasters
 that all live in one cheap separate process (bench.fake_fleet: playlists computed from the time,
 2 s segments listed every 2 s with up to 0.1 s of jitter). One player per rendition reloads its
@@ -18,7 +19,7 @@ playlist every second (lean keep-alive client, bench.common.Connection). After a
   per segment duration (the target is <= 1.5); in brackets without the edge's discovery asks (of
   broadcasters that do not carry the stream: every `EDGE_DISCOVERY_INTERVAL`, 3 of them here);
 - players: latency p50 / p99 of their reloads;
-- memory: the edge's RSS, and per stream (RSS less the RSS before any stream, divided by streams);
+- memory: the edge's RSS (with its workers'), and per stream (RSS less the RSS before any stream, divided by streams);
 - freshness: for 10 sample streams, a client follows the source playlist with blocking reloads
   (`_HLS_msn`) and takes, for every new segment, the time it arrived less the time the fake
   broadcaster first listed it.
@@ -96,10 +97,18 @@ class Level:
 
 
 def rss_kb(server: ServerProcess) -> int:
-    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """The RSS of the edge process and its workers (pages shared after the fork count in each)."""
+    return _tree_rss_kb(server.proc.pid)
+
+
+def _tree_rss_kb(pid: int) -> int:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0
+    own = next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
+    return own + sum(_tree_rss_kb(int(child)) for child in children)
 
 
 async def fleet_stats(session: aiohttp.ClientSession, url: str) -> dict[str, int]:
@@ -107,7 +116,7 @@ async def fleet_stats(session: aiohttp.ClientSession, url: str) -> dict[str, int
         return await response.json(content_type=None)
 
 
-async def start_edge(tmp: Path, edge_root: Path) -> ServerProcess:
+async def start_edge(tmp: Path, edge_root: Path, workers: int) -> ServerProcess:
     port = free_port()
     env = clean_env(
         EDGE_DATA_DIR=str(tmp / "edge-data"),
@@ -121,9 +130,9 @@ async def start_edge(tmp: Path, edge_root: Path) -> ServerProcess:
         EDGE_HEARTBEAT_TTL="3600",  # no heartbeats during the run: keep the carriers alive
         EDGE_ACCESS_LOG="false",
         EDGE_LOG_LEVEL="warning", PYTHONUNBUFFERED="1",
-        PYTHONPATH=str(edge_root),
+        PYTHONPATH=str(edge_root) + ":/tmp/poll2-gc",
     )
-    return ServerProcess.start([sys.executable, "-m", "edge", "serve", "--port", str(port)], env,
+    return ServerProcess.start([sys.executable, "-m", "edge", "serve", "--port", str(port), "--workers", str(workers)], env,
                                tmp / "edge.log", port, "/healthz", cwd=edge_root)
 
 
@@ -258,7 +267,7 @@ async def follow(session: aiohttp.ClientSession, edge: ServerProcess, sid: str, 
 
 async def measure(args: argparse.Namespace, streams: int, fleet_url: str, fleet_ports: list[int],
                   epoch: float, tmp: Path) -> Level:
-    edge = await start_edge(tmp, Path(args.edge_root))
+    edge = await start_edge(tmp, Path(args.edge_root), args.workers)
     try:
         base_rss = rss_kb(edge)
         connector = aiohttp.TCPConnector(limit=0)
@@ -352,6 +361,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=12.0, help="seconds before measuring")
     parser.add_argument("--quick", action="store_true", help="20 and 100 streams, 8 s each")
     parser.add_argument("--etag", action="store_true", help="broadcasters answer ETags and 304s")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="edge worker processes (1: the per-core figure; 0: one per core)")
     parser.add_argument("--edge-root", default=str(ROOT), help="checkout to run the edge from")
     args = parser.parse_args()
     if args.quick:

@@ -56,12 +56,14 @@ def serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
     """Run one edge node in this process until it is told to stop; uvicorn's exit status."""
     import uvicorn
 
+    from edge import heap
     from edge.app import create_app
     from edge.connections import server_config
     from edge.observability import configure_logging
 
     configure_logging(settings.log_level)
     server = uvicorn.Server(server_config(create_app(settings), settings))
+    heap.settle()  # after start-up's objects exist, before the first stream
     server.run(sockets=[sock] if sock is not None else None)
     return 0 if server.started else 3  # uvicorn's exit status for a failed start-up
 

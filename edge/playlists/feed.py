@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -27,6 +27,7 @@ from edge.playlists.codec import dump_state, load_state
 from edge.playlists.history import StreamHistory
 from edge.playlists.layout import Layout
 from edge.playlists.master import renditions as announced_variants
+from edge.playlists.pacing import Gate
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
 from edge.playlists.probing import Prober
 from edge.playlists.render import encoded, render_media, skippable
@@ -142,6 +143,7 @@ class FeedContext:
     segments: SegmentDefaults = SegmentDefaults()  # segment modes, recordings
     copier: Copier | None = None  # fills the segment store (mirror mode, recordings)
     fleet: Membership | None = None  # the nodes sharing the store; None: take leases as they come
+    gate: Gate = field(default_factory=Gate)  # players first: a bounded batch of round steps per loop turn
 
 
 # Past this many segments, rendering and serialising take milliseconds: done in a thread so that the
@@ -414,6 +416,7 @@ class Feed:
             if found:
                 self._carriers = None  # read again next round, with what was found
         refs = self._refs(carriers, handed)
+        await ctx.gate.turn()
         fetched, asked = await self._poll(carriers, refs, now)
         ended_at = self.stream.ended_at / 1000 if self.stream.ended_at is not None else None
         if not asked and quiet(self.states, fetched, ended_at):
@@ -421,6 +424,7 @@ class Feed:
         self.offers = _offers(fetched)
         self.history.listed(fetched, now)
         copies = await self._copy(fetched, now)
+        await ctx.gate.turn()
         outcome = decide(self.states, fetched, now, self._policy, ended_at=ended_at, copies=copies)
         await self._record_health({name: alive for name, alive in outcome.health.items() if name in asked}, now)
         self.answered = dict(outcome.health)
