@@ -3,9 +3,10 @@ Redis poll about a third of 300 live streams each; a fourth joins and takes abou
 node is killed (SIGKILL) and its streams move to the others, while players keep reloading every
 stream round-robin across the nodes and every reload is checked against the HLS reload rules.
 
-    .venv/bin/python -m devtools.fleet_share [--streams 300] [--redis redis://127.0.0.1:6379/0]
+    .venv/bin/python -m devtools.fleet_share [--streams 300] [--redis URL]
 
-- Store: the given Redis under a key prefix of the run's own (deleted at the end).
+- Store: a redis-server of the run's own (in memory), or `--redis URL` under a key prefix of the
+  run's own (deleted at the end).
 - Broadcasters: 4 fake ones in one cheap process (bench.fake_fleet: 2 renditions per stream, 2 s
   segments listed in real time), registered through the API; the streams are created through the API.
 - Players: one per stream, reloading its source playlist every 2 s (a random phase each), each
@@ -26,7 +27,9 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +39,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -132,7 +136,8 @@ class Load:
                 seen = Seen.of(text)
             except ValueError as exc:
                 self.violations["unparsable"] += 1
-                self.examples.append(f"{sid} on {node.name}: {exc}")
+                if len(self.examples) < 5:
+                    self.examples.append(f"{sid} on {node.name}: {exc}")
                 continue
             for problem in player.checker.check(seen):
                 self.violations[problem.kind] += 1
@@ -156,35 +161,66 @@ class Watch:
     def __init__(self, client: aioredis.Redis, prefix: str, ids: list[str], nodes: list[Node], load: Load) -> None:
         self.client, self.prefix, self.ids, self.nodes, self.load = client, prefix, ids, nodes, load
         self.rows: list[list[object]] = []
+        self.unsettled: list[str] = []  # samples after settling where a stream was not at its owner
+        self._used: dict[str, float] = {}
+        self._cpu = (time.monotonic(), self.cpu())
+
+    def cpu(self) -> float:
+        """The CPU seconds used so far by the nodes' processes (their workers included)."""
+        for n in self.nodes:  # a killed node's last figure stays in the sum
+            self._used[n.name] = max(self._used.get(n.name, 0.0), tree_cpu_seconds(n.edge.proc.pid))
+        return sum(self._used.values())
 
     def row(self, label: str, at: float, held: dict[str, str | None], live: list[Node]) -> list[object]:
+        now, cpu = time.monotonic(), self.cpu()
+        share = (cpu - self._cpu[1]) / (now - self._cpu[0]) if now > self._cpu[0] else 0.0
+        self._cpu = (now, cpu)
         counts = Counter(held.values())
         owners = {sid: owner(f"feed:{sid}", [n.node_id for n in live]) for sid in self.ids}
         at_owner = sum(held[sid] == owners[sid] for sid in self.ids)
         cells: list[object] = [label, f"{at:.0f}"]
         cells += [counts.get(n.node_id, 0) if n in live or counts.get(n.node_id) else "-" for n in self.nodes]
         cells += [""] * (4 - len(self.nodes))
-        cells += [counts.get(None, 0), at_owner]
+        cells += [counts.get(None, 0), at_owner, f"{share * 100:.0f} %", f"{os.getloadavg()[0]:.1f}"]
         return cells
 
-    async def phase(self, label: str, live: list[Node], done: "callable[[dict[str, str | None], float], bool]",
-                    limit_s: float = PHASE_LIMIT_S) -> tuple[float | None, dict[str, str | None]]:
-        """Samples until `done(held, elapsed)` (the elapsed seconds then) or `limit_s` (None)."""
+    async def phase(self, label: str, live: list[Node], done: Callable[[dict[str, str | None], float], bool],
+                    hold_s: float, limit_s: float = PHASE_LIMIT_S) -> float | None:
+        """Samples until `done(held, elapsed)`, then `hold_s` more seconds (the fleet must stay as
+        it is); the elapsed seconds when first done, None if not within `limit_s`."""
         started = time.monotonic()
         next_row = 0.0
+        done_at: float | None = None
         while True:
             elapsed = time.monotonic() - started
             held = await holders(self.client, self.prefix, self.ids)
             finished = done(held, elapsed)
-            if elapsed >= next_row or finished or elapsed > limit_s:
+            first = finished and done_at is None
+            if first:
+                done_at = elapsed
+            over = (done_at is not None and elapsed >= done_at + hold_s) or (done_at is None and elapsed > limit_s)
+            if elapsed >= next_row or first or over:
                 self.rows.append(self.row(label, elapsed, held, live))
                 print(table_line(self.rows[-1]), flush=True)
-                next_row += ROW_S
-            if finished:
-                return elapsed, held
-            if elapsed > limit_s:
-                return None, held
+                next_row = max(next_row + ROW_S, elapsed + 1.0)
+            if done_at is not None and not finished:
+                self.unsettled.append(f"{label} at {elapsed:.0f} s")
+            if over:
+                return done_at
             await asyncio.sleep(1.0)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its children (0 once it is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    total += (int(fields[11]) + int(fields[12])) / tick
+    return total + sum(tree_cpu_seconds(int(child)) for child in children)
 
 
 def table_line(cells: list[object]) -> str:
@@ -194,6 +230,27 @@ def table_line(cells: list[object]) -> str:
 def settled(ids: list[str], live: list[Node]):
     owners = {sid: owner(f"feed:{sid}", [n.node_id for n in live]) for sid in ids}
     return lambda held, _elapsed: all(held[sid] == owners[sid] for sid in ids)
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of the run's own, in memory only (nothing persisted, nothing fsynced)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("no redis-server binary: install redis-server, or pass --redis URL")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    stop_process(proc)
+    raise RuntimeError("redis-server did not answer")
 
 
 def start_fleet(tmp: Path, ports: list[int], epoch: float) -> subprocess.Popen[bytes]:
@@ -246,6 +303,9 @@ async def register(session: aiohttp.ClientSession, node: Node, ports: list[int],
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
     prefix = f"fleet-share:{uuid.uuid4().hex}:"
+    own_redis = None
+    if args.redis is None:
+        own_redis, args.redis = start_redis(tmp)
     env = node_env(args.redis, prefix)
     ports = [free_port() for _ in range(BROADCASTERS)]
     fleet = start_fleet(tmp, ports, time.time() - 60)  # 30 segments of history: full playlists at once
@@ -263,7 +323,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         load.start()
         print(f"{args.streams} streams, 2 renditions, 2 s segments; {len(ids) / RELOAD_S:.0f} player reloads/s "
               f"round-robin over the nodes; load average {os.getloadavg()[0]:.2f} at the start", flush=True)
-        header = ["phase", "t (s)", "node-1", "node-2", "node-3", "node-4", "no holder", "held by owner"]
+        header = ["phase", "t (s)", "node-1", "node-2", "node-3", "node-4", "no holder", "held by owner",
+                  "nodes' CPU (of a core)", "load avg"]
         print(table_line(header))
         print("|---|" + "---:|" * (len(header) - 1))
         deadline = time.monotonic() + PHASE_LIMIT_S
@@ -272,7 +333,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         print(f"{load.published()} of {len(ids)} streams published to their players\n", flush=True)
         watch = Watch(client, prefix, ids, nodes, load)
         three = list(nodes)
-        t3, _ = await watch.phase("3 nodes", three, settled(ids, three))
+        t3 = await watch.phase("3 nodes", three, settled(ids, three), args.hold)
 
         nodes.append(await start_node(session, tmp, "node-4", env))
         four = list(nodes)
@@ -286,7 +347,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                 reached.append(elapsed)
             return settled(ids, four)(held, elapsed)
 
-        t4, _ = await watch.phase("node-4 joined", four, joined)
+        t4 = await watch.phase("node-4 joined", four, joined, args.hold)
 
         victim = nodes[1]
         victim.edge.proc.send_signal(signal.SIGKILL)
@@ -300,15 +361,15 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                 moved.append(elapsed)
             return settled(ids, rest)(held, elapsed)
 
-        t_kill, _ = await watch.phase(f"{victim.name} killed", rest, recovered)
-        await asyncio.sleep(args.tail)
+        t_kill = await watch.phase(f"{victim.name} killed", rest, recovered, args.hold)
         await load.stop()
         stalls = sorted(p.longest_stall for p in load.players.values())
         print()
         print(f"3 nodes settled after {fmt(t3)} s (from the first player request); node-4 reached a quarter "
               f"(+-30 %) {fmt(reached[0] if reached else None)} s after it was up, settled after {fmt(t4)} s; "
               f"{victim.name}'s streams all held by live nodes {fmt(moved[0] if moved else None)} s after the "
-              f"SIGKILL, every stream at its owner after {fmt(t_kill)} s.")
+              f"SIGKILL, every stream at its owner after {fmt(t_kill)} s; each phase went on {args.hold:g} s once settled, "
+              f"{'and stayed settled' if not watch.unsettled else 'unsettled at ' + ', '.join(watch.unsettled)}.")
         print(f"Player reloads: {load.reloads}, reload-rule violations: {sum(load.violations.values())}"
               f"{' ' + str(dict(load.violations)) if load.violations else ''}, failed reloads (live nodes): "
               f"{sum(load.failures.values())}; longest time without a new segment per stream: median "
@@ -326,6 +387,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         async for key in client.scan_iter(match=f"{prefix}*", count=1000):
             await client.delete(key)
         await client.aclose()
+        stop_process(own_redis)
 
 
 def fmt(value: float | None) -> str:
@@ -335,8 +397,9 @@ def fmt(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=300)
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the Redis the nodes share")
-    parser.add_argument("--tail", type=float, default=10.0, help="seconds of players after the last phase")
+    parser.add_argument("--redis", help="a Redis for the nodes to share (under a prefix of the run's own); "
+                        "default: a redis-server of the run's own")
+    parser.add_argument("--hold", type=float, default=20.0, help="seconds each phase goes on once settled")
     parser.add_argument("--keep", action="store_true", help="keep the nodes' logs (their directory is printed)")
     args = parser.parse_args()
     if args.keep:
