@@ -173,7 +173,7 @@ class Watch:
 
     def row(self, label: str, at: float, held: dict[str, str | None], live: list[Node]) -> list[object]:
         now, cpu = time.monotonic(), self.cpu()
-        share = (cpu - self._cpu[1]) / (now - self._cpu[0]) if now > self._cpu[0] else 0.0
+        share = f"{(cpu - self._cpu[1]) / (now - self._cpu[0]) * 100:.0f} %" if now - self._cpu[0] > 0.5 else "-"
         self._cpu = (now, cpu)
         counts = Counter(held.values())
         owners = {sid: owner(f"feed:{sid}", [n.node_id for n in live]) for sid in self.ids}
@@ -181,7 +181,7 @@ class Watch:
         cells: list[object] = [label, f"{at:.0f}"]
         cells += [counts.get(n.node_id, 0) if n in live or counts.get(n.node_id) else "-" for n in self.nodes]
         cells += [""] * (4 - len(self.nodes))
-        cells += [counts.get(None, 0), at_owner, f"{share * 100:.0f} %", f"{os.getloadavg()[0]:.1f}"]
+        cells += [counts.get(None, 0), at_owner, share, f"{os.getloadavg()[0]:.1f}"]
         return cells
 
     async def phase(self, label: str, live: list[Node], done: Callable[[dict[str, str | None], float], bool],
@@ -199,10 +199,13 @@ class Watch:
             if first:
                 done_at = elapsed
             over = (done_at is not None and elapsed >= done_at + hold_s) or (done_at is None and elapsed > limit_s)
-            if elapsed >= next_row or first or over:
+            if elapsed >= next_row or first:
                 self.rows.append(self.row(label, elapsed, held, live))
                 print(table_line(self.rows[-1]), flush=True)
                 next_row = max(next_row + ROW_S, elapsed + 1.0)
+            elif over:  # the last sample: a row unless one was printed just now
+                self.rows.append(self.row(label, elapsed, held, live))
+                print(table_line(self.rows[-1]), flush=True)
             if done_at is not None and not finished:
                 self.unsettled.append(f"{label} at {elapsed:.0f} s")
             if over:
@@ -365,7 +368,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         await load.stop()
         stalls = sorted(p.longest_stall for p in load.players.values())
         print()
-        print(f"3 nodes settled after {fmt(t3)} s (from the first player request); node-4 reached a quarter "
+        print(f"3 nodes settled {fmt(t3)} s after every stream was published; node-4 reached a quarter "
               f"(+-30 %) {fmt(reached[0] if reached else None)} s after it was up, settled after {fmt(t4)} s; "
               f"{victim.name}'s streams all held by live nodes {fmt(moved[0] if moved else None)} s after the "
               f"SIGKILL, every stream at its owner after {fmt(t_kill)} s; each phase went on {args.hold:g} s once settled, "

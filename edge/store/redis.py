@@ -78,7 +78,9 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 1.0
 OPERATION_TIMEOUT_S = 2.0
 HEALTH_CHECK_INTERVAL_S = 10  # an idle pooled connection is PINGed before reuse
-MAX_CONNECTIONS = 100  # per process; more callers wait for one (up to OPERATION_TIMEOUT_S)
+# Connections one process may open: hundreds of feeds reach their round boundary together, and
+# redis-py's default pool (100) fails the calls past its size with MaxConnectionsError.
+MAX_CONNECTIONS = 2000
 _MGET_CHUNK = 1000  # Lua's unpack() has a stack limit of ~8000 values
 # Removed broadcaster names remembered for nodes catching up (see _SYNC); trimmed by this many.
 _GONE_KEPT = 10_000
@@ -123,27 +125,21 @@ class RedisDatabase:
         prefix: str,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         operation_timeout_s: float = OPERATION_TIMEOUT_S,
-        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.prefix = prefix
         self.where = f"{redact_url(url)} (keys {prefix}*)"
         # One retry without delay: after Redis restarts, the first command on each pooled
         # connection fails on its dead socket and succeeds on a new one. Not more: while Redis is
         # down a request should get its 503 fast, not after a back-off.
-        # A bounded pool that makes a caller wait for a free connection (up to an operation's
-        # timeout) rather than fail: hundreds of feeds reach their round boundaries together, and
-        # the default pool raises MaxConnectionsError past 100 connections in use.
-        pool = aioredis.BlockingConnectionPool.from_url(
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
             url,
-            max_connections=max_connections,
-            timeout=operation_timeout_s,
             socket_connect_timeout=connect_timeout_s,
             socket_timeout=operation_timeout_s,
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             retry=Retry(NoBackoff(), 1),
+            max_connections=MAX_CONNECTIONS,
             decode_responses=False,
         )
-        self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)
 
     def key(self, *parts: str) -> str:
         """The prefix, then the parts joined by ':' ("edge:" + "stream", id -> "edge:stream:<id>")."""
@@ -850,9 +846,8 @@ class RedisStore:
         hint_ttl_s: float = CARRIER_HINT_TTL_S,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         operation_timeout_s: float = OPERATION_TIMEOUT_S,
-        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        self.db = RedisDatabase(url, prefix, connect_timeout_s, operation_timeout_s, max_connections)
+        self.db = RedisDatabase(url, prefix, connect_timeout_s, operation_timeout_s)
         self.streams = RedisStreams(self.db)
         self.registry = RedisRegistry(self.db, liveness, hint_ttl_s)
         self.credentials = RedisCredentials(self.db)
