@@ -27,9 +27,7 @@ import argparse
 import asyncio
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,7 +44,7 @@ import redis.asyncio as aioredis
 
 from bench.fake_fleet import carrier_of
 from devtools.playlist_rules import ReloadChecker, Seen
-from devtools.processes import EdgeProcess, free_port, start_edge, stop_process
+from devtools.processes import EdgeProcess, MissingBinary, RedisServer, free_port, start_edge, stop_process
 from edge.fleet import owner
 
 API_KEY = "share-api-key"
@@ -161,7 +159,7 @@ class Watch:
     def __init__(self, client: aioredis.Redis, prefix: str, ids: list[str], nodes: list[Node], load: Load) -> None:
         self.client, self.prefix, self.ids, self.nodes, self.load = client, prefix, ids, nodes, load
         self.rows: list[list[object]] = []
-        self.unsettled: list[str] = []  # samples after settling where a stream was not at its owner
+        self.unsettled: list[tuple[str, float]] = []  # samples once settled with a stream not at its owner
         self._used: dict[str, float] = {}
         self._cpu = (time.monotonic(), self.cpu())
 
@@ -207,7 +205,7 @@ class Watch:
                 self.rows.append(self.row(label, elapsed, held, live))
                 print(table_line(self.rows[-1]), flush=True)
             if done_at is not None and not finished:
-                self.unsettled.append(f"{label} at {elapsed:.0f} s")
+                self.unsettled.append((label, elapsed))
             if over:
                 return done_at
             await asyncio.sleep(1.0)
@@ -233,27 +231,6 @@ def table_line(cells: list[object]) -> str:
 def settled(ids: list[str], live: list[Node]):
     owners = {sid: owner(f"feed:{sid}", [n.node_id for n in live]) for sid in ids}
     return lambda held, _elapsed: all(held[sid] == owners[sid] for sid in ids)
-
-
-def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A redis-server of the run's own, in memory only (nothing persisted, nothing fsynced)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("no redis-server binary: install redis-server, or pass --redis URL")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    stop_process(proc)
-    raise RuntimeError("redis-server did not answer")
 
 
 def start_fleet(tmp: Path, ports: list[int], epoch: float) -> subprocess.Popen[bytes]:
@@ -308,7 +285,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     prefix = f"fleet-share:{uuid.uuid4().hex}:"
     own_redis = None
     if args.redis is None:
-        own_redis, args.redis = start_redis(tmp)
+        try:
+            own_redis = RedisServer(tmp, persist=False)
+        except MissingBinary as exc:
+            raise SystemExit(f"{exc}, or pass --redis URL") from None
+        own_redis.start()
+        args.redis = own_redis.url
     env = node_env(args.redis, prefix)
     ports = [free_port() for _ in range(BROADCASTERS)]
     fleet = start_fleet(tmp, ports, time.time() - 60)  # 30 segments of history: full playlists at once
@@ -372,7 +354,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
               f"(+-30 %) {fmt(reached[0] if reached else None)} s after it was up, settled after {fmt(t4)} s; "
               f"{victim.name}'s streams all held by live nodes {fmt(moved[0] if moved else None)} s after the "
               f"SIGKILL, every stream at its owner after {fmt(t_kill)} s; each phase went on {args.hold:g} s once settled, "
-              f"{'and stayed settled' if not watch.unsettled else 'unsettled at ' + ', '.join(watch.unsettled)}.")
+              f"{'and stayed settled' if not watch.unsettled else 'not settled at ' + unsettled(watch.unsettled)}.")
         print(f"Player reloads: {load.reloads}, reload-rule violations: {sum(load.violations.values())}"
               f"{' ' + str(dict(load.violations)) if load.violations else ''}, failed reloads (live nodes): "
               f"{sum(load.failures.values())}; longest time without a new segment per stream: median "
@@ -390,7 +372,16 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         async for key in client.scan_iter(match=f"{prefix}*", count=1000):
             await client.delete(key)
         await client.aclose()
-        stop_process(own_redis)
+        if own_redis is not None:
+            own_redis.stop()
+
+
+def unsettled(samples: list[tuple[str, float]]) -> str:
+    """"3 nodes: 4 samples (5-9 s)", per phase."""
+    phases: dict[str, list[float]] = {}
+    for label, at in samples:
+        phases.setdefault(label, []).append(at)
+    return "; ".join(f"{label}: {len(ats)} samples ({min(ats):.0f}-{max(ats):.0f} s)" for label, ats in phases.items())
 
 
 def fmt(value: float | None) -> str:
