@@ -42,9 +42,10 @@ class MissingBinary(RuntimeError):
 
 class RedisServer:
     """A redis-server of the caller's own, on a free port, with its data in `workdir` (append-only
-    file, fsynced on every write, so what was written survives a restart on the same port)."""
+    file, fsynced on every write, so what was written survives a restart on the same port; with
+    `persist=False`, in memory only)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persist: bool = True) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise MissingBinary("no redis-server binary (Debian: apt-get install redis-server)")
@@ -52,12 +53,13 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.workdir = workdir
+        self.persist = persist
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 10.0) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.workdir),
+             *(["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s

@@ -78,6 +78,9 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 1.0
 OPERATION_TIMEOUT_S = 2.0
 HEALTH_CHECK_INTERVAL_S = 10  # an idle pooled connection is PINGed before reuse
+# Connections one process may open: hundreds of feeds reach their round boundary together, and
+# redis-py's default pool (100) fails the calls past its size with MaxConnectionsError.
+MAX_CONNECTIONS = 2000
 _MGET_CHUNK = 1000  # Lua's unpack() has a stack limit of ~8000 values
 # Removed broadcaster names remembered for nodes catching up (see _SYNC); trimmed by this many.
 _GONE_KEPT = 10_000
@@ -134,6 +137,7 @@ class RedisDatabase:
             socket_timeout=operation_timeout_s,
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             retry=Retry(NoBackoff(), 1),
+            max_connections=MAX_CONNECTIONS,
             decode_responses=False,
         )
 

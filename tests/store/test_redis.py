@@ -238,6 +238,17 @@ async def test_removals_too_old_to_replay_make_a_node_read_the_registry_whole(ma
     assert [x.name for x in await b.registry.list_all()] == ["fra"]
 
 
+async def test_hundreds_of_concurrent_calls_all_get_a_connection(make_redis_store: MakeRedisStore) -> None:
+    """Hundreds of feeds reach their round boundary together (redis-py's default pool of 100
+    connections failed the calls past its size with MaxConnectionsError)."""
+    store = await make_redis_store()
+    keys = [f"feed:s{i}" for i in range(500)]
+    taken = await asyncio.gather(*(store.leases.acquire(key, "node-a", 5) for key in keys))
+    assert all(taken)
+    holders = await asyncio.gather(*(store.leases.holder(key) for key in keys))
+    assert holders == ["node-a"] * len(keys)
+
+
 # --- Redis away, Redis back ---
 
 
