@@ -59,16 +59,23 @@ class Step(enum.Enum):
 
 
 def decide(me: str, live: frozenset[str], key: str, holding: bool, asked_by: str | None,
-           free_for: float | None, grace: float) -> Step:
+           free_for: float | None, grace: float, lapsed_from: str | None = None) -> Step:
     """What this node does with `key`'s lease at a round boundary.
 
     `live`: the nodes it knows live (itself included once it announced); `holding`: it holds the
     lease; `asked_by`: who asked for it (a holder's question); `free_for`: how long the lease has
-    been seen free by this node, None if it was held at the last look."""
+    been seen free by this node, None if it was held at the last look; `lapsed_from`: who held it
+    when this node last saw it held, if it is free now.
+
+    A lease that lapsed in its holder's hands (the holder died, or stopped polling) goes at once to
+    the owner among the other nodes: the membership still counts a dead holder live for a few
+    announcement periods, and waiting out the grace meanwhile would stall the stream's players."""
     should = owner(key, live | {me})
     if holding:
         return Step.HAND_OVER if asked_by is not None and asked_by == should != me else Step.RENEW
     if should == me:
+        return Step.CLAIM
+    if free_for is not None and lapsed_from is not None and owner(key, (live - {lapsed_from}) | {me}) == me:
         return Step.CLAIM
     if free_for is not None and free_for >= grace:
         return Step.TAKE
@@ -82,6 +89,7 @@ class Seat:
     holding: bool = False
     asking: bool = False  # it asked the holder for the lease (a `want:` lease of its own)
     free_since: float | None = None  # when it first saw the lease free, while it waits
+    last_holder: str | None = None  # who held it at this node's last look, while it waits
 
 
 def want_key(key: str) -> str:
@@ -94,8 +102,16 @@ async def take_turn(leases: Leases, key: str, me: str, live: frozenset[str], sea
     StoreUnavailable goes to the caller (it then holds nothing it can rely on)."""
     should = owner(key, live | {me})
     asked = await leases.holder(want_key(key)) if seat.holding and should != me else None
+    lapsed_from = None
+    if not seat.holding and should != me:  # a waiting node looks at the lease before deciding
+        holder = await leases.holder(key)
+        if holder is None:
+            seat.free_since = now if seat.free_since is None else seat.free_since
+            lapsed_from = seat.last_holder
+        else:
+            seat.free_since, seat.last_holder = None, holder
     free_for = None if seat.free_since is None else now - seat.free_since
-    step = decide(me, live, key, seat.holding, asked, free_for, grace)
+    step = decide(me, live, key, seat.holding, asked, free_for, grace, lapsed_from)
     if step is Step.HAND_OVER:
         seat.holding, seat.free_since = False, None
         await leases.release(key, me)
@@ -103,13 +119,9 @@ async def take_turn(leases: Leases, key: str, me: str, live: frozenset[str], sea
         return False
     if step is Step.WAIT:
         seat.holding = False
-        if await leases.holder(key) is None:
-            seat.free_since = now if seat.free_since is None else seat.free_since
-        else:
-            seat.free_since = None
         return False
     seat.holding = await leases.acquire(key, me, ttl)
-    seat.free_since = None
+    seat.free_since, seat.last_holder = None, None
     if step is Step.CLAIM and not seat.holding:
         seat.asking = await leases.acquire(want_key(key), me, ttl) or seat.asking
     elif seat.holding and seat.asking:

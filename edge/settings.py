@@ -136,7 +136,14 @@ class Settings:
         "broadcasters keep their segments (go-livepeer: 6 segments).",
     )
     max_dvr_window: float = _opt(7200.0, "Longest window a stream may ask for (dvrWindowSeconds), in seconds.")
-    hole_wait: float = _opt(3.0, "Seconds a missing segment is waited for before it is passed with a discontinuity.")
+    hole_wait: float = _opt(
+        1.0, "Seconds a segment no rendition has is waited for, once a later one is listed, before it is passed "
+        "with a discontinuity; at most about half a target duration, or players run dry.",
+    )
+    rendition_wait: float = _opt(
+        3.0, "Seconds a segment some renditions have and others lack (a transcode late or failed) is waited for "
+        "before the nearest rendition's copy stands in for it there.",
+    )
     target_duration: int = _opt(0, "EXT-X-TARGETDURATION of every stream; 0: from its first segments.")
     lease_ttl: float = _opt(
         3.0, "Seconds a node's claim to poll a stream lasts unless renewed; another node takes over after it.",
@@ -229,7 +236,7 @@ class Settings:
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
         for name in ("header_timeout", "probe_interval", "probe_timeout", "upstream_timeout", "poll_interval",
-                     "discovery_interval", "hole_wait", "idle_timeout", "lease_ttl", "fleet_interval",
+                     "discovery_interval", "hole_wait", "rendition_wait", "idle_timeout", "lease_ttl", "fleet_interval",
                      "mirror_wait", "segment_retention", "max_recording", "recording_retention"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name}: must be a positive number of seconds")
@@ -289,7 +296,8 @@ class Settings:
         }, self)
 
     def merge_policy(self) -> Policy:
-        return _policy(Policy, {"playlist_window": "window_seconds", "hole_wait": "hole_wait_seconds"}, self)
+        return _policy(Policy, {"playlist_window": "window_seconds", "hole_wait": "hole_wait_seconds",
+                                "rendition_wait": "rendition_wait_seconds"}, self)
 
     def parse_limits(self) -> ParseLimits:
         return _policy(ParseLimits, {"upstream_max_bytes": "max_bytes"}, self)

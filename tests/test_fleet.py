@@ -135,3 +135,50 @@ def test_never_two_pollers_never_unpolled_for_long_and_settling_on_the_owners(sc
             assert set(fleet.pollers(key)) <= expected and fleet.pollers(key), (key, fleet.pollers(key), should)
 
     asyncio.run(run())
+
+
+def test_decide_passes_a_lapsed_lease_at_once_to_the_owner_among_the_others() -> None:
+    third = "node-c"
+    live = frozenset({ME, OTHER, third})
+    # Keys owned by OTHER, whose owner among the rest is ME, and one whose next owner is `third`.
+    mine_next = next(k for k in KEYS if owner(k, live) == OTHER and owner(k, live - {OTHER}) == ME)
+    theirs_next = next(k for k in KEYS if owner(k, live) == OTHER and owner(k, live - {OTHER}) == third)
+    # Lapsed in the owner's hands (it died; the membership does not know yet): the next owner claims.
+    assert decide(ME, live, mine_next, False, None, 0.0, grace=0.4, lapsed_from=OTHER) is Step.CLAIM
+    assert decide(ME, live, theirs_next, False, None, 0.0, grace=0.4, lapsed_from=OTHER) is Step.WAIT
+    # Released by a non-owner (a hand-over to OTHER, or a holder without players): OTHER's to take.
+    assert decide(ME, live, mine_next, False, None, 0.0, grace=0.4, lapsed_from=third) is Step.WAIT
+    # Still held, or never seen held: the grace rule as before.
+    assert decide(ME, live, mine_next, False, None, None, grace=0.4, lapsed_from=None) is Step.WAIT
+    assert decide(ME, live, theirs_next, False, None, 0.4, grace=0.4, lapsed_from=None) is Step.TAKE
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2), st.lists(st.integers(0, 4), min_size=3, max_size=3))
+def test_a_dead_nodes_streams_are_taken_within_a_lease_and_a_round(victim_index: int, phases: list[int]) -> None:
+    """Every node has players for every stream: when one dies, each of its streams goes unpolled
+    no longer than its lease lasts plus one round of the next owner, while the membership still
+    counts the dead node live (no grace is waited)."""
+    bound = PERIODS.lease_ttl + PERIODS.round_ticks * PERIODS.tick + PERIODS.tick
+
+    async def run() -> None:
+        fleet = Fleet(PERIODS)
+        for i, phase in enumerate(phases):
+            await fleet.join(f"n{i}", phase, frozenset(STREAMS))
+        for _ in range(int((PERIODS.membership_ttl + 2 * PERIODS.lease_ttl) / PERIODS.tick) + 10):
+            await fleet.step()
+        assert fleet.settled(STREAMS)
+        victim = sorted(fleet.nodes)[victim_index]
+        orphans = [key for key in STREAMS if fleet.pollers(key) == [victim]]
+        fleet.kill(victim)
+        killed_at, longest = fleet.now, 0.0
+        unpolled = set(orphans)
+        while unpolled and fleet.now - killed_at < 10 * bound:
+            await fleet.step()
+            for key in [k for k in unpolled if fleet.pollers(k)]:
+                unpolled.discard(key)
+                longest = max(longest, fleet.now - killed_at)
+        assert not unpolled, unpolled
+        assert longest <= bound + 1e-9, (longest, bound)
+
+    asyncio.run(run())

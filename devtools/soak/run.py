@@ -72,7 +72,8 @@ class SoakConfig:
             "EDGE_ACCESS_LOG": "false",
             "EDGE_LOG_LEVEL": "warning",
             "EDGE_POLL_INTERVAL": str(seg / 2),
-            "EDGE_HOLE_WAIT": str(seg),
+            "EDGE_HOLE_WAIT": str(seg / 2),  # the default's share of a target duration (1 s of 2 s)
+            "EDGE_RENDITION_WAIT": str(seg),
             "EDGE_LEASE_TTL": str(1.5 * seg),
             "EDGE_UPSTREAM_TIMEOUT": str(UPSTREAM_TIMEOUT_S),
             "EDGE_UPSTREAM_MAX_BYTES": str(UPSTREAM_MAX_BYTES),

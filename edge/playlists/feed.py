@@ -451,7 +451,7 @@ class Feed:
                 ctx.metrics.published.inc(len(outcome.visible))
         self.prober.consider(self.stream, self.states, self.offers)  # each rendition's media, once
         self.finished = self.finished or outcome.final or (
-            not self.states and ended_at is not None and now - ended_at >= self._policy.merge.hole_wait_seconds
+            not self.states and ended_at is not None and now - ended_at >= self._policy.merge.longest_wait
         )
 
     async def _copy(self, fetched: Mapping[str, Sequence[FetchedPlaylist]], now: float) -> Copies:

@@ -31,20 +31,37 @@ class Policy:
     """How patient and how long a merged playlist is. One per deployment, from settings."""
 
     window_seconds: float = 24.0  # content kept; never less than 3 x target duration (§6.2.2)
-    # How long to wait for a missing number while later ones exist before passing it. The playlist
-    # does not grow meanwhile, so keep it near one target duration (freshness: 1.5 x target).
+    # How long to wait for a number no rendition has while later ones exist before passing it. The
+    # playlist does not grow meanwhile, and the wait only starts once a later number is listed (a
+    # segment after the missing one was due): players holding back 3 target durations run dry past
+    # about half a target duration of it.
     hole_wait_seconds: float = 2.0
+    # How long to wait for a number some renditions have and others lack (transcodes lag the
+    # source) before standing in for it there; None: as long as for a hole. Every rendition waits
+    # together, from when the first one listed it.
+    rendition_wait_seconds: float | None = None
     max_target_duration: int = 20
     # An ingest restart is only recognised from numbers this far below `next_number`: nearer ones
     # are late arrivals of passed numbers or the old epoch's tail still listed upstream.
     restart_margin: int = 12
     max_window_segments: int = 10_000  # a memory bound for absurdly short segments
 
+    @property
+    def rendition_wait(self) -> float:
+        return self.hole_wait_seconds if self.rendition_wait_seconds is None else self.rendition_wait_seconds
+
+    @property
+    def longest_wait(self) -> float:
+        """How long anything is waited for: an ended stream's last segments, say."""
+        return max(self.hole_wait_seconds, self.rendition_wait)
+
     def __post_init__(self) -> None:
         if not self.window_seconds > 0:
             raise ValueError("window_seconds must be > 0")
         if not self.hole_wait_seconds >= 0:
             raise ValueError("hole_wait_seconds must be >= 0")
+        if self.rendition_wait_seconds is not None and not self.rendition_wait_seconds >= 0:
+            raise ValueError("rendition_wait_seconds must be >= 0")
         if self.max_target_duration < 1:
             raise ValueError("max_target_duration must be >= 1")
         if self.restart_margin < 1:
@@ -236,7 +253,7 @@ def merge_stream(
 
     Each ingest number is decided once for all renditions: published in every rendition at the
     same MSN, or passed in all of them. A number some renditions lack is waited for up to
-    `hole_wait_seconds` (renditions already showing substitutes are not waited for, so one that
+    `rendition_wait_seconds` (renditions already showing substitutes are not waited for, so one that
     stopped producing never holds the others back), then shown there as another rendition's copy,
     taken in the order of `substitutes[rendition]` (default: the other renditions in key order).
 
@@ -278,7 +295,8 @@ def merge_stream(
 
     if draft.next_number is not None:
         order = {r: _substitute_order(r, renditions, substitutes) for r in renditions}
-        _publish(draft, offers, order, now, policy.hole_wait_seconds if not ended else 0.0)
+        _publish(draft, offers, order, now, policy.hole_wait_seconds if not ended else 0.0,
+                 policy.rendition_wait if not ended else 0.0)
     draft.ended = ended
     return draft.finish(policy)
 
@@ -566,13 +584,14 @@ def _publish(
     order: Mapping[str, tuple[str, ...]],
     now: float,
     hole_wait: float,
+    rendition_wait: float,
 ) -> None:
     """Decide numbers from `next_number` on, for every rendition at once.
 
     A number offered in every rendition that still produces is published at once. One that some
-    of them lack is waited for up to `hole_wait`, then published with substitutes there. One that
-    no rendition offers, while later ones exist, is waited for likewise, then passed with a
-    DISCONTINUITY."""
+    of them lack is waited for up to `rendition_wait`, then published with substitutes there. One
+    that no rendition offers, while later ones exist, is waited for up to `hole_wait`, then passed
+    with a DISCONTINUITY."""
     assert draft.next_number is not None
     number = draft.next_number
     renditions = tuple(draft.base)
@@ -587,7 +606,7 @@ def _publish(
                 if r not in present and ((last := draft.last_segment(r)) is None or last.substitute is None)
             ]
             provisional = all(number in offers[r].provisional for r in present)
-            if (awaited or provisional) and not _waited(draft, now, hole_wait):
+            if (awaited or provisional) and not _waited(draft, now, rendition_wait):
                 break
             _append(draft, number, present, order, msn)
             number += 1

@@ -69,7 +69,7 @@ def decide(
         target = _choose_target(fetched, policy.merge.max_target_duration)
         if target is not None and policy.fixed_target_duration:
             target = policy.fixed_target_duration
-    closing = ended_at is not None and now - ended_at >= policy.merge.hole_wait_seconds
+    closing = ended_at is not None and now - ended_at >= policy.merge.longest_wait
     if target is None:  # nothing published anywhere yet, and nothing offered to start with
         return Round(states=states, changed={}, visible=frozenset(), health=health, events={}, final=closing)
     merged = merge_stream(
