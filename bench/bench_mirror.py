@@ -33,7 +33,7 @@ async def measure(mode: str, store: str, segments: int, size: int) -> list[float
     delays: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         # heartbeat_ttl: the fake broadcaster registers once and sends no heartbeats
-        async for edge in open_edge(Path(tmp), poll_interval=1.0, hole_wait=3.0, lease_ttl=3.0, heartbeat_ttl=3600.0,
+        async for edge in open_edge(Path(tmp), poll_interval=1.0, hole_wait=1.0, rendition_wait=3.0, lease_ttl=3.0, heartbeat_ttl=3600.0,
                                     segment_mode=mode, segment_store=store):
             fake = await edge.add_broadcaster("a", window=6)
             fake.media = {n: os.urandom(size) for n in range(segments)}

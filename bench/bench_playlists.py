@@ -510,7 +510,7 @@ async def measure_refresh(tmp: Path, windows: Sequence[int], segments: int) -> l
 
     rows = []
     for window in windows:
-        production = dict(poll_interval=1.0, discovery_interval=10.0, hole_wait=3.0, upstream_timeout=2.0,
+        production = dict(poll_interval=1.0, discovery_interval=10.0, hole_wait=1.0, rendition_wait=3.0, upstream_timeout=2.0,
                           idle_timeout=120.0, max_dvr_window=7200.0)
         async for edge in open_edge(tmp / f"refresh-{window}", **production):
             fakes = [await edge.add_broadcaster(f"b{i}", segment_duration=SEGMENT_S, window=UPSTREAM_WINDOW)

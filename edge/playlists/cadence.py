@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Hashable, Iterable, Mapping, TypeVar
+from typing import Collection, Hashable, Mapping, TypeVar
 
 NEVER = math.inf
 K = TypeVar("K", bound=Hashable)
@@ -113,14 +113,19 @@ def expected_at(watch: Watch, cadence: Cadence) -> float | None:
     return appeared + _pace(watch)
 
 
-def due(watch: Watch, cadence: Cadence) -> float:
-    """When to ask next (absolute, on the same clock as the observations); NEVER: not until poked."""
+def due(watch: Watch, cadence: Cadence, supplier: bool = False) -> float:
+    """When to ask next (absolute, on the same clock as the observations); NEVER: not until poked.
+
+    `supplier`: this carrier supplied the newest published segment. It is never left alone: when
+    the whole stream pauses, the ingest most likely resumes where it was, with nobody telling the
+    edge, so it is asked every `retry` for as long as the stream lives."""
     if watch.poked_at > watch.asked_at or watch.asked_at == -math.inf:
         return watch.poked_at if watch.asked_at == -math.inf else max(watch.poked_at, watch.asked_at)
     if not watch.answered:
         return watch.asked_at + cadence.retry
     if watch.newest is not None and watch.asked_at - watch.seen_at >= cadence.window:
-        return NEVER  # all it listed has left the window: it lost the ingest
+        # All it listed has left the window: it lost the ingest (or, its supplier, the stream paused).
+        return watch.asked_at + cadence.retry if supplier else NEVER
     expected = expected_at(watch, cadence)
     if expected is None or watch.sightings <= LEARNING:
         return watch.asked_at + cadence.retry
@@ -140,15 +145,16 @@ def _step(watch: Watch, cadence: Cadence) -> float:
     return max(cadence.min_step, cadence.step * _pace(watch))
 
 
-def due_now(watches: Mapping[K, Watch], now: float, cadence: Cadence) -> set[K]:
+def due_now(watches: Mapping[K, Watch], now: float, cadence: Cadence, suppliers: Collection[K] = ()) -> set[K]:
     """The watches to ask in a round at `now`: those due by then, or within a fraction of a step
-    (the renditions of one carrier come due together: one round asks them all)."""
-    return {key for key, watch in watches.items() if due(watch, cadence) <= now}
+    (the renditions of one carrier come due together: one round asks them all). `suppliers`: the
+    keys whose carrier supplied the newest published segment (see `due`)."""
+    return {key for key, watch in watches.items() if due(watch, cadence, key in suppliers) <= now}
 
 
-def next_due(watches: Iterable[Watch], cadence: Cadence) -> float:
+def next_due(watches: Mapping[K, Watch], cadence: Cadence, suppliers: Collection[K] = ()) -> float:
     """When the first of these is due next (NEVER if none is)."""
-    return min((due(watch, cadence) for watch in watches), default=NEVER)
+    return min((due(watch, cadence, key in suppliers) for key, watch in watches.items()), default=NEVER)
 
 
 def wake_idle(watches: Mapping[K, Watch], now: float, cadence: Cadence) -> dict[K, Watch]:

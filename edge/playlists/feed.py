@@ -548,7 +548,9 @@ class Feed:
         for key in keys:
             watch = self._watches.get(key, Watch())
             watches[key] = poke(watch, self._poked_at) if self._poked_at > watch.poked_at else watch
-        ask = due_now(watches, now, cadence)
+        # The carrier of each rendition's newest segment is never left alone (a paused stream).
+        suppliers = {(state.segments[-1].broadcaster, r) for r, state in self.states.items() if state.segments}
+        ask = due_now(watches, now, cadence, suppliers)
         by_name = {b.name: b for b in carriers}
         asked = [key for key in keys if key in ask]
         answers = await asyncio.gather(*(self._ask(by_name[name], rendition, now) for name, rendition in asked))
@@ -563,7 +565,7 @@ class Feed:
             else:
                 watches[key] = observe(watches[key], now, None, 0.0)
         self._watches = watches
-        self._next_round = next_due(watches.values(), cadence)
+        self._next_round = next_due(watches, cadence, suppliers)
         fetched: dict[str, list[FetchedPlaylist]] = {r: [] for r in renditions}
         for name, rendition in keys:
             answer = self._answers.get((name, rendition))

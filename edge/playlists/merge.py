@@ -606,7 +606,9 @@ def _publish(
                 if r not in present and ((last := draft.last_segment(r)) is None or last.substitute is None)
             ]
             provisional = all(number in offers[r].provisional for r in present)
-            if (awaited or provisional) and not _waited(draft, now, rendition_wait):
+            # A rendition lacking it is waited for as a late transcode; a copy only a claimer offers
+            # (trust), as a hole: another carrier's copy would come within that.
+            if (awaited or provisional) and not _waited(draft, now, rendition_wait if awaited else hole_wait):
                 break
             _append(draft, number, present, order, msn)
             number += 1

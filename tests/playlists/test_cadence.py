@@ -30,11 +30,11 @@ def listed_up_to(times: list[float], now: float) -> int | None:
 
 
 def poll(times: list[float], duration: float, until: float, cadence: Cadence = CADENCE,
-         watch: Watch = Watch(), start: float = 0.0, latency: float = 0.0) -> Run:
+         watch: Watch = Watch(), start: float = 0.0, latency: float = 0.0, supplier: bool = False) -> Run:
     """Ask when due (each answer taking `latency`), up to `until`; segment n is listed from times[n]."""
     now, asks, lags, seen = start, [], [], -1
     while True:
-        now = max(now, due(watch, cadence))
+        now = max(now, due(watch, cadence, supplier))
         if now > until:
             break
         asks.append(now)
@@ -110,6 +110,24 @@ def test_a_carrier_that_stops_is_left_alone_once_its_segments_left_the_window(du
     # While it is late it is still asked at least every `retry` (or step): a stall is noticed.
     gaps = [b - a for a, b in zip(after, after[1:])]
     assert all(g <= max(cadence.retry, cadence.step * duration, cadence.min_step) + 1e-9 for g in gaps)
+
+
+@settings(max_examples=100, deadline=None)
+@given(duration=durations, count=st.integers(3, 20), pause=st.floats(0, 600), window=st.floats(4, 60))
+def test_the_supplier_of_a_paused_stream_is_still_asked_and_its_resumption_seen_within_a_retry(
+    duration, count, pause, window
+):
+    # The stream pauses for any time (longer than the window too) and resumes on the same carrier,
+    # nobody telling the edge: asked every retry meanwhile, the first resumed segment is seen in one.
+    cadence = Cadence(retry=1.0, window=window)
+    before = arrivals(duration, 0.5, [0.0] * count)
+    after = [before[-1] + pause + duration * (1 + n) for n in range(3)]
+    run = poll(before + after, duration, until=after[-1] + 1, cadence=cadence, supplier=True)
+    assert due(run.watch, cadence, supplier=True) != NEVER
+    paused = [t for t in run.asks if before[-1] + duration <= t <= after[0]]  # once the next one is late
+    gaps = [b - a for a, b in zip(paused, paused[1:])]
+    assert all(g <= max(cadence.retry, cadence.step * duration, cadence.min_step) + 1e-9 for g in gaps)
+    assert max(run.lags[count:]) <= max(cadence.retry, cadence.step * duration, cadence.min_step) + 1e-9
 
 
 @settings(max_examples=100, deadline=None)

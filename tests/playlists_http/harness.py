@@ -18,7 +18,8 @@ from edge.services import Services
 from tests.conftest import auth, make_settings
 from tests.fakes import FakeBroadcaster
 
-FAST = dict(poll_interval=0.05, discovery_interval=0.2, hole_wait=0.6, upstream_timeout=0.5, idle_timeout=60.0)
+FAST = dict(poll_interval=0.05, discovery_interval=0.2, hole_wait=0.6, rendition_wait=0.6, upstream_timeout=0.5,
+            idle_timeout=60.0)
 
 
 @dataclass
