@@ -240,3 +240,11 @@ def check_reload(before: Seen, after: Seen) -> None:
 
 def _show(segment: SegmentSeen) -> str:
     return f"{segment.uri} ({segment.duration:.3f} s{', after a discontinuity' if segment.discontinuity else ''})"
+
+
+def check_next(seen: list[Seen], current: Seen) -> None:
+    """A player's next reload: `current` is valid alone and against the last of `seen`, then kept."""
+    check_one(current)
+    if seen:
+        check_reload(seen[-1], current)
+    seen.append(current)

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, LOOPBACK_FLEET_ENV, EdgeProcess, start_edge
 from tests.fakes import FakeBroadcaster
-from devtools.playlist_rules import Seen, check_one, check_reload
+from devtools.playlist_rules import Seen, check_next
 from tests.store.conftest import REDIS_URL, delete_prefix, require_redis
 
 POLL = 0.2
@@ -107,10 +107,7 @@ async def test_a_player_alternating_between_two_nodes_sees_every_rule_hold(tmp_p
                     continue
                 assert response.status_code == 200, (node.url, response.text)
                 current = Seen.of(response.text)
-                check_one(current)
-                if seen:
-                    check_reload(seen[-1], current)
-                seen.append(current)
+                check_next(seen, current)
                 reloads += 1
                 if reloads == 60:
                     killed = await kill_lease_holder(http, alive, redis_prefix, sid)

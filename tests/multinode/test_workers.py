@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from devtools.playlist_rules import Seen, check_one, check_reload
+from devtools.playlist_rules import Seen, check_next
 from tests.conftest import ADMIN_TOKEN, API_KEY, BROADCASTER_TOKEN, EdgeProcess, start_edge
 from tests.fakes import FakeBroadcaster
 from tests.multinode.test_multinode import edge_env
@@ -184,10 +184,7 @@ async def test_two_workers_serve_one_numbering_with_one_poller_and_survive_a_kil
                 if await player.ask_node() in pinned:  # still the worker it was pinned to
                     answered_by.add(player.node)
                 current = Seen.of(response.text)
-                check_one(current)
-                if seen:
-                    check_reload(seen[-1], current)
-                seen.append(current)
+                check_next(seen, current)
                 if reload == 60:  # the poller dies without a goodbye; its lease lapses by itself
                     holder = lease_holder(tmp_path / "two", sid)
                     killed = nodes_by_pid(edge)[holder]

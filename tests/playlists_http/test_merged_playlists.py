@@ -12,7 +12,7 @@ from broadcaster_registry.model import Registration
 from tests.conftest import auth
 from tests.fakes import FakeBroadcaster
 from tests.playlists_http.harness import Edge, open_edge, parse
-from devtools.playlist_rules import Seen, check_one, check_reload
+from devtools.playlist_rules import Seen, check_next, check_reload
 
 
 @pytest.fixture
@@ -61,10 +61,7 @@ async def test_ingest_moving_a_lost_segment_and_a_killed_broadcaster_keep_every_
             if response.status_code == 404:  # nothing published yet
                 continue
             current = Seen.of(parse(response).dumps())
-            check_one(current)
-            if seen[rendition]:
-                check_reload(seen[rendition][-1], current)
-            seen[rendition].append(current)
+            check_next(seen[rendition], current)
         reloads += 1
         await asyncio.sleep(0.04)
     await task
