@@ -31,7 +31,7 @@ from edge.playlists.pacing import Gate
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
 from edge.playlists.probing import Prober
 from edge.playlists.render import encoded, render_media, skippable
-from edge.playlists.round import StreamPolicy, decide, discovery_due, quiet, substitutes_by_bitrate, with_dvr_window
+from edge.playlists.round import StreamPolicy, decide, discovery_asks, discovery_due, lateness, quiet, substitutes_by_bitrate, with_dvr_window
 from edge.playlists.served import Served
 from edge.playlists.upstream_parse import ParseLimits, UpstreamPlaylist, parse_upstream
 from edge.segments.copier import Copier
@@ -171,6 +171,7 @@ class Feed:
         self.finished = False  # ended and final, or deleted: no more polling
         self._wake = asyncio.Event()
         self._last_discovery = float("-inf")
+        self._discoveries = 0  # discovery rounds so far (the first asks everyone)
         self._last_recheck = ctx.clock()
         self._task: asyncio.Task[None] | None = None
         self._errors_logged: set[str] = set()
@@ -410,7 +411,8 @@ class Feed:
         if discovery_due(now, self._last_discovery, self._last_progress, target, ctx.poll_interval, ctx.discovery_interval):
             self._last_discovery = now
             self._watches = wake_idle(self._watches, now, self._cadence())
-            found = await self._discover(carriers, now)
+            late = lateness(now, self._last_progress, target) >= 0
+            found = await self._discover(carriers, now, late)
             carriers += found
             handed |= {b.name for b in found}
             if found:
@@ -419,7 +421,7 @@ class Feed:
         await ctx.gate.turn()
         fetched, asked = await self._poll(carriers, refs, now)
         ended_at = self.stream.ended_at / 1000 if self.stream.ended_at is not None else None
-        if not asked and quiet(self.states, fetched, ended_at):
+        if not asked and quiet(self.states, fetched, ended_at, self._policy.merge.restart_margin):
             return  # nothing new was asked and nothing waits on time: the decision is the last one
         self.offers = _offers(fetched)
         self.history.listed(fetched, now)
@@ -631,14 +633,18 @@ class Feed:
             self.ctx.metrics.rejected.labels(str(reason)).inc(count)
         return playlist
 
-    async def _discover(self, carriers: Sequence[Broadcaster], now: float) -> list[Broadcaster]:
-        """Ask the serving broadcasters not known to carry the stream; adopt those that do. What is
-        found is stored (as a hand-out), so a node taking the stream over knows it too."""
+    async def _discover(self, carriers: Sequence[Broadcaster], now: float, late: bool) -> list[Broadcaster]:
+        """Ask the serving broadcasters not known to carry the stream (all of them, or one in turn
+        while the stream is on time: `discovery_asks`); adopt those that do. What is found is
+        stored (as a hand-out), so a node taking the stream over knows it too."""
         known = {b.name for b in carriers}
-        others = [
-            b for b in await self.ctx.store.registry.list_all()
-            if b.name not in known and is_serving(b, now, self.ctx.liveness)
-        ]
+        serving = sorted(
+            (b for b in await self.ctx.store.registry.list_all()
+             if b.name not in known and is_serving(b, now, self.ctx.liveness)),
+            key=lambda b: b.name,
+        )
+        others = discovery_asks(serving, late, bool(carriers), self._discoveries)
+        self._discoveries += 1
         if not others:
             return []
         fetched = await self._fetch(SOURCE, others, {})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, TypeVar
 
 from broadcaster_registry.liveness import answered
 from edge.playlists.merge import (
@@ -26,6 +26,10 @@ from edge.segments.policy import Copies, SegmentPolicy, assign_uris, hold_back
 # longest of the first ones still fits. Compared as RFC 8216 rounds EXTINF, 2.0 s segments get a
 # target of 2 (players hold back 3 targets: 6 s, not 9 s), 2.3 s ones a target of 3.
 TARGET_HEADROOM_S = 0.25
+# Broadcasters a backstop discovery round asks (a stream on time): one, in turn.
+DISCOVERY_SAMPLE = 1
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,11 +168,32 @@ def discovery_due(
     least every poll, slowing down as the stall grows, so an ingest that moved to a broadcaster
     nobody reported is found within about a poll of being late, and a paused stream costs fewer
     and fewer asks."""
-    late = now - last_progress - 1.5 * target_duration
+    late = lateness(now, last_progress, target_duration)
     if late < 0:
         return now - last_discovery >= discovery_interval
     gap = min(discovery_interval, max(poll_interval, late / 2))
     return now - last_discovery >= gap
+
+
+def lateness(now: float, last_progress: float, target_duration: float) -> float:
+    """Seconds the stream is past the 1.5 target durations within which a new segment is due
+    (negative: on time)."""
+    return now - last_progress - 1.5 * target_duration
+
+
+def discovery_asks(others: Sequence[T], late: bool, carriers_known: bool, turn: int,
+                   sample: int = DISCOVERY_SAMPLE) -> list[T]:
+    """Which of the broadcasters not known to carry the stream a discovery round asks.
+
+    Every one of them when the ingest may be anywhere: the stream is late, no carrier is known, or
+    this is the feed's first discovery (`turn` 0). Otherwise discovery is only a backstop (the
+    stream progresses on carriers it knows, and hand-outs, the hook and heartbeats name new ones):
+    `sample` of them in turn, so that its cost per stream stays the same however large the fleet,
+    and each one is still asked within ceil(len(others) / sample) rounds."""
+    if late or not carriers_known or turn == 0 or len(others) <= sample:
+        return list(others)
+    start = (turn * sample) % len(others)
+    return [others[(start + i) % len(others)] for i in range(sample)]
 
 
 def with_dvr_window(policy: Policy, asked: float | None) -> Policy:
@@ -179,11 +204,14 @@ def with_dvr_window(policy: Policy, asked: float | None) -> Policy:
 
 
 def quiet(
-    states: Mapping[str, PublishedState], fetched: Mapping[str, Sequence[FetchedPlaylist]], ended_at: float | None
+    states: Mapping[str, PublishedState], fetched: Mapping[str, Sequence[FetchedPlaylist]], ended_at: float | None,
+    restart_margin: int,
 ) -> bool:
     """Whether `decide` would change nothing however much time passed: in every rendition each
-    carrier lists up to the newest published number and only published numbers, nothing is waited for (a hole, a restart being
-    confirmed) and the stream is not ended. A round that asked nothing new can then skip the decision."""
+    carrier lists up to the newest published number and only published numbers, none of them so
+    far below it that the merge would watch them as an ingest restart (`restart_margin`, see
+    merge.RestartWatch), nothing is waited for (a hole, a restart being confirmed) and the stream is
+    not ended. A round that asked nothing new can then skip the decision."""
     if ended_at is not None or not fetched:
         return False
     for rendition, items in fetched.items():
@@ -200,5 +228,7 @@ def quiet(
         if any(segments[-1].number != (state.next_number or 0) - 1 for segments in offered):
             return False
         if any(s.number not in published for segments in offered for s in segments):
+            return False
+        if any(segments[0].number < (state.next_number or 0) - restart_margin for segments in offered):
             return False
     return True

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState, renditions_agree
-from edge.playlists.round import TARGET_HEADROOM_S, StreamPolicy, decide, discovery_due, substitutes_by_bitrate
+from edge.playlists.round import TARGET_HEADROOM_S, StreamPolicy, decide, discovery_asks, discovery_due, substitutes_by_bitrate
 from tests.playlists.builders import B1, B2, offer, upstream
 
 POLICY = StreamPolicy(
@@ -187,6 +187,36 @@ def test_discovery_is_due_on_its_interval_and_sooner_once_late(now: float, last:
     assert discovery_due(now, last, progress, target, 0.5, 10.0) is due
 
 
+# (case, late, carriers known, turn, asked) among the broadcasters a b c d, one asked in turn
+DISCOVERY_ASKS = [
+    ("first discovery of the feed: everyone", False, True, 0, "abcd"),
+    ("late: the ingest may be anywhere", True, True, 5, "abcd"),
+    ("no carrier known", False, False, 5, "abcd"),
+    ("on time: one, in turn", False, True, 1, "b"),
+    ("on time, next turn", False, True, 2, "c"),
+    ("on time, wraps around", False, True, 4, "a"),
+]
+
+
+@pytest.mark.parametrize("late, known, turn, asked", [c[1:] for c in DISCOVERY_ASKS], ids=[c[0] for c in DISCOVERY_ASKS])
+def test_discovery_asks_everyone_when_it_must_and_one_in_turn_otherwise(late: bool, known: bool, turn: int, asked: str) -> None:
+    assert "".join(discovery_asks(list("abcd"), late, known, turn)) == asked
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 40), st.integers(1, 5), st.integers(1, 1000))
+def test_a_backstop_discovery_asks_at_most_its_sample_and_everyone_within_a_cycle(n: int, sample: int, first: int) -> None:
+    others = list(range(n))
+    cycle = -(-n // sample) if n else 1
+    seen: set[int] = set()
+    for turn in range(first, first + cycle):
+        asked = discovery_asks(others, False, True, turn, sample)
+        assert len(asked) == min(n, sample) or len(asked) == n and n <= sample
+        assert set(asked) <= set(others)
+        seen |= set(asked)
+    assert seen == set(others)  # nobody is left out for longer than a cycle
+
+
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from edge.playlists.round import quiet  # noqa: E402
@@ -210,13 +240,24 @@ def test_a_quiet_round_changes_nothing_however_late(steps, later, data) -> None:
                              | {data.draw(st.sampled_from([(states[r].next_number or 0) - 1, 0]))}))]
         for r in ("hi", "lo") if r in states
     }
-    if len(fetched) == 2 and quiet(states, fetched, None):
+    if len(fetched) == 2 and quiet(states, fetched, None, POLICY.merge.restart_margin):
         outcome = decide(states, fetched, now + later, POLICY)
         assert not outcome.changed and not outcome.visible
 
 
 def test_quiet_only_when_everything_offered_is_published() -> None:
     states = dict(decide({}, {"hi": [offer(B1, [1, 2])], "lo": [offer(B1, [1, 2])]}, 0.0, POLICY).states)
-    assert quiet(states, {"hi": [offer(B1, [1, 2])], "lo": [offer(B1, [2])]}, None)
-    assert not quiet(states, {"hi": [offer(B1, [1, 2, 3])], "lo": [offer(B1, [1, 2])]}, None)
-    assert not quiet(states, {"hi": [offer(B1, [1, 2])], "lo": [offer(B1, [1, 2])]}, 5.0)  # ended
+    assert quiet(states, {"hi": [offer(B1, [1, 2])], "lo": [offer(B1, [2])]}, None, POLICY.merge.restart_margin)
+    assert not quiet(states, {"hi": [offer(B1, [1, 2, 3])], "lo": [offer(B1, [1, 2])]}, None, POLICY.merge.restart_margin)
+    assert not quiet(states, {"hi": [offer(B1, [1, 2])], "lo": [offer(B1, [1, 2])]}, 5.0, POLICY.merge.restart_margin)  # ended
+
+
+def test_a_published_number_listed_far_below_the_newest_is_not_quiet() -> None:
+    # Found by the property above: 0 and 12 are both published, but a list starting 12 below the
+    # next number is what an ingest restart looks like, and the merge starts watching it.
+    states: dict[str, PublishedState] = {}
+    for now, hi, lo in ((0.0, [0], [0, 1]), (2.0, [12], [12])):
+        states = dict(decide(states, {"hi": [offer(B1, hi)], "lo": [offer(B1, lo)]}, now, POLICY).states)
+    fetched = {"hi": [offer(B1, [12])], "lo": [offer(B1, [0, 12])]}
+    assert decide(states, fetched, 2.0, POLICY).changed  # the merge watches a restart
+    assert not quiet(states, fetched, None, POLICY.merge.restart_margin)
