@@ -22,6 +22,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
+from cachetools import LRUCache
+
 from broadcaster_registry.codec import from_doc, to_doc
 from broadcaster_registry.credentials import Credential
 from broadcaster_registry.liveness import DEFAULT_LIVENESS, LivenessPolicy
@@ -141,6 +143,18 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
 
+    async def read_one(self, sql: str, params: tuple[Any, ...]) -> Any:
+        """One row by its key, read on the event loop itself through the read-only connection: in
+        WAL mode a reader never waits for a writer, so this costs a few microseconds where the hop
+        to the SQLite thread and back costs tens (and the GIL passed between the threads)."""
+        reader = self.reader
+        if reader is None:
+            return await self.run(lambda: self.conn.execute(sql, params).fetchone())
+        try:
+            return reader.execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
+
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -161,6 +175,8 @@ class SqliteDatabase:
 class SqliteStreams:
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
+        # The last document read per stream and what it parsed to (Stream is frozen).
+        self._parsed: LRUCache[str, tuple[str, Stream]] = LRUCache(maxsize=10_000)
 
     async def create(self, stream: Stream) -> None:
         doc = _dumps(to_document(stream))
@@ -171,10 +187,19 @@ class SqliteStreams:
         )
 
     async def get(self, stream_id: str) -> Stream | None:
-        row = await self.db.run(
-            lambda: self.db.conn.execute("SELECT doc FROM streams WHERE id = ?", (stream_id,)).fetchone()
-        )
-        return from_document(json.loads(row[0])) if row else None
+        # Every feed re-reads its stream every few seconds: one row by its key, read on the event
+        # loop (see SqliteDatabase.read_one), and parsed again only when the document changed.
+        row = await self.db.read_one("SELECT doc FROM streams WHERE id = ?", (stream_id,))
+        if row is None:
+            self._parsed.pop(stream_id, None)
+            return None
+        doc = row[0]
+        cached = self._parsed.get(stream_id)
+        if cached is not None and cached[0] == doc:
+            return cached[1]
+        stream = from_document(json.loads(doc))
+        self._parsed[stream_id] = (doc, stream)
+        return stream
 
     async def list(self, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor) if cursor else None
@@ -490,11 +515,22 @@ def _credential(row: tuple[str, str, bytes, bytes, float]) -> Credential:
     return Credential(id=credential_id, name=name, salt=bytes(salt), digest=bytes(digest), created_at=created_at)
 
 
+_MAX_VARIABLES = 500  # bound parameters per statement (SQLite's limit is 999 in old builds)
+
+
 class SqlitePlaylists:
-    """Published playlist states, one opaque blob per (stream, rendition), and a revision per stream."""
+    """Published playlist states, one opaque blob per (stream, rendition), and a revision per stream.
+
+    Saves are committed in groups: those asked while one commit runs on the database thread go
+    together in the next transaction, each fenced by its own revision as if alone. At a thousand
+    streams (a save per stream every segment) that is one transaction and one hop to the thread for
+    dozens of saves, instead of one each, which had the SQLite thread busy a quarter of a core."""
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
+        self._pending: list[tuple[str, dict[str, bytes], int, asyncio.Future[int | None]]] = []
+        self._committing = False
+        self._task: asyncio.Task[None] | None = None
 
     async def load(self, stream_id: str) -> StoredStates:
         def _load() -> StoredStates:
@@ -513,40 +549,84 @@ class SqlitePlaylists:
         return row[0] if row else 0
 
     async def revision(self, stream_id: str) -> int:
-        reader = self.db.reader
-        if reader is None:
-            return await self.db.run(self._revision, stream_id)
-        # The follower's check on every player request (store.shared): one row by its key, read on
-        # the event loop itself. In WAL mode a reader never waits for a writer, so this costs a few
-        # microseconds where the hop to the SQLite thread and back costs tens.
-        try:
-            row = reader.execute(
-                "SELECT revision FROM playlist_revisions WHERE stream_id = ?", (stream_id,)
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"sqlite {self.db.path}: {exc}") from exc
+        # The follower's check on every player request (store.shared): see SqliteDatabase.read_one.
+        row = await self.db.read_one("SELECT revision FROM playlist_revisions WHERE stream_id = ?", (stream_id,))
         return row[0] if row else 0
 
     async def save(self, stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:
-        def _save() -> int | None:
-            conn = self.db.conn
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                if self._revision(stream_id) != expected_revision:
-                    return None
-                conn.executemany(
-                    "INSERT INTO playlist_states (stream_id, rendition, state) VALUES (?, ?, ?) "
-                    "ON CONFLICT (stream_id, rendition) DO UPDATE SET state = excluded.state",
-                    [(stream_id, rendition, state) for rendition, state in states.items()],
-                )
-                conn.execute(
-                    "INSERT INTO playlist_revisions (stream_id, revision) VALUES (?, ?) "
-                    "ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision",
-                    (stream_id, expected_revision + 1),
-                )
-                return expected_revision + 1
+        waiter: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((stream_id, states, expected_revision, waiter))
+        self._commit_next()
+        return await waiter
 
-        return await self.db.run(_save)
+    def _commit_next(self) -> None:
+        if self._committing or not self._pending:
+            return
+        group, self._pending = self._pending, []
+        self._committing = True
+        self._task = asyncio.get_running_loop().create_task(self._commit(group))  # kept: the loop holds it weakly
+
+    async def _commit(self, group: list[tuple[str, dict[str, bytes], int, asyncio.Future[int | None]]]) -> None:
+        try:
+            revisions = await self.db.run(self._save_all, [(sid, states, rev) for sid, states, rev, _ in group])
+        except asyncio.CancelledError:  # the loop is closing
+            for *_, waiter in group:
+                waiter.cancel()
+            raise
+        except Exception as exc:  # every save of the group failed with its transaction
+            for *_, waiter in group:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+        else:
+            for (*_, waiter), revision in zip(group, revisions):
+                if not waiter.done():  # its caller may have been cancelled meanwhile
+                    waiter.set_result(revision)
+        finally:
+            self._committing = False
+            self._commit_next()
+
+    def _save_all(self, group: list[tuple[str, dict[str, bytes], int]]) -> list[int | None]:
+        """One transaction for the group; each save's new revision, or None where the stored one
+        was not the one it expected (another writer published first: nothing of it is written).
+        A handful of statements for the whole group: each call into SQLite hands the GIL back and
+        forth with the event loop's thread."""
+        conn = self.db.conn
+        revisions: list[int | None] = []
+        rows: list[tuple[str, str, bytes]] = []
+        new_revisions: dict[str, int] = {}
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            stored = self._revisions([stream_id for stream_id, _, _ in group])
+            for stream_id, states, expected_revision in group:
+                if stored.get(stream_id, 0) != expected_revision:
+                    revisions.append(None)
+                    continue
+                stored[stream_id] = new_revisions[stream_id] = expected_revision + 1
+                rows.extend((stream_id, rendition, state) for rendition, state in states.items())
+                revisions.append(expected_revision + 1)
+            conn.executemany(
+                "INSERT INTO playlist_states (stream_id, rendition, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (stream_id, rendition) DO UPDATE SET state = excluded.state",
+                rows,
+            )
+            conn.executemany(
+                "INSERT INTO playlist_revisions (stream_id, revision) VALUES (?, ?) "
+                "ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision",
+                new_revisions.items(),
+            )
+        return revisions
+
+    def _revisions(self, stream_ids: list[str]) -> dict[str, int]:
+        """The stored revision of each of these streams that has one."""
+        out: dict[str, int] = {}
+        unique = list(dict.fromkeys(stream_ids))
+        for start in range(0, len(unique), _MAX_VARIABLES):
+            chunk = unique[start:start + _MAX_VARIABLES]
+            out.update(self.db.conn.execute(
+                f"SELECT stream_id, revision FROM playlist_revisions WHERE stream_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall())
+        return out
 
     async def delete(self, stream_id: str) -> None:
         def _delete() -> None:
@@ -627,7 +707,7 @@ class SqliteStore:
     ) -> None:
         """`clock`: wall-clock seconds, the clock callers take the registry's `now` from
         (broadcasters are forgotten and carrier hints lapse on it); `lease_clock`: the leases'."""
-        self.db = SqliteDatabase(path, reader=shared)
+        self.db = SqliteDatabase(path, reader=True)
         self.streams = SqliteStreams(self.db)
         self.registry = SqliteRegistry(self.db, liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock, shared=shared)
         self.credentials = SqliteCredentials(self.db)

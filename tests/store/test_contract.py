@@ -4,6 +4,8 @@ provably behave the same for the service, time included."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from broadcaster_registry.credentials import issue
@@ -298,6 +300,27 @@ async def test_a_stale_writer_cannot_overwrite_newer_states(store: Store) -> Non
     assert await playlists.save("s1", {"source": b"from-a"}, 0) == 1
     assert await playlists.save("s1", {"source": b"from-b", "P360p30fps16x9": b"b"}, 0) is None
     assert await playlists.load("s1") == StoredStates(1, {"source": b"from-a"})
+
+
+async def test_concurrent_saves_of_many_streams_each_keep_their_own_fence(store: Store) -> None:
+    """Saves asked at once (many streams' rounds ending together; SQLite commits them in groups):
+    each is fenced by its own revision, the first of two racing writers of one stream wins, and
+    every one that was accepted reads back."""
+    playlists = store.playlists
+    for n in range(0, 40, 2):  # half of the streams already have a revision
+        assert await playlists.save(f"s{n}", {"source": b"old"}, 0) == 1
+    expected = {f"s{n}": (1 if n % 2 else 2) for n in range(40)}
+    saves = [playlists.save(sid, {"source": f"{sid}-new".encode()}, rev - 1) for sid, rev in expected.items()]
+    saves.append(playlists.save("s0", {"source": b"racer"}, 1))  # the same fence as s0's
+    saves.append(playlists.save("s1", {"source": b"stale"}, 5))  # a fence nobody holds
+    results = await asyncio.gather(*saves)
+    assert results[1:40] == list(expected.values())[1:]
+    assert sorted([results[0], results[40]], key=str) == [2, None]  # one of the racers, not both
+    assert results[41] is None
+    winner = b"s0-new" if results[0] == 2 else b"racer"
+    assert await playlists.load("s0") == StoredStates(2, {"source": winner})
+    for sid, rev in list(expected.items())[1:]:
+        assert await playlists.load(sid) == StoredStates(rev, {"source": f"{sid}-new".encode()})
 
 
 # --- the store ---
