@@ -1,6 +1,6 @@
 """Every request the edge makes to a broadcaster (playlist fetches, discovery, probes of the
-static fleet): one shared aiohttp session, a timeout and a size cap on every fetch, and the address
-check right before each connection.
+static fleet, segment copies): one client with keep-alive connections (edge.http_client), a timeout
+and a size cap on every fetch, and the address check right before each connection.
 
 This module only moves bytes. Which URL may be fetched is decided before it is called (a registered
 broadcaster's origin + a validated stream id and rendition, see `edge.playlists.layout`); redirects are never
@@ -16,24 +16,29 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from cachetools import LRUCache
 
 from broadcaster_registry.destinations import DestinationPolicy
 from broadcaster_registry.liveness import answered
 from broadcaster_registry.model import Broadcaster
 from edge.fetch_history import FetchHistory
+from edge.http_client import HttpClient, ResponseTooLarge
 
 log = logging.getLogger("edge.upstream")
+
+DNS_TTL_S = 60.0  # how long a name's allowed addresses are used before it is resolved again
 
 # "unchanged": a 304 to a conditional request, the playlist is the one the validators came with.
 Outcome = Literal["ok", "unchanged", "http_error", "timeout", "connect_error", "too_large", "refused"]
@@ -68,8 +73,9 @@ class Validators:
     last_modified: str | None = None
 
     @classmethod
-    def of(cls, headers: Any) -> Validators | None:
-        etag, modified = headers.get("ETag"), headers.get("Last-Modified")
+    def of(cls, headers: Mapping[str, str]) -> Validators | None:
+        """From a response's headers, by lower-case name."""
+        etag, modified = headers.get("etag"), headers.get("last-modified")
         return cls(etag, modified) if etag or modified else None
 
     def headers(self) -> dict[str, str]:
@@ -124,14 +130,16 @@ class AddressGuard:
     """The destination policy at connection time, and what this node learnt from applying it.
 
     Three layers, so that no path reaches a refused address: IP literals are judged before any
-    request; names are judged on what they resolve to (GuardedResolver); and the socket factory
-    judges the exact address every connection is made to, whatever path led there.
+    request; names are judged on what they resolve to (GuardedResolver); and `check_ip` judges the
+    exact address every connection is made to, whatever path led there.
     """
 
     def __init__(self, policy: DestinationPolicy, resolver: AbstractResolver | None = None) -> None:
         self.policy = policy
         self.resolver = GuardedResolver(policy, resolver)
         self._verdicts: dict[str, bool] = {}  # registered address -> allowed (pure, so cached)
+        self._ip_verdicts: LRUCache[str, str] = LRUCache(maxsize=4096)  # IP -> why refused ("" allowed)
+        self._url_verdicts: LRUCache[str, str | None] = LRUCache(maxsize=4096)  # host -> why refused
         self._refused: dict[str, str] = {}
         # Broadcaster -> why its last fetch was refused: read-only, changed by refuse() and allow().
         self.refused: Mapping[str, str] = MappingProxyType(self._refused)
@@ -142,15 +150,22 @@ class AddressGuard:
     def refuse_url(self, url: str) -> str | None:
         """Why `url` may not be fetched, judged on its literal host (names: see GuardedResolver)."""
         host = urlsplit(url).hostname or ""
-        return self.policy.refuse_host(f"[{host}]" if ":" in host else host)
+        try:
+            return self._url_verdicts[host]
+        except KeyError:
+            reason = self._url_verdicts[host] = self.policy.refuse_host(f"[{host}]" if ":" in host else host)
+            return reason
 
-    def socket_factory(self, addr_info: Any) -> socket.socket:
-        family, type_, proto, _, sockaddr = addr_info
-        ip = _ip(str(sockaddr[0]))
-        reason = self.policy.refuse_ip(ip) if ip is not None else "not an IP address"
-        if reason is not None:
-            raise AddressRefused(reason)
-        return socket.socket(family=family, type=type_, proto=proto)
+    def check_ip(self, address: str) -> None:
+        """Raise AddressRefused unless the edge may connect to `address` (an IP literal): the last
+        check before every connection, whatever path led to the address."""
+        verdict = self._ip_verdicts.get(address)
+        if verdict is None:
+            ip = _ip(address)
+            verdict = self.policy.refuse_ip(ip) if ip is not None else f"{address} is not an IP address"
+            self._ip_verdicts[address] = verdict or ""
+        if verdict:
+            raise AddressRefused(verdict)
 
     def admits(self, b: Broadcaster) -> bool:
         """Whether `b` may be handed out or fetched from: its registered address passes the policy
@@ -170,19 +185,6 @@ class AddressGuard:
     def allow(self, broadcaster: str) -> None:
         """Note that `broadcaster`'s last fetch was not refused."""
         self._refused.pop(broadcaster, None)
-
-
-def _refusal(exc: BaseException) -> AddressRefused | None:
-    """The AddressRefused behind an aiohttp error (it wraps what the resolver or socket raised)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, AddressRefused):
-            return current
-        seen.add(id(current))
-        os_error = getattr(current, "os_error", None)
-        current = os_error if isinstance(os_error, BaseException) else (current.__cause__ or current.__context__)
-    return None
 
 
 class UpstreamMetrics:
@@ -208,25 +210,45 @@ class UpstreamFetcher:
         self.max_bytes = max_bytes
         self.metrics = metrics
         self.guard = guard
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
+        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}  # (name, port) -> (until, addresses)
         self._reported: set[tuple[str, str]] = set()  # (broadcaster, reason) refusals already logged
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=256, limit_per_host=16, ttl_dns_cache=60,
-            resolver=self.guard.resolver, socket_factory=self.guard.socket_factory,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-            headers={"User-Agent": "hls-edge", "Accept": "application/vnd.apple.mpegurl, */*"},
-            auto_decompress=True,
-        )
+        self._client = HttpClient(self._connect, "hls-edge", "application/vnd.apple.mpegurl, */*")
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def _connect(self, factory: Callable[[], asyncio.Protocol], host: str, port: int,
+                       tls: ssl.SSLContext | None) -> asyncio.Protocol:
+        """A connection to `host`: an address literal as it is, a name by what it resolves to
+        (GuardedResolver: refused addresses dropped, the answer kept DNS_TTL_S), each address
+        judged again right before connecting to it (the socket layer of AddressGuard)."""
+        loop = asyncio.get_running_loop()
+        if _ip(host) is not None:
+            addresses = [host]
+        else:
+            cached = self._dns.get((host, port))
+            if cached is not None and cached[0] > loop.time():
+                addresses = cached[1]
+            else:
+                results = await self.guard.resolver.resolve(host, port, socket.AF_UNSPEC)
+                addresses = list(dict.fromkeys(str(r["host"]) for r in results))
+                self._dns[(host, port)] = (loop.time() + DNS_TTL_S, addresses)
+        error: OSError | None = None
+        for address in addresses:
+            self.guard.check_ip(address)
+            try:
+                _, protocol = await loop.create_connection(
+                    factory, address, port, ssl=tls, server_hostname=host if tls is not None else None,
+                )
+                return protocol
+            except OSError as exc:
+                error = exc
+        raise error or OSError(f"{host} resolves to nothing")
 
     async def fetch(
         self, broadcaster: str, url: str, timeout_s: float | None = None, max_bytes: int | None = None,
@@ -262,33 +284,25 @@ class UpstreamFetcher:
     async def _fetch(
         self, broadcaster: str, url: str, timeout_s: float, max_bytes: int, validators: Validators | None,
     ) -> FetchResult:
-        if self._session is None:
+        if self._client is None:
             raise RuntimeError("UpstreamFetcher.start() was not awaited")
         started = time.perf_counter()
         try:
-            async with self._session.get(
-                url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout_s),
-                headers=validators.headers() if validators is not None else None,
-            ) as response:
-                if response.status == 304 and validators is not None:
-                    return FetchResult(broadcaster, url, "unchanged", 304, validators=validators)
-                if response.status != 200:
-                    return FetchResult(broadcaster, url, "http_error", response.status, detail=f"HTTP {response.status}")
-                declared = response.content_length
-                if declared is not None and declared > max_bytes:
-                    return FetchResult(broadcaster, url, "too_large", 200, detail=f"{declared} bytes declared")
-                body = bytearray()
-                async for chunk in response.content.iter_chunked(65536):
-                    body += chunk
-                    if len(body) > max_bytes:
-                        return FetchResult(broadcaster, url, "too_large", 200, detail=f"over {max_bytes} bytes")
-                return FetchResult(broadcaster, url, "ok", 200, bytes(body), validators=Validators.of(response.headers))
+            response = await self._client.get(
+                url, timeout_s, max_bytes, validators.headers() if validators is not None else None,
+            )
+            if response.status == 304 and validators is not None:
+                return FetchResult(broadcaster, url, "unchanged", 304, validators=validators)
+            if response.status != 200:
+                return FetchResult(broadcaster, url, "http_error", response.status, detail=f"HTTP {response.status}")
+            return FetchResult(broadcaster, url, "ok", 200, response.body, validators=Validators.of(response.headers))
         except asyncio.TimeoutError:
             return FetchResult(broadcaster, url, "timeout", detail=f"no answer within {timeout_s:g} s")
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            refusal = _refusal(exc)
-            if refusal is not None:
-                return FetchResult(broadcaster, url, "refused", detail=str(refusal))
+        except ResponseTooLarge as exc:
+            return FetchResult(broadcaster, url, "too_large", 200, detail=exc.detail)
+        except AddressRefused as exc:
+            return FetchResult(broadcaster, url, "refused", detail=str(exc))
+        except (OSError, ValueError) as exc:
             return FetchResult(broadcaster, url, "connect_error", detail=type(exc).__name__)
         finally:
             self.metrics.latency.labels(broadcaster).observe(time.perf_counter() - started)
