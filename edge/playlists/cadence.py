@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Collection, Hashable, Mapping, TypeVar
+from typing import Collection, Hashable, Iterable, Mapping, TypeVar
 
 NEVER = math.inf
 K = TypeVar("K", bound=Hashable)
@@ -146,9 +146,10 @@ def _step(watch: Watch, cadence: Cadence) -> float:
 
 
 def due_now(watches: Mapping[K, Watch], now: float, cadence: Cadence, suppliers: Collection[K] = ()) -> set[K]:
-    """The watches to ask in a round at `now`: those due by then, or within a fraction of a step
-    (the renditions of one carrier come due together: one round asks them all). `suppliers`: the
-    keys whose carrier supplied the newest published segment (see `due`)."""
+    """The watches to ask in a round at `now`: those due by then. Never earlier: the due time
+    converges on the moment a segment appears, and an ask even a few milliseconds early finds
+    nothing and must be made again (measured: 2 ms early raised the asks per segment from 1.26 to
+    1.49). `suppliers`: the keys whose carrier supplied the newest published segment (see `due`)."""
     return {key for key, watch in watches.items() if due(watch, cadence, key in suppliers) <= now}
 
 
@@ -161,3 +162,18 @@ def wake_idle(watches: Mapping[K, Watch], now: float, cadence: Cadence) -> dict[
     """The watches with those left alone (NEVER due) poked: when the feed looks for carriers anyway
     (discovery), a carrier that lost the ingest is asked too, in case it came back unannounced."""
     return {key: poke(watch, now) if due(watch, cadence) == NEVER else watch for key, watch in watches.items()}
+
+
+def next_round_at(now: float, next_ask: float, settled: bool, deadlines: Iterable[float], poll_interval: float) -> float:
+    """When a feed's next round runs: when its next ask is due, and otherwise at least every poll
+    interval while the outcome may change with time alone (a hole or a rendition waited for, a
+    restart watched, a follower reading the store). A `settled` feed (its last decision would stand
+    however much time passed, see round.quiet) wakes for nothing but its asks and its `deadlines`
+    (renewing its lease, discovery, the point where its stream turns late); a deadline already
+    past is met at the poll pace. At a thousand streams this halves the rounds: most polls came
+    between two segments and found nothing due."""
+    tick = now + poll_interval
+    if not settled:
+        return min(next_ask, tick)
+    soonest = min(deadlines, default=NEVER)
+    return min(next_ask, soonest if soonest > now else tick)

@@ -22,7 +22,7 @@ from broadcaster_registry.liveness import LivenessPolicy, is_ejected, is_serving
 from broadcaster_registry.model import Broadcaster
 from edge.fleet import GRACE_ROUNDS, Membership, Seat, take_turn, want_key
 from edge.tasks import cancel
-from edge.playlists.cadence import Cadence, Watch, due_now, failed, next_due, observe, poke, wake_idle
+from edge.playlists.cadence import Cadence, Watch, due_now, failed, next_due, next_round_at, observe, poke, wake_idle
 from edge.playlists.codec import dump_state, load_state
 from edge.playlists.history import StreamHistory
 from edge.playlists.layout import Layout
@@ -196,6 +196,7 @@ class Feed:
         self._answers: dict[tuple[str, str], _Answer] = {}
         self._poked_at = float("-inf")
         self._next_round = float("inf")  # on ctx.clock: when the next ask is due (leader only)
+        self._settled = False  # the last decision stands until the next ask (round.quiet)
         # The carriers as last read, and when: re-read on a poke and at least every poll interval (a
         # carrier that stopped serving); the rounds in between, when asks come due, reuse them.
         self._carriers: tuple[list[Broadcaster], frozenset[str]] | None = None
@@ -322,9 +323,11 @@ class Feed:
                 if self.finished:
                     break
                 self._wake.clear()
-                # At least every poll interval (lease, discovery, hole waits, following the store);
-                # sooner when an ask is due. 5 ms at least: due times are never rounds apart.
-                wait = min(self.ctx.poll_interval, max(0.005, self._next_round - self.ctx.clock()))
+                # When an ask is due, and at least every poll interval unless the last decision
+                # stands until then (cadence.next_round_at). 5 ms at least: due times are never
+                # rounds apart.
+                now = self.ctx.clock()
+                wait = max(0.005, next_round_at(now, self._next_round, self._settled, self._deadlines(), self.ctx.poll_interval) - now)
                 try:
                     await asyncio.wait_for(self._wake.wait(), wait)
                 except asyncio.TimeoutError:
@@ -332,6 +335,19 @@ class Feed:
         finally:
             self.first_round.set()
             await self._resign()
+
+    def _deadlines(self) -> list[float]:
+        """What a settled lease holder must wake for besides its asks (see cadence.next_round_at):
+        renewing its lease half a poll before it lapses (a round renews it once it is a poll old,
+        so asks due every segment keep it without a round of its own), the next discovery, and the
+        moment its stream turns late (discovery then comes sooner)."""
+        ctx = self.ctx
+        target = next((s.target_duration for s in self.states.values()), 0)
+        return [
+            self._lease_until - ctx.poll_interval / 2,
+            self._last_discovery + ctx.discovery_interval,
+            self._last_progress + 1.5 * target,
+        ]
 
     async def _load(self) -> None:
         """Continue from the stored states: numbering goes on unbroken across restarts and nodes."""
@@ -399,6 +415,7 @@ class Feed:
         if self.finished:
             return
         self._next_round = float("inf")
+        self._settled = False  # until this round's decision says it stands
         # Renewed less than a poll ago, the lease holds beyond the next renewal (lease_ttl > 2 polls):
         # rounds that come between, when asks are due, need not write it again.
         renewed = self.publishes_alone and self._lease_until - now > ctx.lease_ttl - ctx.poll_interval
@@ -421,7 +438,9 @@ class Feed:
         await ctx.gate.turn()
         fetched, asked = await self._poll(carriers, refs, now)
         ended_at = self.stream.ended_at / 1000 if self.stream.ended_at is not None else None
-        if not asked and quiet(self.states, fetched, ended_at, self._policy.merge.restart_margin):
+        margin = self._policy.merge.restart_margin
+        if not asked and quiet(self.states, fetched, ended_at, margin):
+            self._settled = True
             return  # nothing new was asked and nothing waits on time: the decision is the last one
         self.offers = _offers(fetched)
         self.history.listed(fetched, now)
@@ -452,6 +471,7 @@ class Feed:
             if outcome.visible:
                 ctx.metrics.published.inc(len(outcome.visible))
         self.prober.consider(self.stream, self.states, self.offers)  # each rendition's media, once
+        self._settled = quiet(self.states, fetched, ended_at, margin)
         self.finished = self.finished or outcome.final or (
             not self.states and ended_at is not None and now - ended_at >= self._policy.merge.longest_wait
         )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from edge.playlists.cadence import LEARNING, NEVER, Cadence, Watch, due, failed, observe, poke, wake_idle
+from edge.playlists.cadence import LEARNING, NEVER, Cadence, Watch, due, failed, next_round_at, observe, poke, wake_idle
 
 CADENCE = Cadence(retry=1.0, window=24.0)
 
@@ -197,3 +197,34 @@ def test_discovery_wakes_only_the_carriers_left_alone():
     woken = wake_idle({"stopped": stopped, "live": live}, 61.0, cadence)
     assert due(woken["stopped"], cadence) <= 61.0
     assert woken["live"] == live
+
+
+
+# (case, next ask, settled, deadlines, next round) at now = 100 with a 1 s poll
+NEXT_ROUND_CASES = [
+    ("unsettled: at least every poll", 101.6, False, [], 101.0),
+    ("unsettled, an ask due sooner", 100.3, False, [], 100.3),
+    ("settled: only its next ask", 101.9, True, [102.5, 110.0], 101.9),
+    ("settled: a deadline before the ask", 101.9, True, [101.4, 110.0], 101.4),
+    ("settled, a deadline already past: the poll pace", 101.9, True, [99.0], 101.0),
+    ("settled, nothing to ask, no deadline", math.inf, True, [], math.inf),
+    ("settled, nothing to ask: the deadline", math.inf, True, [104.0], 104.0),
+]
+
+
+@pytest.mark.parametrize("ask, settled, deadlines, expected", [c[1:] for c in NEXT_ROUND_CASES],
+                         ids=[c[0] for c in NEXT_ROUND_CASES])
+def test_a_feed_runs_its_next_round_when_an_ask_or_a_deadline_is_due(ask, settled, deadlines, expected):
+    assert next_round_at(100.0, ask, settled, deadlines, 1.0) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(now=st.floats(0, 1e6), ahead=st.floats(0, 100) | st.just(math.inf), settled=st.booleans(),
+       deadlines=st.lists(st.floats(-100, 100), max_size=4), poll=st.floats(0.05, 5))
+def test_the_next_round_is_never_after_the_next_ask_nor_later_than_a_poll_unless_settled(now, ahead, settled, deadlines, poll):
+    at = next_round_at(now, now + ahead, settled, [now + d for d in deadlines], poll)
+    assert now < at <= now + ahead or at == now + ahead
+    if not settled:
+        assert at <= now + poll
+    elif any(now + d <= now for d in deadlines):
+        assert at <= now + poll  # a deadline missed is met at the poll pace, not forgotten
