@@ -129,7 +129,7 @@ class Settings:
     upstream_max_bytes: int = _opt(1_048_576, "Largest upstream playlist read, in bytes.")
     poll_interval: float = _opt(1.0, "Seconds between refreshes of a watched stream's playlists.")
     discovery_interval: float = _opt(
-        10.0, "Seconds between asks of broadcasters not known to carry a watched stream.",
+        10.0, "Seconds between discovery asks of a watched stream that is on time (one broadcaster not known to carry it, in turn).",
     )
     playlist_window: float = _opt(
         12.0, "Seconds of media a live playlist keeps (at least 3 target durations); no longer than the "
