@@ -198,6 +198,21 @@ class UpstreamMetrics:
             ["broadcaster"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
             registry=registry,
         )
+        # The labelled series, found once each: a label lookup costs more than the count itself.
+        self._counted: dict[tuple[str, str], Any] = {}
+        self._timed: dict[str, Any] = {}
+
+    def counted(self, broadcaster: str, outcome: str) -> Any:
+        child = self._counted.get((broadcaster, outcome))
+        if child is None:
+            child = self._counted[(broadcaster, outcome)] = self.fetches.labels(broadcaster, outcome)
+        return child
+
+    def timed(self, broadcaster: str) -> Any:
+        child = self._timed.get(broadcaster)
+        if child is None:
+            child = self._timed[broadcaster] = self.latency.labels(broadcaster)
+        return child
 
 
 class UpstreamFetcher:
@@ -265,7 +280,7 @@ class UpstreamFetcher:
             result = await self._fetch(
                 broadcaster, url, timeout_s or self.timeout_s, max_bytes or self.max_bytes, validators,
             )
-        self.metrics.fetches.labels(broadcaster, result.outcome).inc()
+        self.metrics.counted(broadcaster, result.outcome).inc()
         if self.history is not None:
             self.history.record(broadcaster, result.outcome, result.status, time.perf_counter() - started)
         if result.outcome == "refused":
@@ -305,4 +320,4 @@ class UpstreamFetcher:
         except (OSError, ValueError) as exc:
             return FetchResult(broadcaster, url, "connect_error", detail=type(exc).__name__)
         finally:
-            self.metrics.latency.labels(broadcaster).observe(time.perf_counter() - started)
+            self.metrics.timed(broadcaster).observe(time.perf_counter() - started)
