@@ -17,7 +17,7 @@ playlist every second (lean keep-alive client, bench.common.Connection). After a
   per stream-second;
 - upstream: playlist requests the fake broadcasters answered, per second and per stream-rendition
   per segment duration (the target is <= 1.5); in brackets without the edge's discovery asks (of
-  broadcasters that do not carry the stream: every `EDGE_DISCOVERY_INTERVAL`, 3 of them here);
+  broadcasters that do not carry the stream: all 3 at a feed's first discovery, then one in turn every `EDGE_DISCOVERY_INTERVAL`);
 - players: latency p50 / p99 of their reloads;
 - memory: the edge's RSS (with its workers'), and per stream (RSS less the RSS before any stream, divided by streams);
 - freshness: for 10 sample streams, a client follows the source playlist with blocking reloads
