@@ -177,3 +177,12 @@ def next_round_at(now: float, next_ask: float, settled: bool, deadlines: Iterabl
         return min(next_ask, tick)
     soonest = min(deadlines, default=NEVER)
     return min(next_ask, soonest if soonest > now else tick)
+
+
+def renewal_due(lease_until: float, ttl: float, poll_interval: float, shared: bool) -> float:
+    """When a settled feed must run a round to renew its stream's lease. On a store shared with
+    other nodes or workers, once the lease is a poll old, as every round renews it: a lease left to
+    its last moments lapses to another node at the first hiccup of this one's event loop, and the
+    takeover costs its players a pause. Alone, nobody can take it: half a poll before it lapses is
+    enough, and the asks of each segment renew it without a round of their own."""
+    return lease_until - (ttl - poll_interval if shared else poll_interval / 2)

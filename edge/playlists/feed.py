@@ -22,7 +22,7 @@ from broadcaster_registry.liveness import LivenessPolicy, is_ejected, is_serving
 from broadcaster_registry.model import Broadcaster
 from edge.fleet import GRACE_ROUNDS, Membership, Seat, take_turn, want_key
 from edge.tasks import cancel
-from edge.playlists.cadence import Cadence, Watch, due_now, failed, next_due, next_round_at, observe, poke, wake_idle
+from edge.playlists.cadence import Cadence, Watch, due_now, failed, next_due, next_round_at, observe, poke, renewal_due, wake_idle
 from edge.playlists.codec import dump_state, load_state
 from edge.playlists.history import StreamHistory
 from edge.playlists.layout import Layout
@@ -338,13 +338,12 @@ class Feed:
 
     def _deadlines(self) -> list[float]:
         """What a settled lease holder must wake for besides its asks (see cadence.next_round_at):
-        renewing its lease half a poll before it lapses (a round renews it once it is a poll old,
-        so asks due every segment keep it without a round of its own), the next discovery, and the
-        moment its stream turns late (discovery then comes sooner)."""
+        renewing its lease (cadence.renewal_due), the next discovery, and the moment its stream
+        turns late (discovery then comes sooner)."""
         ctx = self.ctx
         target = next((s.target_duration for s in self.states.values()), 0)
         return [
-            self._lease_until - ctx.poll_interval / 2,
+            renewal_due(self._lease_until, ctx.lease_ttl, ctx.poll_interval, ctx.store.shared),
             self._last_discovery + ctx.discovery_interval,
             self._last_progress + 1.5 * target,
         ]

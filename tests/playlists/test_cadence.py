@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from edge.playlists.cadence import LEARNING, NEVER, Cadence, Watch, due, failed, next_round_at, observe, poke, wake_idle
+from edge.playlists.cadence import LEARNING, NEVER, Cadence, Watch, due, failed, next_round_at, observe, poke, renewal_due, wake_idle
 
 CADENCE = Cadence(retry=1.0, window=24.0)
 
@@ -228,3 +228,18 @@ def test_the_next_round_is_never_after_the_next_ask_nor_later_than_a_poll_unless
         assert at <= now + poll
     elif any(now + d <= now for d in deadlines):
         assert at <= now + poll  # a deadline missed is met at the poll pace, not forgotten
+
+
+# (case, lease until, ttl, poll, shared, renewal round at)
+RENEWAL_CASES = [
+    ("shared store: once the lease is a poll old", 103.0, 3.0, 1.0, True, 101.0),
+    ("alone: half a poll before it lapses", 103.0, 3.0, 1.0, False, 102.5),
+    ("the soak's short periods, shared", 101.5, 1.5, 0.5, True, 100.5),
+]
+
+
+@pytest.mark.parametrize("until, ttl, poll, shared, expected", [c[1:] for c in RENEWAL_CASES],
+                         ids=[c[0] for c in RENEWAL_CASES])
+def test_a_lease_is_renewed_early_where_another_node_could_take_it(until, ttl, poll, shared, expected):
+    assert renewal_due(until, ttl, poll, shared) == expected
+    assert renewal_due(until, ttl, poll, shared) < until  # never after it lapses
