@@ -226,7 +226,7 @@ class UpstreamFetcher:
         self.metrics = metrics
         self.guard = guard
         self._client: HttpClient | None = None
-        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}  # (name, port) -> (until, addresses)
+        self._dns: LRUCache[tuple[str, int], tuple[float, list[str]]] = LRUCache(maxsize=4096)  # (name, port) -> (until, addresses)
         self._reported: set[tuple[str, str]] = set()  # (broadcaster, reason) refusals already logged
 
     async def start(self) -> None:
