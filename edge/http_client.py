@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import weakref
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,13 +24,15 @@ import httptools
 # Headers kept from a response: what the edge reads of one (validators, size, encoding, framing).
 _KEPT = frozenset({b"etag", b"last-modified", b"content-length", b"content-encoding", b"transfer-encoding"})
 MAX_PER_ORIGIN = 16  # connections open at once to one broadcaster, and kept alive when idle
+MAX_HEAD = 65_536  # bytes of a response's status line and headers
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 class ResponseTooLarge(Exception):
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, status: int | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.status = status  # of the answer, when its head was read
 
 
 class ProtocolError(OSError):
@@ -62,6 +65,9 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._until_close = False
         self._keep_alive = False
+        self._head_done = False  # the final answer's headers are read (what follows are trailers)
+        self._head_bytes = 0  # bytes received before that
+        self._final = False  # the final (not 1xx) answer to the current request came
 
     # --- asyncio.Protocol ---
 
@@ -77,42 +83,63 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(ProtocolError("the broadcaster switched protocols"))
+            return
         except httptools.HttpParserError as exc:
             self._fail(_reason(exc))
+            return
+        if not self._head_done and not self.closed:
+            # httptools keeps a header whole however long it grows: a head that never ends must.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                self._fail(ResponseTooLarge(f"headers over {MAX_HEAD} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            if self._until_close:  # an answer delimited by the close is complete now
+            if self._until_close and exc is None:  # delimited by the close (a reset cuts it short)
                 waiter.set_result(Response(self._status, self._headers, bytes(self._body)))
             else:
                 waiter.set_exception(ConnectionResetError("the broadcaster closed the connection"))
 
     # --- httptools callbacks ---
 
+    def on_message_begin(self) -> None:
+        # A second answer in the same bytes (or after the final one) was not asked for: reading it
+        # as the next request's would put every later answer one request off.
+        if self._final or self._waiter is None or self._waiter.done():
+            raise ProtocolError("an answer nobody asked for")
+        self._head_done = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_done:
+            return  # a chunked body's trailers: they neither frame nor describe the answer
         name = name.lower()
         if name in _KEPT:
             self._headers[name.decode("latin-1")] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        self._head_done = True
         self._status = self.parser.get_status_code()
         declared = self._headers.get("content-length")
+        bodiless = self._status < 200 or self._status in (204, 304)  # a 304 may state the full length
         # Neither a length nor chunks: the body ends when the server closes (RFC 9112 §6.3).
         self._until_close = (
-            declared is None and "chunked" not in self._headers.get("transfer-encoding", "").lower()
-            and self._status not in (204, 304) and self._status >= 200
+            declared is None and "chunked" not in self._headers.get("transfer-encoding", "").lower() and not bodiless
         )
-        if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
-            raise ResponseTooLarge(f"{declared} bytes declared")
+        if not bodiless and declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
+            raise ResponseTooLarge(f"{declared} bytes declared", self._status)
 
     def on_body(self, body: bytes) -> None:
         self._body += body
         if len(self._body) > self._max_bytes:
-            raise ResponseTooLarge(f"over {self._max_bytes} bytes")
+            raise ResponseTooLarge(f"over {self._max_bytes} bytes", self._status)
 
     def on_message_complete(self) -> None:
+        if 100 <= self._status < 200 and self._status != 101:  # interim (100, 103): the final one follows
+            self._headers, self._body, self._status, self._head_bytes = {}, bytearray(), 0, 0
+            return
+        self._final = True
         waiter = self._waiter
         self._until_close = False
         self._keep_alive = self.parser.should_keep_alive()
@@ -125,11 +152,14 @@ class _Connection(asyncio.Protocol):
 
     def send(self, request: bytes, max_bytes: int) -> asyncio.Future[Response]:
         assert self.transport is not None
+        if self.closed:
+            raise ConnectionResetError("the connection is closed")
         self._waiter = asyncio.get_running_loop().create_future()
         self._received = False
         self._max_bytes = max_bytes
         self._headers, self._body, self._status = {}, bytearray(), 0
-        self._until_close = self._keep_alive = False
+        self._until_close = self._keep_alive = self._head_done = self._final = False
+        self._head_bytes = 0
         self.transport.write(request)
         return self._waiter
 
@@ -160,6 +190,8 @@ class HttpClient:
         self._head = f"User-Agent: {user_agent}\r\nAccept: {accept}\r\n"
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+        self._open_ones: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._closed = False
         self._tls: ssl.SSLContext | None = None
 
     async def get(self, url: str, timeout_s: float, max_bytes: int, headers: dict[str, str] | None = None) -> Response:
@@ -184,7 +216,7 @@ class HttpClient:
             async with slots:
                 response = await self._exchange(origin, request, max_bytes)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
+        if response.status == 200 and encoding not in ("", "identity"):  # only a 200's body is read
             response = Response(response.status, response.headers, _decoded(response.body, encoding, max_bytes))
         return response
 
@@ -217,7 +249,7 @@ class HttpClient:
         return None
 
     def _give_back(self, origin: tuple[str, str, int], conn: _Connection) -> None:
-        if not conn.reusable():
+        if self._closed or not conn.reusable():
             conn.close()
             return
         idle = self._idle.setdefault(origin, [])
@@ -227,6 +259,8 @@ class HttpClient:
             idle.append(conn)
 
     async def _open(self, origin: tuple[str, str, int]) -> _Connection:
+        if self._closed:
+            raise ConnectionAbortedError("the client is closed")
         scheme, host, port = origin
         tls = None
         if scheme == "https":
@@ -235,13 +269,18 @@ class HttpClient:
             tls = self._tls
         conn = await self._connect(_Connection, host, port, tls)
         assert isinstance(conn, _Connection)
+        self._open_ones.add(conn)
+        if self._closed:  # closed while this one was connecting
+            conn.close()
+            raise ConnectionAbortedError("the client is closed")
         return conn
 
     async def close(self) -> None:
-        idle, self._idle = self._idle, {}
-        for conns in idle.values():
-            for conn in conns:
-                conn.close()
+        """Close every connection, idle or in use (a request under way fails), and open no more."""
+        self._closed = True
+        self._idle = {}
+        for conn in list(self._open_ones):
+            conn.close()
 
 
 def _reason(exc: httptools.HttpParserError) -> Exception:
@@ -268,5 +307,7 @@ def _decoded(body: bytes, encoding: str, max_bytes: int) -> bytes:
     except zlib.error as exc:
         raise ProtocolError(f"damaged {encoding} body: {exc}") from exc
     if len(out) > max_bytes or decoder.unconsumed_tail:
-        raise ResponseTooLarge(f"over {max_bytes} bytes once decoded")
+        raise ResponseTooLarge(f"over {max_bytes} bytes once decoded", 200)
+    if not decoder.eof or decoder.unused_data:
+        raise ProtocolError(f"{encoding} body cut short or followed by more data")
     return out

@@ -314,7 +314,7 @@ class UpstreamFetcher:
         except asyncio.TimeoutError:
             return FetchResult(broadcaster, url, "timeout", detail=f"no answer within {timeout_s:g} s")
         except ResponseTooLarge as exc:
-            return FetchResult(broadcaster, url, "too_large", 200, detail=exc.detail)
+            return FetchResult(broadcaster, url, "too_large", exc.status, detail=exc.detail)
         except AddressRefused as exc:
             return FetchResult(broadcaster, url, "refused", detail=str(exc))
         except (OSError, ValueError) as exc:

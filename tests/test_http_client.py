@@ -230,3 +230,79 @@ async def test_at_most_a_few_connections_to_one_broadcaster_however_many_ask_at_
         assert server.connections <= 16
     finally:
         await server.stop()
+
+
+# Found by an adversarial review: each case once broke the client.
+
+async def test_an_answer_nobody_asked_for_drops_the_connection_and_is_never_the_next_answer(fetcher: UpstreamFetcher) -> None:
+    evil = b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: "evil"\r\nContent-Encoding: gzip\r\n\r\nSTALE'
+    server, url = await serve(lambda n: ok(b"ANSWER%d" % n, 'ETag: "v1"') + evil)
+    try:
+        for n in range(3):
+            result = await fetcher.fetch("b1", f"{url}/a.m3u8")
+            assert result.ok and result.body == b"ANSWER%d" % n and result.validators.etag == '"v1"'
+        assert server.connections == 3  # each connection dropped once out of step
+    finally:
+        await server.stop()
+
+
+async def test_an_interim_answer_is_not_the_answer(fetcher: UpstreamFetcher) -> None:
+    server, url = await serve(lambda n: b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + ok(b"ANSWER%d" % n))
+    try:
+        assert [(await fetcher.fetch("b1", f"{url}/a.m3u8")).body for _ in range(2)] == [b"ANSWER0", b"ANSWER1"]
+    finally:
+        await server.stop()
+
+
+async def test_a_304_may_state_the_full_length_and_trailers_change_nothing(fetcher: UpstreamFetcher) -> None:
+    replies = [ok(PLAYLIST, 'ETag: "v1"'), b'HTTP/1.1 304 Not Modified\r\nContent-Length: 99999\r\nETag: "v1"\r\n\r\n',
+               b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: "real"\r\n\r\n3\r\nabc\r\n0\r\n'
+               b'ETag: "trailer"\r\nContent-Encoding: gzip\r\n\r\n']
+    server, url = await serve(lambda n: replies[n])
+    try:
+        first = await fetcher.fetch("b1", f"{url}/a.m3u8")
+        assert (await fetcher.fetch("b1", f"{url}/a.m3u8", validators=first.validators)).outcome == "unchanged"
+        chunked = await fetcher.fetch("b1", f"{url}/a.m3u8")
+        assert chunked.ok and chunked.body == b"abc" and chunked.validators.etag == '"real"'
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize("body", [gzip.compress(PLAYLIST)[:-20], gzip.compress(b"PART1-") + gzip.compress(b"PART2")],
+                         ids=["cut short", "two members"])
+async def test_a_gzip_body_cut_short_or_of_several_members_is_refused(fetcher: UpstreamFetcher, body: bytes) -> None:
+    server, url = await serve(lambda n: ok(body, "Content-Encoding: gzip"))
+    try:
+        assert (await fetcher.fetch("b1", f"{url}/a.m3u8")).outcome == "connect_error"
+    finally:
+        await server.stop()
+
+
+async def test_a_head_without_end_is_capped_and_a_large_error_keeps_its_status(fetcher: UpstreamFetcher) -> None:
+    replies = [b"HTTP/1.1 200 OK\r\nX-Big: " + b"x" * 200_000 + b"\r\nContent-Length: 0\r\n\r\n",
+               b"HTTP/1.1 404 Not Found\r\nContent-Length: 9999999\r\n\r\n"]
+    server, url = await serve(lambda n: replies[n] if n < 2 else ok(PLAYLIST))
+    try:
+        big = await fetcher.fetch("b1", f"{url}/a.m3u8")
+        assert big.outcome == "too_large" and big.detail == "headers over 65536 bytes"
+        missing = await fetcher.fetch("b1", f"{url}/a.m3u8")
+        assert missing.outcome == "too_large" and missing.status == 404 and missing.answered
+        assert (await fetcher.fetch("b1", f"{url}/a.m3u8")).ok
+    finally:
+        await server.stop()
+
+
+async def test_closing_the_fetcher_closes_the_connections_in_use_too() -> None:
+    f = UpstreamFetcher(5.0, 4096, UpstreamMetrics(CollectorRegistry()), AddressGuard(LOOPBACK))
+    await f.start()
+    server, url = await serve(lambda n: b"")  # never answers
+    try:
+        pending = [asyncio.ensure_future(f.fetch("b1", f"{url}/s{i}.m3u8")) for i in range(4)]
+        while server.connections < 4:
+            await asyncio.sleep(0.01)
+        await f.close()
+        results = await asyncio.wait_for(asyncio.gather(*pending), 2)
+        assert [r.outcome for r in results] == ["connect_error"] * 4
+        assert server.connections == 4
+    finally:
+        await server.stop()
