@@ -164,14 +164,18 @@ def discovery_due(
     """Whether to ask the broadcasters not known to carry the stream if they have it.
 
     Every `discovery_interval`; and sooner once the stream is late, with no new segment for more
-    than 1.5 target durations (a new one is due within that, RFC 8216 §6.2.1's freshness): then at
-    least every poll, slowing down as the stall grows, so an ingest that moved to a broadcaster
-    nobody reported is found within about a poll of being late, and a paused stream costs fewer
-    and fewer asks."""
+    than 1.5 target durations (a new one is due within that, RFC 8216 §6.2.1's freshness): then
+    every poll for as long as players ride it out on what they hold back (3 target durations), so
+    an ingest that moved to a broadcaster nobody reported is found within a poll of its first
+    segment there, even when the segments around the move were lost or late (the chaos soak stalled
+    players for 3.6 s so with seed 7, when the pace had already slowed); then slower and slower as
+    the stall grows, so that a paused stream costs fewer and fewer asks."""
     late = lateness(now, last_progress, target_duration)
     if late < 0:
         return now - last_discovery >= discovery_interval
-    gap = min(discovery_interval, max(poll_interval, late / 2))
+    if late < 3 * target_duration:
+        return now - last_discovery >= poll_interval
+    gap = min(discovery_interval, max(poll_interval, (late - 3 * target_duration) / 2))
     return now - last_discovery >= gap
 
 

@@ -174,6 +174,8 @@ DISCOVERY_CASES = [
     ("on time, interval passed", 100.0, 90.0, 98.0, 2, True),
     ("just late: every poll", 100.0, 99.4, 96.9, 2, True),
     ("just late, polled a moment ago", 100.0, 99.8, 96.9, 2, False),
+    ("late for less than players hold back: every poll", 100.0, 99.5, 93.5, 2, True),
+    ("late for less than players hold back, polled a moment ago", 100.0, 99.7, 93.5, 2, False),
     ("long stalled: slower", 100.0, 97.0, 80.0, 2, False),
     ("long stalled, gap reached", 100.0, 91.0, 80.0, 2, True),
     ("never discovered", 100.0, float("-inf"), 100.0, 2, True),
