@@ -67,10 +67,16 @@ class RawServer:
         await self.server.wait_closed()
 
 
+async def started(timeout_s: float) -> UpstreamFetcher:
+    """A started fetcher allowed on loopback, with a 4096-byte cap."""
+    f = UpstreamFetcher(timeout_s, 4096, UpstreamMetrics(CollectorRegistry()), AddressGuard(LOOPBACK))
+    await f.start()
+    return f
+
+
 @pytest.fixture
 async def fetcher() -> AsyncIterator[UpstreamFetcher]:
-    f = UpstreamFetcher(1.0, 4096, UpstreamMetrics(CollectorRegistry()), AddressGuard(LOOPBACK))
-    await f.start()
+    f = await started(1.0)
     yield f
     await f.close()
 
@@ -169,8 +175,7 @@ async def test_a_broken_answer_is_a_connect_error_and_the_next_request_works(fet
 
 
 async def test_a_silent_server_times_out_and_its_connection_is_not_reused() -> None:
-    f = UpstreamFetcher(0.2, 4096, UpstreamMetrics(CollectorRegistry()), AddressGuard(LOOPBACK))
-    await f.start()
+    f = await started(0.2)
     # The first answer comes too late; were the connection kept, the next request would read it.
     server, url = await serve(lambda n: (b"" if n == 0 else ok(PLAYLIST)))
     try:
@@ -293,8 +298,7 @@ async def test_a_head_without_end_is_capped_and_a_large_error_keeps_its_status(f
 
 
 async def test_closing_the_fetcher_closes_the_connections_in_use_too() -> None:
-    f = UpstreamFetcher(5.0, 4096, UpstreamMetrics(CollectorRegistry()), AddressGuard(LOOPBACK))
-    await f.start()
+    f = await started(5.0)
     server, url = await serve(lambda n: b"")  # never answers
     try:
         pending = [asyncio.ensure_future(f.fetch("b1", f"{url}/s{i}.m3u8")) for i in range(4)]
