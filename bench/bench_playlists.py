@@ -57,6 +57,7 @@ from bench.common import (
     clean_env,
     drive,
     machine,
+    pooled,
     response_headers,
     run,
     summary,
@@ -266,16 +267,6 @@ async def fetch_raw(url: str, encoding: str) -> tuple[bytes, list[list[str]]]:
             if response.status != 200:
                 raise RuntimeError(f"{url}: {response.status}")
             return await response.read(), response_headers(response.raw_headers)
-
-
-def pooled(results: Sequence[LoadResult]) -> LoadResult:
-    """Rounds of one server as one run: their requests, time, latencies and CPU added up."""
-    cpu = [r.server_cpu_s for r in results]
-    return replace(
-        results[0], requests=sum(r.requests for r in results), seconds=sum(r.seconds for r in results),
-        latencies_ms=[x for r in results for x in r.latencies_ms], errors=sum(r.errors for r in results),
-        server_cpu_s=None if None in cpu else sum(cpu),  # type: ignore[arg-type]
-        client_cpu_s=sum(r.client_cpu_s for r in results))
 
 
 @dataclass

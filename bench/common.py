@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Coroutine, Iterable, Mapping, Sequence, TypeVar
 from urllib.parse import urlsplit
@@ -123,6 +123,16 @@ class LoadResult:
     def server_busy(self) -> float | None:
         """Share of one core the server used during the run."""
         return None if self.server_cpu_s is None else self.server_cpu_s / self.seconds
+
+
+def pooled(results: Sequence[LoadResult]) -> LoadResult:
+    """Rounds of one server as one run: their requests, time, latencies and CPU added up."""
+    cpu = [r.server_cpu_s for r in results]
+    return replace(
+        results[0], requests=sum(r.requests for r in results), seconds=sum(r.seconds for r in results),
+        latencies_ms=[x for r in results for x in r.latencies_ms], errors=sum(r.errors for r in results),
+        server_cpu_s=None if None in cpu else sum(cpu),  # type: ignore[arg-type]
+        client_cpu_s=sum(r.client_cpu_s for r in results))
 
 
 class Connection(asyncio.Protocol):
