@@ -90,9 +90,6 @@ class Seat:
     asking: bool = False  # it asked the holder for the lease (a `want:` lease of its own)
     free_since: float | None = None  # when it first saw the lease free, while it waits
     last_holder: str | None = None  # who held it at this node's last look, while it waits
-    # When the lease held by another lapses unless extended (on the caller's clock), while it waits:
-    # its next round comes then rather than up to a poll later (a dead holder's players are stalled).
-    lapses_at: float | None = None
 
 
 def want_key(key: str) -> str:
@@ -106,14 +103,13 @@ async def take_turn(leases: Leases, key: str, me: str, live: frozenset[str], sea
     should = owner(key, live | {me})
     asked = await leases.holder(want_key(key)) if seat.holding and should != me else None
     lapsed_from = None
-    seat.lapses_at = None
     if not seat.holding and should != me:  # a waiting node looks at the lease before deciding
-        held = await leases.held(key)
-        if held is None:
+        holder = await leases.holder(key)
+        if holder is None:
             seat.free_since = now if seat.free_since is None else seat.free_since
             lapsed_from = seat.last_holder
         else:
-            seat.free_since, seat.last_holder, seat.lapses_at = None, held[0], now + held[1]
+            seat.free_since, seat.last_holder = None, holder
     free_for = None if seat.free_since is None else now - seat.free_since
     step = decide(me, live, key, seat.holding, asked, free_for, grace, lapsed_from)
     if step is Step.HAND_OVER:
@@ -128,9 +124,6 @@ async def take_turn(leases: Leases, key: str, me: str, live: frozenset[str], sea
     seat.free_since, seat.last_holder = None, None
     if step is Step.CLAIM and not seat.holding:
         seat.asking = await leases.acquire(want_key(key), me, ttl) or seat.asking
-        held = await leases.held(key)  # its holder hands it over, or dies: be there when it lapses
-        if held is not None:
-            seat.last_holder, seat.lapses_at = held[0], now + held[1]
     elif seat.holding and seat.asking:
         seat.asking = False
         await leases.release(want_key(key), me)

@@ -182,27 +182,3 @@ def test_a_dead_nodes_streams_are_taken_within_a_lease_and_a_round(victim_index:
         assert longest <= bound + 1e-9, (longest, bound)
 
     asyncio.run(run())
-
-
-def test_a_waiting_node_knows_when_a_dead_holders_lease_lapses_and_takes_it_then() -> None:
-    """A node waiting for a lease learns when it lapses unless extended (Seat.lapses_at), so that
-    its feed's next round comes then (edge.playlists.feed: the deadline of a waiting node) and not
-    up to a poll later; at that moment the stream is its own, owner or not."""
-    from edge.fleet import Seat, take_turn
-    from edge.store.leases import LocalLeases
-
-    async def scenario(key: str) -> None:
-        now = [100.0]
-        leases = LocalLeases(clock=lambda: now[0])
-        live = frozenset({ME, OTHER})
-        assert await leases.acquire(key, OTHER, 3.0)  # OTHER holds it, then dies at 100.5
-        seat = Seat()
-        now[0] = 100.5
-        assert await take_turn(leases, key, ME, live, seat, now[0], 3.0, 2.0) is False
-        assert seat.lapses_at == 103.0 and seat.last_holder == OTHER
-        now[0] = seat.lapses_at  # the round the deadline asked for
-        assert await take_turn(leases, key, ME, live, seat, now[0], 3.0, 2.0) is True
-        assert seat.lapses_at is None and await leases.holder(key) == ME
-
-    for key in (KEY_OWNED_BY_ME, KEY_OWNED_BY_OTHER):  # the owner waits for a hand-over, the other for a lapse
-        asyncio.run(scenario(key))

@@ -165,18 +165,18 @@ def wake_idle(watches: Mapping[K, Watch], now: float, cadence: Cadence) -> dict[
 
 
 def next_round_at(now: float, next_ask: float, settled: bool, deadlines: Iterable[float], poll_interval: float) -> float:
-    """When a feed's next round runs: when its next ask is due or a deadline comes (renewing its
-    lease, discovery, the point where its stream turns late; for a node waiting for the lease, the
-    moment it lapses), whichever is first, and otherwise at least every poll interval while the
-    outcome may change with time alone (a hole or a rendition waited for, a restart watched, a
-    follower reading the store). A `settled` feed (its last decision would stand however much time
-    passed, see round.quiet) wakes for nothing but its asks and its deadlines; a deadline already
+    """When a feed's next round runs: when its next ask is due, and otherwise at least every poll
+    interval while the outcome may change with time alone (a hole or a rendition waited for, a
+    restart watched, a follower reading the store). A `settled` feed (its last decision would stand
+    however much time passed, see round.quiet) wakes for nothing but its asks and its `deadlines`
+    (renewing its lease, discovery, the point where its stream turns late); a deadline already
     past is met at the poll pace. At a thousand streams this halves the rounds: most polls came
     between two segments and found nothing due."""
-    deadlines = list(deadlines)
-    soonest = min((d for d in deadlines if d > now), default=NEVER)
-    paced = not settled or any(d <= now for d in deadlines)
-    return min(next_ask, soonest, now + poll_interval if paced else NEVER)
+    tick = now + poll_interval
+    if not settled:
+        return min(next_ask, tick)
+    soonest = min(deadlines, default=NEVER)
+    return min(next_ask, soonest if soonest > now else tick)
 
 
 def renewal_due(lease_until: float, ttl: float, poll_interval: float, shared: bool) -> float:

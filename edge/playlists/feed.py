@@ -337,14 +337,10 @@ class Feed:
             await self._resign()
 
     def _deadlines(self) -> list[float]:
-        """What a feed must wake for besides its asks (see cadence.next_round_at). The lease
-        holder: renewing its lease (cadence.renewal_due), the next discovery, and the moment its
-        stream turns late (discovery then comes sooner). A node waiting for the lease: the moment it
-        lapses unless its holder extends it (a dead holder's stream is taken over then)."""
+        """What a settled lease holder must wake for besides its asks (see cadence.next_round_at):
+        renewing its lease (cadence.renewal_due), the next discovery, and the moment its stream
+        turns late (discovery then comes sooner)."""
         ctx = self.ctx
-        if not self.leader:
-            lapses_at = self._seat.lapses_at
-            return [] if lapses_at is None else [lapses_at]
         target = next((s.target_duration for s in self.states.values()), 0)
         return [
             renewal_due(self._lease_until, ctx.lease_ttl, ctx.poll_interval, ctx.store.shared),

@@ -29,11 +29,6 @@ class Leases(Protocol):
         """Who holds `key` now, or None."""
         ...
 
-    async def held(self, key: str) -> tuple[str, float] | None:
-        """Who holds `key` now and for how many more seconds unless it is extended, or None: a
-        node waiting for a lease can be there the moment it lapses, not up to a poll later."""
-        ...
-
     async def announce(self, group: str, member: str, ttl_s: float) -> frozenset[str]:
         """Count `member` in `group` for `ttl_s` seconds from now; the group's live members (the
         membership of the fleet, edge.fleet)."""
@@ -80,13 +75,8 @@ class LocalLeases:
             del self._held[key]
 
     async def holder(self, key: str) -> str | None:
-        held = await self.held(key)
-        return held[0] if held else None
-
-    async def held(self, key: str) -> tuple[str, float] | None:
-        now = self.clock()
-        held = self._current(key, now)
-        return (held.owner, held.until - now) if held else None
+        held = self._current(key, self.clock())
+        return held.owner if held else None
 
     async def announce(self, group: str, member: str, ttl_s: float) -> frozenset[str]:
         now = self.clock()

@@ -781,12 +781,6 @@ _LEASE_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 """
 
-_LEASE_HELD = """
-local holder = redis.call('GET', KEYS[1])
-if not holder then return nil end
-return {holder, redis.call('PTTL', KEYS[1])}
-"""
-
 # Membership on Redis's clock: count the member until now + ttl, drop the lapsed, list the rest.
 _ANNOUNCE = """
 local t = redis.call('TIME')
@@ -805,7 +799,6 @@ class RedisLeases:
         self.db = db
         self._acquire = db.script(_LEASE_ACQUIRE)
         self._release = db.script(_LEASE_RELEASE)
-        self._held = db.script(_LEASE_HELD)
         self._announce = db.script(_ANNOUNCE)
 
     @_unavailable_as_store_error
@@ -821,16 +814,6 @@ class RedisLeases:
     async def holder(self, key: str) -> str | None:
         raw = await self.db.client.get(self.db.key("lease", key))
         return _text(raw) if raw is not None else None
-
-    @_unavailable_as_store_error
-    async def held(self, key: str) -> tuple[str, float] | None:
-        # One script: the owner and the time left are read together (a key that lapses between two
-        # calls would pair one owner with another's deadline). The time left is on Redis's clock.
-        found = await self._held(keys=[self.db.key("lease", key)])
-        if not found:
-            return None
-        owner, left_ms = found[0], int(found[1])
-        return (_text(owner), left_ms / 1000) if left_ms > 0 else None  # leases always expire (PX)
 
     @_unavailable_as_store_error
     async def announce(self, group: str, member: str, ttl_s: float) -> frozenset[str]:

@@ -662,14 +662,11 @@ class SqliteLeases:
         await self.db.run(lambda: self.db.conn.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner)))
 
     async def holder(self, key: str) -> str | None:
-        held = await self.held(key)
-        return held[0] if held else None
-
-    async def held(self, key: str) -> tuple[str, float] | None:
         now = self.clock()
-        row = await self.db.run(lambda: self.db.conn.execute(
-            "SELECT owner, until FROM leases WHERE key = ? AND until > ?", (key, now)).fetchone())
-        return (row[0], row[1] - now) if row else None
+        row = await self.db.run(
+            lambda: self.db.conn.execute("SELECT owner FROM leases WHERE key = ? AND until > ?", (key, now)).fetchone()
+        )
+        return row[0] if row else None
 
     async def announce(self, group: str, member: str, ttl_s: float) -> frozenset[str]:
         now = self.clock()

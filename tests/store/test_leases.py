@@ -107,27 +107,3 @@ async def test_a_member_silent_past_its_ttl_is_no_longer_counted(leases: Leases)
     assert await leases.announce("g", "short", 0.001) == {"short"}  # 1 ms
     await asyncio.sleep(0.05)  # waiting longer never breaks this: it can only have lapsed
     assert await leases.announce("g", "b", 60) == {"b"}
-
-
-async def test_a_lease_says_how_long_it_holds_unless_extended(leases: Leases) -> None:
-    """`held` gives the holder and the time left, read together, on the backend's own clock: a
-    waiting node can be there when it lapses."""
-    assert await leases.held("k") is None
-    assert await leases.acquire("k", "a", 10)
-    held = await leases.held("k")
-    assert held is not None and held[0] == "a" and 9.0 < held[1] <= 10.0
-    assert await leases.acquire("k", "a", 30)  # extended by its holder: the time left grows
-    held = await leases.held("k")
-    assert held is not None and held[0] == "a" and 29.0 < held[1] <= 30.0
-    await leases.release("k", "a")
-    assert await leases.held("k") is None
-
-
-async def test_local_leases_say_when_they_lapse_on_their_clock() -> None:
-    now = [100.0]
-    leases = LocalLeases(clock=lambda: now[0])
-    assert await leases.acquire("k", "a", 5)
-    now[0] = 103.5
-    assert await leases.held("k") == ("a", 1.5)
-    now[0] = 105.0  # lapsed at its deadline, as a Redis PX key
-    assert await leases.held("k") is None
