@@ -479,6 +479,12 @@ class _Draft:
         if new:
             segments = segments + tuple(new)
             removed = _trim_count(segments, policy, state.target_duration)
+            if state.segments:
+                # Never past the previous version's last segment: a burst (segments that piled up
+                # while nobody polled, a lease holder dead) is listed whole once, however long, so
+                # a player holding the previous version finds what comes next; later rounds trim the
+                # window back.
+                removed = min(removed, len(state.segments))
             if removed:
                 discontinuity_sequence += sum(1 for s in segments[:removed] if s.discontinuity)
                 media_sequence += removed

@@ -196,6 +196,21 @@ def test_window_trimming_and_discontinuity_sequence() -> None:
     assert [s.msn for s in states[-1].segments] == [3, 4, 5]
 
 
+def test_a_burst_after_an_outage_is_listed_whole_once_then_the_window_slides_back() -> None:
+    """Segments that piled up while nobody polled (a lease holder dead, the store down) arrive in
+    one merge. The version that adds them lists every one of them, so a player holding the previous
+    version finds the segment after its last (the MSN never jumps past what it listed: players skip
+    or re-download then, see DESIGN.md); the next version trims back to the window."""
+    policy = Policy(window_seconds=6.0, hole_wait_seconds=0.0)
+    steady = [(float(t), [offer(B1, range(t + 1), duration=1.0)]) for t in range(10)]
+    burst = [(30.0, [offer(B1, range(4, 22), duration=1.0)]), (31.0, [offer(B1, range(5, 23), duration=1.0)])]
+    *_, before, piled, after = run(steady + burst, policy, target_duration=1)
+    assert numbers(before) == [4, 5, 6, 7, 8, 9]
+    assert numbers(piled) == list(range(10, 22))  # 12 new ones: all listed, the old ones gone
+    assert piled.media_sequence - before.media_sequence == len(before.segments)
+    assert numbers(after) == [17, 18, 19, 20, 21, 22]  # back to the 6 s window
+
+
 def test_window_never_below_three_target_durations() -> None:
     policy = Policy(window_seconds=1.0, hole_wait_seconds=0.0)  # asks for less than allowed
     state = run([(float(t), [offer(B1, range(t + 1))]) for t in range(10)], policy, target_duration=4)[-1]
