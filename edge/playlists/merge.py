@@ -478,13 +478,7 @@ class _Draft:
         discontinuity_sequence = state.discontinuity_sequence
         if new:
             segments = segments + tuple(new)
-            removed = _trim_count(segments, policy, state.target_duration)
-            if state.segments:
-                # Never past the previous version's last segment: a burst (segments that piled up
-                # while nobody polled, a lease holder dead) is listed whole once, however long, so
-                # a player holding the previous version finds what comes next; later rounds trim the
-                # window back.
-                removed = min(removed, len(state.segments))
+            removed = _trim_count(segments, policy, state.target_duration, len(state.segments))
             if removed:
                 discontinuity_sequence += sum(1 for s in segments[:removed] if s.discontinuity)
                 media_sequence += removed
@@ -697,16 +691,22 @@ def _append(
     draft.waiting_since = None
 
 
-def _trim_count(segments: tuple[PublishedSegment, ...], policy: Policy, target_duration: int) -> int:
+def _trim_count(segments: tuple[PublishedSegment, ...], policy: Policy, target_duration: int, listed: int) -> int:
     """How many segments to drop from the front: keep the shortest tail lasting the window, and
-    never less than 3 x target duration (§6.2.2). Sums in milliseconds, free of float drift."""
+    never less than 3 x target duration (§6.2.2). Sums in milliseconds, free of float drift.
+
+    `listed`: how many of `segments` the previous version listed (the rest are new). Never more
+    than those are dropped when there were any: a burst (segments that piled up while nobody
+    polled, a lease holder dead) is listed whole once, however long, so that a player holding the
+    previous version finds the segment after its last; the next new segment trims the window back."""
     window_ms = round(policy.window_for(target_duration) * 1000)
     floor_ms = 3000 * target_duration
     durations = [round(s.duration * 1000) for s in segments]
     total = sum(durations)
     count = len(segments)
+    most = listed or count
     removed = 0
-    while count - removed > 1:
+    while count - removed > 1 and removed < most:
         rest = total - durations[removed]
         if rest >= window_ms or (count - removed > policy.max_window_segments and rest >= floor_ms):
             total = rest
