@@ -183,10 +183,11 @@ class NearbyIndex:
 
     def ranked_at(
         self, by_name: Mapping[str, Broadcaster], centre: Location, now: float, limit: int, policy: RankingPolicy
-    ) -> list[tuple[float, float, Broadcaster]]:
+    ) -> list[tuple[float, float, float, Broadcaster]]:
         """What `scores(everyone, centre, now, policy)` gives, without reservations, for every eligible
         broadcaster among its first `limit` or within tie_epsilon_km of the `limit`-th: (cost,
-        distance penalty, broadcaster), by cost then name; all of them if fewer are eligible.
+        distance penalty, load penalty, broadcaster), by cost then name; all of them if fewer are
+        eligible.
 
         As `shortlist`, scanning nearest first, but without scoring: a broadcaster's eligibility
         and load penalty floor (its whole load penalty without reservations) are kept until
@@ -254,14 +255,15 @@ class NearbyIndex:
             elif cost < bound - margin:
                 heapq.heapreplace(heap, -cost)
                 bound = margin - heap[0]
-        costed: list[tuple[float, float, Broadcaster]] = [
-            (km - nearest_km + floor, km - nearest_km, b) for km, floor, b in visited
+        costed: list[tuple[float, float, float, Broadcaster]] = [
+            (km - nearest_km + floor, km - nearest_km, floor, b) for km, floor, b in visited
         ]
-        costed += [(policy.unlocated_penalty_km + floor, policy.unlocated_penalty_km, b) for floor, b in unlocated]
+        costed += [(policy.unlocated_penalty_km + floor, policy.unlocated_penalty_km, floor, b)
+                   for floor, b in unlocated]
         if len(costed) > limit:
             keep = sorted([t[0] for t in costed])[limit - 1] + policy.tie_epsilon_km
             costed = [t for t in costed if t[0] <= keep]
-        costed.sort(key=lambda t: (t[0], t[2].name))
+        costed.sort(key=lambda t: (t[0], t[3].name))
         return costed
 
 

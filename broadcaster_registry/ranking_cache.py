@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+import heapq
+import operator
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -36,7 +38,7 @@ from broadcaster_registry.ranking import (
     scores,
     shuffle_leaders,
 )
-from broadcaster_registry.reservations import NO_RESERVATIONS, Reservation, Reservations, outstanding
+from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, outstanding
 from geo.location import Location
 
 Cell = tuple[int, int]
@@ -69,8 +71,9 @@ class CachePolicy:
 
 
 class Costed(NamedTuple):  # a tuple: built ~20 times for every cell ranked, twice as fast as a dataclass
-    cost_km: float  # without reservations
+    cost_km: float  # without reservations: distance_penalty_km + load_penalty_km, added in that order
     distance_penalty_km: float
+    load_penalty_km: float  # without reservations (its floor)
     broadcaster: Broadcaster
 
 
@@ -80,17 +83,21 @@ class Entry:
     computed_at: float
     ordered: tuple[Costed, ...]
     cut: float  # every eligible broadcaster not in `ordered` costs more than this at the centre
-    # Derived from `ordered` once, for answers (never changed in place).
+    # Derived from `ordered` once, for answers (never changed in place): columns that an answer maps
+    # over in C.
     broadcasters: list[Broadcaster] = field(init=False, compare=False)
+    names: list[str] = field(init=False, compare=False)
     costs: list[float] = field(init=False, compare=False)
-    position: dict[str, int] = field(init=False, compare=False)
-    keyed: list[tuple[float, str, Broadcaster]] = field(init=False, compare=False)  # (cost, name, broadcaster)
+    distance_penalties: list[float] = field(init=False, compare=False)
+    floors: list[float] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "broadcasters", [c.broadcaster for c in self.ordered])
-        object.__setattr__(self, "costs", [c.cost_km for c in self.ordered])
-        object.__setattr__(self, "position", {c.broadcaster.name: i for i, c in enumerate(self.ordered)})
-        object.__setattr__(self, "keyed", [(c.cost_km, c.broadcaster.name, c.broadcaster) for c in self.ordered])
+        columns = list(zip(*self.ordered)) or [(), (), (), ()]
+        object.__setattr__(self, "costs", list(columns[0]))
+        object.__setattr__(self, "distance_penalties", list(columns[1]))
+        object.__setattr__(self, "floors", list(columns[2]))
+        object.__setattr__(self, "broadcasters", list(columns[3]))
+        object.__setattr__(self, "names", [b.name for b in self.broadcasters])
 
 
 def cell_of(client: Location, cell_degrees: float) -> Cell:
@@ -108,75 +115,103 @@ def build_entry(
     every eligible broadcaster ranked among the first `kept` or tied with the best
     (NearbyIndex.shortlist with no reservations gives one), or the whole fleet."""
     scored = scores(pool, centre, now, policy, NO_RESERVATIONS)
-    return entry_of([(s.cost_km, s.distance_penalty_km, s.broadcaster) for s in scored], now, policy, kept, version)
+    return entry_of([(s.cost_km, s.distance_penalty_km, s.load_penalty_km, s.broadcaster) for s in scored],
+                    now, policy, kept, version)
 
 
 def entry_of(
-    costed: Sequence[tuple[float, float, Broadcaster]], now: float, policy: RankingPolicy, kept: int, version: int
+    costed: Sequence[tuple[float, float, float, Broadcaster]], now: float, policy: RankingPolicy, kept: int,
+    version: int,
 ) -> Entry:
-    """The entry from (cost, distance penalty, broadcaster) before reservations, by cost then name, as
-    `scores` gives them at the centre: every eligible broadcaster among the first `kept` or tied with
-    the `kept`-th, or all of them (NearbyIndex.ranked_at gives that)."""
+    """The entry from (cost, distance penalty, load penalty, broadcaster) before reservations, by cost
+    then name, as `scores` gives them at the centre: every eligible broadcaster among the first `kept`
+    or tied with the `kept`-th, or all of them (NearbyIndex.ranked_at gives that)."""
     ordered = tuple(map(Costed._make, costed))
     # Anyone left out costs more than the kept-th best plus the tie margin (see nearby.py).
     cut = ordered[kept - 1].cost_km + policy.tie_epsilon_km if len(ordered) >= kept else math.inf
     return Entry(version, now, ordered, cut)
 
 
-# name -> (the value and the reservation it was computed for, from when, until when, the reserved
-# load penalty or None: nothing outstanding), kept across calls: between two heartbeats a name's
-# reservation object changes only with a hand-out on it.
-Penalties = dict[str, tuple[Broadcaster, Reservation, float, float, float | None]]
-_PENALTIES_MAX = 65536
-
-
-def reserved_order(
-    entry: Entry, now: float, policy: RankingPolicy, reservations: Reservations, penalties: Penalties | None = None
-) -> tuple[list[Broadcaster], list[float]]:
-    """The entry's broadcasters and their costs with `reservations` applied, by cost then name (the
-    entry's own lists when no reservation moves anyone: not to be changed). `penalties` remembers
-    reserved load penalties across calls."""
-    by_name = reservations.by_name
-    reserved = entry.position.keys() & by_name.keys()
-    if not reserved:  # only the entry's reserved candidates can move: usually none or a few
-        return entry.broadcasters, entry.costs
-    known: Penalties = {} if penalties is None else penalties
-    keyed = None
-    for name in reserved:
-        i = entry.position[name]
-        c = entry.ordered[i]
-        b = c.broadcaster
-        r = by_name[name]
-        hit = known.get(name)
-        if hit is None or hit[0] is not b or hit[1] is not r or not hit[2] <= now <= hit[3]:
-            hit = known[name] = _reserved_penalty(b, r, reservations, now, policy)
-            if len(known) >= _PENALTIES_MAX:
-                known.clear()
-        if hit[4] is None:
-            continue
-        if keyed is None:
-            keyed = entry.keyed.copy()
-        keyed[i] = (c.distance_penalty_km + hit[4], name, b)
-    if keyed is None:
-        return entry.broadcasters, entry.costs
-    keyed.sort()  # by cost, then name (names differ: broadcasters are never compared)
-    return [t[2] for t in keyed], [t[0] for t in keyed]
-
-
-def _reserved_penalty(
-    b: Broadcaster, r: Reservation, reservations: Reservations, now: float, policy: RankingPolicy
-) -> tuple[Broadcaster, Reservation, float, float, float | None]:
-    """`b`'s load penalty with reservation `r` at `now`, and until when it holds: while `r` is
-    counted (until it ages out) and `b`'s report believed (until it goes stale); once either is
-    over it stays over as time goes on."""
+def reserved_penalty(
+    b: Broadcaster, reservations: Reservations, now: float, policy: RankingPolicy
+) -> tuple[float | None, float]:
+    """`b`'s load penalty at `now` with its outstanding reservations (None: it has none), and until
+    when that holds: while the reservation is counted (until it ages out) and `b`'s report believed
+    (until it goes stale); once either is over it stays over as time goes on. Only a new value of
+    `b` or of its reservation changes it otherwise."""
     n = outstanding(reservations, b, now, policy.reservation_max_age_s)
     if n == 0:
-        return (b, r, now, math.inf, None)
-    fresh = load_report_fresh(b, now, policy)
-    until = r.since + policy.reservation_max_age_s
-    if fresh:
+        return None, math.inf
+    until = reservations.by_name[b.name].since + policy.reservation_max_age_s
+    if load_report_fresh(b, now, policy):
         until = min(until, b.last_heartbeat + policy.metrics_max_age_s)
-    return (b, r, now, until, load_penalty_km(b, n, now, policy))
+    return load_penalty_km(b, n, now, policy), until
+
+
+class ReservedPenalties:
+    """name -> `reserved_penalty` at the time last given, for every name with outstanding
+    reservations: kept up to date by its owner at each hand-out and each new value of a broadcaster
+    (`update`), and as time passes (`due` names the ones that may have changed), so that an answer
+    reads the reserved candidates of an entry with one map in C instead of working each one out."""
+
+    def __init__(self, policy: RankingPolicy) -> None:
+        self.policy = policy
+        self.values: dict[str, float] = {}  # read-only to others
+        self._until: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []  # (until, name), stale items skipped
+        self._latest = -math.inf
+
+    def update(self, b: Broadcaster, reservations: Reservations, now: float) -> None:
+        """`b`'s penalty from its value and its reservation at `now`."""
+        penalty, until = reserved_penalty(b, reservations, now, self.policy)
+        name = b.name
+        if penalty is None:
+            self.forget(name)
+            return
+        self.values[name] = penalty
+        if self._until.get(name) != until:
+            self._until[name] = until
+            if until != math.inf:
+                heapq.heappush(self._heap, (until, name))
+        self._latest = max(self._latest, now)
+
+    def forget(self, name: str) -> None:
+        """No reservation on `name` any more (settled, or it left the registry)."""
+        self.values.pop(name, None)
+        self._until.pop(name, None)
+
+    def due(self, now: float, reserved: Iterable[str]) -> list[str]:
+        """The names whose penalty may be otherwise at `now` than when it was given, each to be
+        updated (or forgotten) by the owner: all the `reserved` ones (the names with a reservation,
+        counted or not) when time went back."""
+        if now < self._latest:
+            self._latest = now
+            return list(reserved)
+        self._latest = now
+        heap, until, names = self._heap, self._until, []
+        while heap and heap[0][0] < now:
+            at, name = heapq.heappop(heap)
+            if until.get(name) == at:  # not replaced since
+                del until[name]
+                names.append(name)
+        if len(heap) > 4 * len(until) + 64:  # mostly replaced items: rebuild it
+            self._heap = [(at, name) for name, at in until.items() if at != math.inf]
+            heapq.heapify(self._heap)
+        return names
+
+
+def reserved_order(entry: Entry, penalties: Mapping[str, float]) -> tuple[list[Broadcaster], list[float]]:
+    """The entry's broadcasters and their costs with the reserved load `penalties` (name -> load
+    penalty, for the names with reservations) in place of their floors, by cost then name (the
+    entry's own lists when no reservation moves anyone: not to be changed)."""
+    costs = list(map(operator.add, entry.distance_penalties, map(penalties.get, entry.names, entry.floors)))
+    if costs == entry.costs:  # only reservations can differ, and they only add
+        return entry.broadcasters, entry.costs
+    keyed = sorted(zip(costs, entry.names, entry.broadcasters))  # names differ: broadcasters never compared
+    return list(map(_third, keyed)), list(map(_first, keyed))
+
+
+_first, _third = operator.itemgetter(0), operator.itemgetter(2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,16 +224,11 @@ class Answer:
 
 
 def answer(
-    entry: Entry,
-    now: float,
-    policy: RankingPolicy,
-    rng: random.Random,
-    reservations: Reservations,
-    limit: int,
-    penalties: Penalties | None = None,
+    entry: Entry, policy: RankingPolicy, rng: random.Random, penalties: Mapping[str, float], limit: int
 ) -> Answer:
-    """The entry's candidates ranked with `reservations`, the first `limit` of them."""
-    ordered, costs = reserved_order(entry, now, policy, reservations, penalties)
+    """The entry's candidates ranked with the reserved load `penalties` (ReservedPenalties.values at
+    the time of the answer), the first `limit` of them."""
+    ordered, costs = reserved_order(entry, penalties)
     exact = entry.cut == math.inf or (
         len(costs) >= limit and costs[limit - 1] + policy.tie_epsilon_km <= entry.cut
     )
@@ -217,7 +247,6 @@ class RankingCache:
     def __init__(self, policy: CachePolicy = CachePolicy()) -> None:
         self.policy = policy
         self._entries: LRUCache[Cell, Entry] = LRUCache(maxsize=policy.max_cells)
-        self.penalties: Penalties = {}
 
     def cell(self, client: Location) -> Cell:
         return cell_of(client, self.policy.cell_degrees)

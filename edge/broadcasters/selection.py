@@ -35,7 +35,7 @@ from broadcaster_registry.ranking import (
     scores,
     scoring_stable_until,
 )
-from broadcaster_registry.ranking_cache import RankingCache
+from broadcaster_registry.ranking_cache import RankingCache, ReservedPenalties
 from broadcaster_registry.reservations import Reservation, Reservations, one_more, outstanding, settle
 from broadcaster_registry.storage import RegistryStore, RegistryUnavailable
 from geo.location import Location
@@ -114,6 +114,8 @@ class Selector:
         # `reservations` is a read-only view of it.
         self._reserved: dict[str, Reservation] = {}
         self.reservations = Reservations(MappingProxyType(self._reserved))
+        # The load penalties those reservations give, kept for cached answers.
+        self._penalties = ReservedPenalties(policy)
         self.last_known: list[Broadcaster] = []
         self._degraded = False
         self._none_eligible = False
@@ -150,8 +152,10 @@ class Selector:
             self._revision = _STALE
             ranked = self._answer(await self._current(now), client, now, limit)
         if ranked:
-            first = ranked[0]
+            first = self._by_name.get(ranked[0].name, ranked[0])
             self._reserved[first.name] = one_more(self.reservations, first, now, self.policy.reservation_max_age_s)
+            if self.cache is not None:
+                self._penalties.update(first, self.reservations, now)
         if bool(ranked) == self._none_eligible:  # said once when it happens, once when it ends
             self._none_eligible = not ranked
             if ranked:
@@ -201,12 +205,19 @@ class Selector:
                 self._reserved = dict(settle(self.reservations, reserved, now, max_age).by_name)
                 self.reservations = Reservations(MappingProxyType(self._reserved))
                 self._settled_at = now
+                self._penalties = ReservedPenalties(self.policy)
+                if self.cache is not None:
+                    for b in reserved:
+                        self._penalties.update(b, self.reservations, now)
             else:
                 # A heartbeat settles its own broadcaster's reservations; the others are looked at
                 # once per reservation_max_age_s (ranking ignores aged-out ones meanwhile).
                 for b in changed:
-                    if b.name in self._reserved and not outstanding(self.reservations, b, now, max_age):
-                        del self._reserved[b.name]
+                    if b.name in self._reserved:
+                        if not outstanding(self.reservations, b, now, max_age):
+                            del self._reserved[b.name]
+                        if self.cache is not None:
+                            self._penalties.update(b, self.reservations, now)
         if now >= self._stable_until:
             self._new_version(now)
         return self._seen
@@ -254,7 +265,14 @@ class Selector:
             self.stats.computed += 1
         else:
             self.stats.hits += 1
-        answered = ranking_cache.answer(entry, now, self.policy, self.rng, self.reservations, limit, cache.penalties)
+        penalties = self._penalties
+        for name in penalties.due(now, self._reserved):  # reservations that aged out, reports that went stale
+            b = self._by_name.get(name)
+            if b is None:
+                penalties.forget(name)
+            else:
+                penalties.update(b, self.reservations, now)
+        answered = ranking_cache.answer(entry, self.policy, self.rng, penalties.values, limit)
         if not answered.exact:
             self.stats.stretched += 1
         if cache.policy.shadow_fraction and self.shadow_rng.random() < cache.policy.shadow_fraction:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -35,6 +36,7 @@ from edge.streams.codec import from_document, to_document
 from edge.streams.model import Stream, ended
 
 T = TypeVar("T")
+log = logging.getLogger("edge.store.sqlite")
 
 # Each entry moves the schema one version up; PRAGMA user_version records where a file stands.
 MIGRATIONS: tuple[str, ...] = (
@@ -82,6 +84,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE registry_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, stream_id TEXT);
     """,
 )
+
+
+_UPSERT_BROADCASTER = "INSERT INTO broadcasters (name, doc) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET doc = excluded.doc"
+# How late a process alone on its file writes a broadcaster's row (SqliteRegistryRows.behind_s).
+ROWS_BEHIND_S = 0.2
 
 
 def _dumps(doc: Any) -> str:
@@ -256,21 +263,36 @@ class SqliteRegistryRows:
     (its stored document) and one per carrier hint. Every method submits its statement to the
     single SQLite thread before it awaits, so rows are written in the order the changes were made.
     `logged`: each change is also entered in `registry_log`, and `seen` is the last entry this
-    process's memory reflects (other workers' changes are behind later entries)."""
+    process's memory reflects (other workers' changes are behind later entries).
 
-    def __init__(self, db: SqliteDatabase, *, logged: bool = False) -> None:
+    `behind_s` (a process alone on its file, where memory answers every read and the file is what a
+    restart starts from): a broadcaster's row is written at most that long after `save`, together
+    with the others saved meanwhile, in one transaction: heartbeats then cost no trip to the SQLite
+    thread each. A crash loses at most that window of changes, which the broadcasters' next
+    heartbeats repeat. Any other write, and `flush`, writes the pending rows first."""
+
+    def __init__(self, db: SqliteDatabase, *, logged: bool = False, behind_s: float | None = None) -> None:
         self.db = db
         self.logged = logged
         self.seen = 0
+        self.behind_s = behind_s
+        self._pending: dict[str, Broadcaster] = {}  # saved, not yet written: the latest value of each
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        self._failing = False
 
     async def _write(self, fn: Callable[[sqlite3.Connection], object], names: Iterable[str] = (),
                      streams: Iterable[str] = ()) -> None:
-        entries = [(name, None) for name in names] + [(None, stream_id) for stream_id in streams]
+        pending, self._pending = self._pending, {}
+        rows = [(b.name, _dumps(to_doc(b))) for b in pending.values()]
+        entries = [(name, None) for name in [*pending, *names]] + [(None, stream_id) for stream_id in streams]
 
         def _in_transaction() -> None:
             conn = self.db.conn
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                if rows:
+                    conn.executemany(_UPSERT_BROADCASTER, rows)
                 fn(conn)
                 if self.logged and entries:
                     before = conn.execute("SELECT coalesce(max(seq), 0) FROM registry_log").fetchone()[0]
@@ -281,21 +303,67 @@ class SqliteRegistryRows:
                     if last // LOG_TRIM_EVERY != before // LOG_TRIM_EVERY:
                         conn.execute("DELETE FROM registry_log WHERE seq <= ?", (last - LOG_KEPT,))
 
-        await self.db.run(_in_transaction)
+        try:
+            await self.db.run(_in_transaction)
+        except BaseException:
+            for name, b in pending.items():  # still to be written, unless saved again meanwhile
+                self._pending.setdefault(name, b)
+            if self._pending:
+                self._schedule()
+            raise
 
     async def save(self, b: Broadcaster, *, afresh: bool = False) -> None:
+        if self.behind_s is not None and not afresh:
+            self._pending[b.name] = b
+            self._schedule()
+            return
         doc = _dumps(to_doc(b))
 
         def _save(conn: sqlite3.Connection) -> None:
             if afresh:
                 conn.execute("DELETE FROM handouts WHERE name = ?", (b.name,))
-            conn.execute(
-                "INSERT INTO broadcasters (name, doc) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
-                (b.name, doc),
-            )
+            conn.execute(_UPSERT_BROADCASTER, (b.name, doc))
 
+        self._pending.pop(b.name, None)  # an older value
         await self._write(_save, names=[b.name])
+
+    def _schedule(self) -> None:
+        if self._timer is None and self.behind_s is not None:
+            self._timer = asyncio.get_running_loop().call_later(self.behind_s, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._timer = None
+        if self._pending and self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush_behind(), name="sqlite-registry-rows")
+
+    async def _flush_behind(self) -> None:
+        try:
+            await self.flush()
+        except StoreUnavailable as exc:  # kept pending and scheduled again by _write
+            if not self._failing:
+                log.warning("registry rows not written, retrying: %s", exc)
+            self._failing = True
+        else:
+            if self._failing:
+                log.info("registry rows written again")
+            self._failing = False
+        finally:
+            self._flushing = None
+
+    async def flush(self) -> None:
+        """Write every pending row now."""
+        if self._pending:
+            await self._write(lambda conn: None)
+
+    async def close(self) -> None:
+        """Write what is pending and stop writing behind."""
+        self.behind_s = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushing is not None:
+            await asyncio.wait([self._flushing])
+        await self.flush()
 
     async def forget(self, names: Iterable[str]) -> None:
         rows = [(name,) for name in names]
@@ -326,7 +394,8 @@ class SqliteRegistryRows:
 class SqliteRegistry(MemoryRegistryStore):
     """RegistryStore on SQLite: the shared in-memory registry (broadcaster_registry.storage), loaded
     from the file at start and persisting every change to it. One process alone on the file: memory
-    is always what the file holds, and reads cost no disk I/O.
+    is what the file holds (broadcaster rows written a moment later: SqliteRegistryRows.behind_s),
+    and reads cost no disk I/O.
 
     `shared` (worker processes on one file): every write is also entered in `registry_log`, and
     every call first reads the entries past the last one this worker applied (usually none: one
@@ -345,7 +414,7 @@ class SqliteRegistry(MemoryRegistryStore):
         clock: Callable[[], float] = time.time,
         shared: bool = False,
     ) -> None:
-        rows = SqliteRegistryRows(db, logged=shared)
+        rows = SqliteRegistryRows(db, logged=shared, behind_s=None if shared else ROWS_BEHIND_S)
         super().__init__(liveness=liveness, hint_ttl_s=hint_ttl_s, clock=clock, rows=rows)
         self.db = db
         self.shared = shared
@@ -365,6 +434,14 @@ class SqliteRegistry(MemoryRegistryStore):
         seq, docs, hints = await self.db.run(_load)
         self.replace_all((from_doc(json.loads(d[0])) for d in docs), hints)
         self._rows.seen = seq
+
+    async def flush(self) -> None:
+        """Write the rows still pending (SqliteRegistryRows.behind_s) now."""
+        await self._rows.flush()
+
+    async def close(self) -> None:
+        """Write the rows still pending, and from now on every change at once: before the file closes."""
+        await self._rows.close()
 
     async def _follow(self) -> None:
         """Apply what other workers changed since this one last read or wrote the registry."""
@@ -723,7 +800,10 @@ class SqliteStore:
         await self.db.run(lambda: self.db.conn.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
-        await self.db.close()
+        try:
+            await self.registry.close()
+        finally:
+            await self.db.close()
 
     def describe(self) -> str:
         return f"sqlite:///{self.db.path}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,12 +18,14 @@ from broadcaster_registry.ranking import leader_count, scores
 from broadcaster_registry.ranking_cache import (
     CachePolicy,
     RankingCache,
+    ReservedPenalties,
     answer,
     build_entry,
     centre_of,
     entry_of,
+    reserved_penalty,
 )
-from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, outstanding, reserve
+from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, one_more, outstanding, reserve
 from broadcaster_registry.storage import MemoryRegistryStore
 from edge.broadcasters.selection import Selector
 from geo.location import Location
@@ -44,6 +47,16 @@ def agrees(answer_names: list[str], expected: tuple[set[str], list[str]], limit:
     k = min(len(leaders), limit)
     return set(answer_names[:k]) <= leaders and answer_names[k:] == others[: limit - k] and (
         k < len(leaders) or set(answer_names[:k]) == leaders)
+
+
+def penalties_of(broadcasters: list[Broadcaster], reservations: Reservations, now: float) -> dict[str, float]:
+    """The reserved load penalties worked out afresh: what ReservedPenalties must hold."""
+    found = {}
+    for b in broadcasters:
+        penalty, _ = reserved_penalty(b, reservations, now, POLICY)
+        if penalty is not None:
+            found[b.name] = penalty
+    return found
 
 
 def a_cell(rng: random.Random) -> Location:
@@ -69,12 +82,12 @@ def test_an_entry_answers_as_exact_ranking_at_its_centre(seed: int, size: int, l
     pool = NearbyIndex(broadcasters).shortlist(by_name, centre, NOW, kept, POLICY, NO_RESERVATIONS)
     entry = build_entry(pool, centre, NOW, POLICY, kept, version=1)
     # Without reservations the entry always knows.
-    plain = answer(entry, NOW, POLICY, random.Random(seed), NO_RESERVATIONS, limit)
+    plain = answer(entry, POLICY, random.Random(seed), {}, limit)
     assert plain.exact
     assert agrees([b.name for b in plain.ranked], exact(broadcasters, centre, NOW, NO_RESERVATIONS), limit)
     # With reservations, whenever it says it knows.
     reservations = random_reservations(rng, broadcasters, NOW)
-    reserved = answer(entry, NOW, POLICY, random.Random(seed), reservations, limit)
+    reserved = answer(entry, POLICY, random.Random(seed), penalties_of(broadcasters, reservations, NOW), limit)
     if reserved.exact:
         assert agrees([b.name for b in reserved.ranked], exact(broadcasters, centre, NOW, reservations), limit)
     else:  # only reservations can make it not know
@@ -99,11 +112,14 @@ def test_ranked_at_gives_scores_own_costs_for_every_candidate_an_entry_needs(see
         needed = everyone
         if len(everyone) > kept:
             needed = [s for s in everyone if s.cost_km <= everyone[kept - 1].cost_km + POLICY.tie_epsilon_km - 0.01]
-        assert {s.broadcaster.name for s in needed} <= {b.name for _, _, b in costed}
+        assert {s.broadcaster.name for s in needed} <= {b.name for _, _, _, b in costed}
         assert len(costed) <= len(everyone)
-        for (cost, penalty, b), s in zip(costed, everyone):
+        for (cost, penalty, floor, b), s in zip(costed, everyone):
             assert math.isclose(cost, s.cost_km, abs_tol=1e-3) and math.isclose(penalty, s.distance_penalty_km,
                                                                                   abs_tol=1e-3)
+            assert cost == penalty + floor  # as answers add them up again
+            if b is s.broadcaster:
+                assert floor == s.load_penalty_km
             if b is not s.broadcaster:  # only where rounding can swap two of (almost) the same cost
                 assert any(math.isclose(cost, t.cost_km, abs_tol=1e-3) for t in everyone if t.broadcaster is b)
         pool = index.shortlist(by_name, centre, now, kept, POLICY, NO_RESERVATIONS)
@@ -111,34 +127,41 @@ def test_ranked_at_gives_scores_own_costs_for_every_candidate_an_entry_needs(see
                             build_entry(pool, centre, now, POLICY, kept, 1).cut, abs_tol=1e-3)
 
 
-@settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), size=st.integers(1, 60), steps=st.integers(1, 30))
-def test_reserved_penalties_kept_across_requests_change_nothing(seed: int, size: int, steps: int) -> None:
-    """reserved_order keeps each name's reserved load penalty while its value, its reservation and
-    the time window they hold in are the same: whatever the hand-outs, settlements and time in
-    between (reservations ageing out, reports going stale, time going back), the order is the one
-    computed afresh."""
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(1, 40), steps=st.integers(1, 60))
+def test_reserved_penalties_kept_up_to_date_are_the_ones_worked_out_afresh(seed: int, size: int, steps: int) -> None:
+    """ReservedPenalties, told of every hand-out and every new value of a broadcaster and asked what
+    is due before each answer (as the selector does), holds exactly the penalties worked out afresh:
+    whatever the hand-outs, heartbeats (new loads, settling or not), reservations ageing out,
+    reports going stale, and time going back; and an answer from them is the one from those."""
     rng = random.Random(seed)
-    broadcasters = fleet(rng, size)
-    centre = a_cell(rng)
-    kept = rng.randint(1, 20)
-    pool = NearbyIndex(broadcasters).shortlist({b.name: b for b in broadcasters}, centre, NOW, kept, POLICY,
-                                               NO_RESERVATIONS)
-    entry = build_entry(pool, centre, NOW, POLICY, kept, version=1)
-    names = [c.broadcaster.name for c in entry.ordered] or ["nobody"]
-    kept_penalties: ranking_cache.Penalties = {}
+    current = {b.name: b for b in fleet(rng, size)}
+    names = list(current)
+    kept = ReservedPenalties(POLICY)
     reservations = NO_RESERVATIONS
     now = NOW
+    max_age = POLICY.reservation_max_age_s
     for _ in range(steps):
         step = rng.random()
-        if step < 0.6:
-            reservations = reserve(reservations, rng.choice(names), now)
-        elif step < 0.75:  # settled by a heartbeat
-            gone = rng.choice(names)
-            reservations = Reservations({n: r for n, r in reservations.by_name.items() if n != gone})
-        now += rng.choice([0.0, 0.5, 5.0, 29.0, 31.0, -1.0])
-        assert ranking_cache.reserved_order(entry, now, POLICY, reservations, kept_penalties) == \
-            ranking_cache.reserved_order(entry, now, POLICY, reservations)
+        b = current[rng.choice(names)]
+        if step < 0.55:  # a hand-out
+            reservations = Reservations({**reservations.by_name, b.name: one_more(reservations, b, now, max_age)})
+            kept.update(b, reservations, now)
+        elif step < 0.75:  # a heartbeat, at the same time as the last hand-out now and then (not settling it)
+            b = current[b.name] = replace(b, last_heartbeat=rng.choice([now, now - 0.5]), load=Load(
+                active_streams=rng.randint(0, 12), cpu=rng.choice([None, 0.3, 0.97])))
+            if not outstanding(reservations, b, now, max_age):
+                reservations = Reservations({n: r for n, r in reservations.by_name.items() if n != b.name})
+            kept.update(b, reservations, now)
+        now += rng.choice([0.0, 0.5, 5.0, 10.0, 29.0, 31.0, -1.0, -40.0])
+        for name in kept.due(now, reservations.by_name):
+            kept.update(current[name], reservations, now)
+        assert kept.values == penalties_of(list(current.values()), reservations, now)
+    centre = a_cell(rng)
+    pool = list(current.values())
+    entry = build_entry(pool, centre, now, POLICY, kept=len(pool), version=1)
+    ranked = answer(entry, POLICY, random.Random(seed), kept.values, len(pool)).ranked
+    assert agrees([b.name for b in ranked], exact(pool, centre, now, reservations), len(pool))
 
 
 async def run_with_changes(seed: int, size: int, requests: int) -> None:

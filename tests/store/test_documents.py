@@ -65,6 +65,7 @@ async def test_a_node_reads_the_previous_versions_documents_from_sqlite(tmp_path
     await store.open()
     await store.streams.create(PLACEHOLDER)  # the rows exist; then their documents as v1 wrote them
     await store.registry.upsert("fra", Registration(address="https://fra-1.example.net"), T0)
+    await store.registry.flush()
     conn = store.db.conn
     conn.execute("UPDATE streams SET created_at = ?, doc = ? WHERE id = ?",
                  (OLD_STREAM["createdAt"], json.dumps(OLD_STREAM), STREAM_ID))
