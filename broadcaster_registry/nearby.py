@@ -31,7 +31,6 @@ from broadcaster_registry.ranking import (
     load_penalty_floor_km,
     load_report_fresh,
     scores,
-    scoring_stable_until,
 )
 from broadcaster_registry.reservations import Reservations
 from geo.distance import EARTH_RADIUS_KM, distance_km
@@ -70,10 +69,13 @@ class NearbyIndex:
         # name -> (the value, whether its report was fresh, its load penalty floor), for one policy.
         self._floors: dict[str, tuple[Broadcaster, bool, float]] = {}
         self._floor_policy: RankingPolicy | None = None
-        # name -> (the value, judged at, valid until, eligible, load penalty floor), for one policy:
-        # what `scores` makes of a broadcaster before reservations, until scoring_stable_until.
-        self._judged: dict[str, tuple[Broadcaster, float, float, bool, float]] = {}
-        self._judged_policy: RankingPolicy | None = None
+        # What `scores` makes of each broadcaster before reservations, as of the last `judge_all` and
+        # `judge`: its load penalty floor, or infinity when it cannot take new streams; located
+        # ones by their position in the index's own lists, unlocated ones by theirs.
+        self._slots = {name: k for k, name in enumerate(self._names)}
+        self._unlocated_slots = {name: k for k, name in enumerate(self._unlocated)}
+        self._judged = array("d", [math.inf]) * len(self._names)
+        self._judged_unlocated = array("d", [math.inf]) * len(self._unlocated)
 
     def shortlist(
         self,
@@ -181,73 +183,66 @@ class NearbyIndex:
             self._cells[key] = cell
         return cell
 
+    def judge_all(self, by_name: Mapping[str, Broadcaster], now: float, policy: RankingPolicy) -> None:
+        """Judge every broadcaster of the index afresh at `now` (`by_name`: their current values), for
+        `ranked_at`: after anything that only time changes (scoring_stable_until)."""
+        self._judged = array("d", (_judged(by_name[name], now, policy) for name in self._names))
+        self._judged_unlocated = array("d", (_judged(by_name[name], now, policy) for name in self._unlocated))
+
+    def judge(self, b: Broadcaster, now: float, policy: RankingPolicy) -> None:
+        """Judge `b` afresh at `now`: a new value of a broadcaster in the index, in the same place."""
+        k = self._slots.get(b.name)
+        if k is not None:
+            self._judged[k] = _judged(b, now, policy)
+        elif (k := self._unlocated_slots.get(b.name)) is not None:
+            self._judged_unlocated[k] = _judged(b, now, policy)
+
     def ranked_at(
-        self, by_name: Mapping[str, Broadcaster], centre: Location, now: float, limit: int, policy: RankingPolicy
+        self, by_name: Mapping[str, Broadcaster], centre: Location, limit: int, policy: RankingPolicy
     ) -> list[tuple[float, float, float, Broadcaster]]:
         """What `scores(everyone, centre, now, policy)` gives, without reservations, for every eligible
         broadcaster among its first `limit` or within tie_epsilon_km of the `limit`-th: (cost,
         distance penalty, load penalty, broadcaster), by cost then name; all of them if fewer are
-        eligible.
+        eligible. `now` is the time of the last `judge_all`, provided every broadcaster with a new
+        value since was given to `judge` and nothing that only time changes is due.
 
-        As `shortlist`, scanning nearest first, but without scoring: a broadcaster's eligibility
-        and load penalty floor (its whole load penalty without reservations) are kept until
-        scoring_stable_until, and only those that can be answered or be the nearest are measured,
-        by unit vectors (within a metre of the haversine `scores` uses: nothing next to the tie
-        margin, nor to the ~8 km by which a client is away from the centre a cell is ranked at).
+        As `shortlist`, scanning nearest first, but without scoring: each broadcaster's eligibility
+        and load penalty floor (its whole load penalty without reservations) are the ones judged,
+        and only those that can be answered or be the nearest are measured, by unit vectors (within
+        a metre of the haversine `scores` uses: nothing next to the tie margin, nor to the ~8 km by
+        which a client is away from the centre a cell is ranked at).
         """
-        if policy is not self._judged_policy:
-            self._judged, self._judged_policy = {}, policy
-        judged = self._judged
-
-        def judge(b: Broadcaster) -> tuple[Broadcaster, float, float, bool, float]:
-            known = judged[b.name] = (
-                b, now, scoring_stable_until(b, now, policy),
-                can_take_new_streams(b, now, policy.liveness), load_penalty_floor_km(b, now, policy),
-            )
-            return known
-
-        unlocated = []
-        for name in self._unlocated:
-            b = by_name[name]
-            known = judged.get(name)
-            if known is None or known[0] is not b or not known[1] <= now < known[2]:
-                known = judge(b)
-            if known[3]:
-                unlocated.append((known[4], b))
+        inf = math.inf
+        unlocated = [(floor, by_name[name]) for name, floor in zip(self._unlocated, self._judged_unlocated)
+                     if floor != inf]
         cell = self._cell(centre)
         r = distance_km(centre.point, cell.centre) + SLACK_KM
         cx, cy, cz = _unit_vector(*centre.point)
-        distances, names, order, vectors = cell.distances, cell.names, cell.order, self._vectors
+        distances, order, vectors, judged = cell.distances, cell.order, self._vectors, self._judged
         acos = math.acos
-        # Located ones measured: (km from the centre by unit vectors, floor, broadcaster).
-        visited: list[tuple[float, float, Broadcaster]] = []
+        # Located ones measured: (km from the centre by unit vectors, floor, position in the index).
+        visited: list[tuple[float, float, int]] = []
         heap: list[float] = []  # the `limit` lowest km + floor of located ones, negated
-        bound = math.inf  # the highest of them plus the tie margin, once there are `limit`
-        nearest_km = math.inf
+        bound = inf  # the highest of them plus the tie margin, once there are `limit`
+        nearest_km = inf
         margin = policy.tie_epsilon_km + SLACK_KM
-        for i in range(len(names)):
+        for i in range(len(order)):
             # Anyone from here on is at least this far: once that exceeds the `limit`-th lowest
             # cost (absolute: before subtracting the nearest, which is common to all) by more than
             # the tie margin, nobody farther can be answered nor be nearer than the nearest found.
             least_km = distances[i] - r
             if least_km > bound:
                 break
-            name = names[i]
-            b = by_name[name]
-            known = judged.get(name)
-            if known is None or known[0] is not b or not known[1] <= now < known[2]:
-                known = judge(b)
-            if not known[3]:
-                continue
-            floor = known[4]
-            if least_km > nearest_km and least_km + floor > bound:
-                continue  # neither answered nor the nearest: not measured
-            x, y, z = vectors[order[i]]
+            k = order[i]
+            floor = judged[k]
+            if floor == inf or (least_km > nearest_km and least_km + floor > bound):
+                continue  # cannot take new streams, or neither answered nor the nearest: not measured
+            x, y, z = vectors[k]
             km = EARTH_RADIUS_KM * acos(min(1.0, max(-1.0, x * cx + y * cy + z * cz)))
             if km < nearest_km:
                 nearest_km = km
             cost = km + floor
-            visited.append((km, floor, b))
+            visited.append((km, floor, k))
             if len(heap) < limit:
                 heapq.heappush(heap, -cost)
                 if len(heap) == limit:
@@ -255,8 +250,9 @@ class NearbyIndex:
             elif cost < bound - margin:
                 heapq.heapreplace(heap, -cost)
                 bound = margin - heap[0]
+        names = self._names
         costed: list[tuple[float, float, float, Broadcaster]] = [
-            (km - nearest_km + floor, km - nearest_km, floor, b) for km, floor, b in visited
+            (km - nearest_km + floor, km - nearest_km, floor, by_name[names[k]]) for km, floor, k in visited
         ]
         costed += [(policy.unlocated_penalty_km + floor, policy.unlocated_penalty_km, floor, b)
                    for floor, b in unlocated]
@@ -265,6 +261,11 @@ class NearbyIndex:
             costed = [t for t in costed if t[0] <= keep]
         costed.sort(key=lambda t: (t[0], t[3].name))
         return costed
+
+
+def _judged(b: Broadcaster, now: float, policy: RankingPolicy) -> float:
+    """`b`'s load penalty floor at `now`, or infinity when it cannot take new streams."""
+    return load_penalty_floor_km(b, now, policy) if can_take_new_streams(b, now, policy.liveness) else math.inf
 
 
 def _unit_vector(latitude: float, longitude: float) -> tuple[float, float, float]:

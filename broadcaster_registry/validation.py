@@ -120,8 +120,9 @@ def _registration(rule: Object, body: Any, destinations: DestinationPolicy) -> R
         fields = rule.read(body, "")
     except FieldErrors as exc:
         errors, fields = exc.errors, {}
-    address = body.get("address") if isinstance(body, dict) else None
-    address = normalise_address(address) if isinstance(address, str) else None
+    address = fields.get("address")  # normalised when valid; read again only to report every problem
+    if address is None and isinstance(body, dict) and isinstance(body.get("address"), str):
+        address = normalise_address(body["address"])
     refused = destinations.refuse_address(address) if address is not None else None
     if refused is not None:
         errors.insert(0, f"address: {refused}")  # the first field: its problem comes first

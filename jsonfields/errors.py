@@ -24,6 +24,12 @@ def join(path: str, key: str) -> str:
     return f"{path}.{show(key)}" if path else show(key)
 
 
+def declared(path: str, name: str) -> str:
+    """The path of a field a rule declares: its name is ours, clean text, shown as it is (`join`
+    judges a name from the body first, which costs more than reading most fields)."""
+    return f"{path}.{name}" if path else name
+
+
 def index(path: str, i: int) -> str:
     return f"{path}[{i}]"
 

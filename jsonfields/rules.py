@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from jsonfields.errors import FieldErrors, index, join
+from jsonfields.errors import FieldErrors, declared, index, join
 from jsonfields.text import encoding_problem, text_problem
 
 # JSON has one number type and no size limit; Python floats do. A number beyond float range would
@@ -261,7 +261,7 @@ class Object:
                     errors.append(f"{join(path, name)}: {self.required_message}")
                 continue
             try:
-                out[name] = rule.read(value[name], join(path, name))
+                out[name] = rule.read(value[name], declared(path, name))
             except FieldErrors as exc:
                 errors.extend(exc.errors)
         for group in self.any_of_names:

@@ -106,9 +106,11 @@ class Selector:
         self.cache = cache
         self.shadow_rng = shadow_rng or random.Random()
         self.stats = CacheStats()
-        # What ranking can see of the registry: moves when that changes, or at `_stable_until`.
+        # What ranking can see of the registry: moves when that changes (`_moved`), or at
+        # `_stable_until`, when time alone may change how someone is judged.
         self.version = 0
         self._stable_until = -math.inf
+        self._moved = False
         self._revision: object = _STALE
         # Changed in place at every hand-out (a copy per request would cost as much as the answer);
         # `reservations` is a read-only view of it.
@@ -219,7 +221,14 @@ class Selector:
                         if self.cache is not None:
                             self._penalties.update(b, self.reservations, now)
         if now >= self._stable_until:
-            self._new_version(now)
+            self._index.judge_all(self._by_name, now, self.policy)
+            self._stable_until = min(
+                (scoring_stable_until(b, now, self.policy) for b in self._seen), default=math.inf
+            )
+            self._moved = True
+        if self._moved:
+            self.version += 1
+            self._moved = False
         return self._seen
 
     def _admitted(self, read: list[Broadcaster], everyone: bool) -> list[Broadcaster]:
@@ -259,7 +268,7 @@ class Selector:
         if entry is None:
             kept = limit + cache.policy.spare
             centre = cache.centre(cell)
-            costed = self._index.ranked_at(self._by_name, centre, now, kept, self.policy)
+            costed = self._index.ranked_at(self._by_name, centre, kept, self.policy)
             entry = ranking_cache.entry_of(costed, now, self.policy, kept, self.version)
             cache.put(cell, entry)
             self.stats.computed += 1
@@ -288,12 +297,6 @@ class Selector:
         if not ranking_cache.same_leaders(leaders, exact_leaders):
             self.stats.mismatches += 1
 
-    def _new_version(self, now: float) -> None:
-        self.version += 1
-        self._stable_until = min(
-            (scoring_stable_until(b, now, self.policy) for b in self._seen), default=math.inf
-        )
-
     def _ranking_key(self, b: Broadcaster, now: float) -> tuple[object, ...]:
         """What ranking sees of `b` at `now` beyond its place, its load penalty in steps of the
         cache's load_step_km."""
@@ -315,10 +318,12 @@ class Selector:
                 return []
             if all(_same_place(new, old) for new, old in changed):
                 self._seen = list(candidates)
-                for new, _ in changed:
+                for new, old in changed:
                     self._by_name[new.name] = new
-                if any(self._ranking_key(new, now) != self._ranking_key(old, now) for new, old in changed):
-                    self._stable_until = -math.inf  # a new version at once
+                    self._index.judge(new, now, self.policy)
+                    self._stable_until = min(self._stable_until, scoring_stable_until(new, now, self.policy))
+                    if self._ranking_key(new, now) != self._ranking_key(old, now):
+                        self._moved = True  # a new version at once
                 return [new for new, _ in changed]
         self._seen = list(candidates)
         self._by_name = {b.name: b for b in candidates}

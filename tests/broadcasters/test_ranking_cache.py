@@ -97,17 +97,18 @@ def test_an_entry_answers_as_exact_ranking_at_its_centre(seed: int, size: int, l
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), size=st.integers(0, 120), kept=st.integers(1, 22))
 def test_ranked_at_gives_scores_own_costs_for_every_candidate_an_entry_needs(seed: int, size: int, kept: int) -> None:
-    """NearbyIndex.ranked_at (no scoring, eligibility and floors remembered between calls) holds,
-    with `scores`' costs (within a metre) and order, every broadcaster among the first `kept` or
-    tied with the `kept`-th, and an entry built from it has the cut of one built from a shortlist;
-    asked again later (heartbeats expiring, reports going stale) it still does."""
+    """NearbyIndex.ranked_at (no scoring: eligibility and floors as last judged) holds, with
+    `scores`' costs (within a metre) and order, every broadcaster among the first `kept` or tied
+    with the `kept`-th, and an entry built from it has the cut of one built from a shortlist;
+    judged again later (heartbeats expiring, reports going stale) it still does."""
     rng = random.Random(seed)
     broadcasters = fleet(rng, size)
     by_name = {b.name: b for b in broadcasters}
     index = NearbyIndex(broadcasters)
     centre = a_cell(rng)
     for now in (NOW, NOW + rng.choice([0.0, 20.0, 40.0, 100.0, 4000.0]), NOW):
-        costed = index.ranked_at(by_name, centre, now, kept, POLICY)
+        index.judge_all(by_name, now, POLICY)
+        costed = index.ranked_at(by_name, centre, kept, POLICY)
         everyone = scores(broadcasters, centre, now, POLICY, NO_RESERVATIONS)
         needed = everyone
         if len(everyone) > kept:
