@@ -14,7 +14,9 @@ client (the proxy walk, the city database and its cache) is in the path. Meanwhi
 heartbeats (the same body) every `--heartbeat-interval` seconds, as a live fleet must within the
 30 s TTL: the edge's CPU time includes those writes, and a heartbeat settles the hand-outs reserved
 on its node (reservations.py). With `--heartbeat-interval 0` nothing heartbeats: load reports go
-stale after 30 s and every hand-out stays reserved, which makes the ranking work hardest.
+stale after 30 s and every hand-out stays reserved, which makes the ranking work hardest. With
+`--moving-loads` each heartbeat reports one stream more or fewer than the last, as a fleet whose
+streams come and go does: nearly every one then changes what ranking sees of its node.
 
 The warm-up asks once from each client address, then the run pauses until the rankings it computed
 have expired: the measured requests are a burst of ingests from places a running edge has seen
@@ -114,9 +116,19 @@ async def register_fleet(session: aiohttp.ClientSession, url: str, bodies: list[
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+def moved(body: dict[str, object], rng: random.Random) -> dict[str, object]:
+    """`body` one stream busier or idler (within its capacity), as a heartbeat of a node whose
+    streams come and go reports it."""
+    load = dict(body["load"])  # type: ignore[call-overload]
+    capacity = int(body["capacity"])  # type: ignore[call-overload]
+    load["activeStreams"] = min(capacity, max(0, int(load["activeStreams"]) + rng.choice((-1, 1))))
+    return {**body, "load": load}
+
+
 async def heartbeats(session: aiohttp.ClientSession, url: str, bodies: list[tuple[str, dict[str, object]]],
-                     interval_s: float, sent: list[int]) -> None:
-    """Every broadcaster heartbeats once per `interval_s`, evenly spread, as a live fleet does."""
+                     interval_s: float, sent: list[int], moving: random.Random | None = None) -> None:
+    """Every broadcaster heartbeats once per `interval_s`, evenly spread, as a live fleet does;
+    with `moving`, each heartbeat reports one stream more or fewer than the one before."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     in_flight: set[asyncio.Task[None]] = set()
@@ -128,6 +140,9 @@ async def heartbeats(session: aiohttp.ClientSession, url: str, bodies: list[tupl
     try:
         for i in itertools.count():
             await asyncio.sleep(max(0.0, start + i * interval_s / len(bodies) - loop.time()))
+            if moving is not None:
+                name, body = bodies[i % len(bodies)]
+                bodies[i % len(bodies)] = (name, moved(body, moving))
             # On time even when the edge is slow to answer: each heartbeat is its own request.
             task = asyncio.create_task(beat(*bodies[i % len(bodies)]))
             in_flight.add(task)
@@ -239,7 +254,8 @@ async def main_async(args: argparse.Namespace) -> list[list[LoadResult]]:
                   file=sys.stderr)
             sent = [0]
             if args.heartbeat_interval:
-                beating = asyncio.create_task(heartbeats(session, edge.url, bodies, args.heartbeat_interval, sent))
+                beating = asyncio.create_task(heartbeats(session, edge.url, bodies, args.heartbeat_interval, sent,
+                                                         random.Random(args.seed) if args.moving_loads else None))
             body = Path(tmp) / "answer.json"
             body.write_bytes(await one_answer(f"{edge.url}/api/broadcaster", pool[0]))
             bare = ServerProcess.start(
@@ -303,6 +319,7 @@ def report(rounds: list[list[LoadResult]], args: argparse.Namespace, where: str)
         f"IPv4 addresses (embedded DB-IP City Lite), access log {'on' if args.access_log else 'off'}, "
         + (f"every broadcaster heartbeating every {args.heartbeat_interval:g} s "
            f"({heartbeats_during_run.get(edge.name, 0)} heartbeats during the edge's runs, in its CPU time)"
+           + (", each reporting one stream more or fewer" if args.moving_loads else ", each repeating its load")
            if args.heartbeat_interval else "no heartbeats")
         + f"; {where}.",
         "",
@@ -330,6 +347,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--heartbeat-interval", type=float, default=10.0,
                         help="seconds between two heartbeats of one broadcaster (0: none)")
+    parser.add_argument("--moving-loads", action="store_true",
+                        help="each heartbeat reports one stream more or fewer than the one before (default: the "
+                        "same load): what ranking sees of the fleet keeps changing")
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                         help="the edge's JSON access log (on by default, as in production)")
     args = parser.parse_args()
