@@ -21,6 +21,7 @@ import math
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cachetools import LRUCache
 
@@ -197,13 +198,22 @@ class NearbyIndex:
         elif (k := self._unlocated_slots.get(b.name)) is not None:
             self._judged_unlocated[k] = _judged(b, now, policy)
 
+    def judged(self, name: str) -> float:
+        """`name`'s load penalty floor as last judged; infinity when it cannot take new streams (or
+        is not in the index)."""
+        k = self._slots.get(name)
+        if k is not None:
+            return self._judged[k]
+        k = self._unlocated_slots.get(name)
+        return math.inf if k is None else self._judged_unlocated[k]
+
     def ranked_at(
         self, by_name: Mapping[str, Broadcaster], centre: Location, limit: int, policy: RankingPolicy
-    ) -> list[tuple[float, float, float, Broadcaster]]:
+    ) -> Ranked:
         """What `scores(everyone, centre, now, policy)` gives, without reservations, for every eligible
         broadcaster among its first `limit` or within tie_epsilon_km of the `limit`-th: (cost,
         distance penalty, load penalty, broadcaster), by cost then name; all of them if fewer are
-        eligible. `now` is the time of the last `judge_all`, provided every broadcaster with a new
+        eligible. With the distance from the centre to the nearest eligible located one. `now` is the time of the last `judge_all`, provided every broadcaster with a new
         value since was given to `judge` and nothing that only time changes is due.
 
         As `shortlist`, scanning nearest first, but without scoring: each broadcaster's eligibility
@@ -260,7 +270,12 @@ class NearbyIndex:
             keep = sorted([t[0] for t in costed])[limit - 1] + policy.tie_epsilon_km
             costed = [t for t in costed if t[0] <= keep]
         costed.sort(key=lambda t: (t[0], t[3].name))
-        return costed
+        return Ranked(costed, nearest_km)
+
+
+class Ranked(NamedTuple):
+    costed: list[tuple[float, float, float, Broadcaster]]
+    nearest_km: float  # infinity when no eligible broadcaster is located
 
 
 def _judged(b: Broadcaster, now: float, policy: RankingPolicy) -> float:

@@ -19,15 +19,13 @@ Callers shadow a fraction of requests with the exact ranking and count where the
 
 from __future__ import annotations
 
-import math
-import random
 import heapq
+import math
 import operator
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
-
-from cachetools import LRUCache
+from typing import Any, NamedTuple
 
 from broadcaster_registry.model import Broadcaster
 from broadcaster_registry.ranking import (
@@ -39,6 +37,7 @@ from broadcaster_registry.ranking import (
     shuffle_leaders,
 )
 from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, outstanding
+from geo.distance import distance_km
 from geo.location import Location
 
 Cell = tuple[int, int]
@@ -83,6 +82,9 @@ class Entry:
     computed_at: float
     ordered: tuple[Costed, ...]
     cut: float  # every eligible broadcaster not in `ordered` costs more than this at the centre
+    # The same said of distances: every eligible located broadcaster not in `ordered` has its km
+    # from the centre plus its load penalty floor above this (the cut plus the nearest's km).
+    reach: float = math.inf
     # Derived from `ordered` once, for answers (never changed in place): columns that an answer maps
     # over in C.
     broadcasters: list[Broadcaster] = field(init=False, compare=False)
@@ -90,6 +92,7 @@ class Entry:
     costs: list[float] = field(init=False, compare=False)
     distance_penalties: list[float] = field(init=False, compare=False)
     floors: list[float] = field(init=False, compare=False)
+    members: frozenset[str] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         columns = list(zip(*self.ordered)) or [(), (), (), ()]
@@ -98,6 +101,7 @@ class Entry:
         object.__setattr__(self, "floors", list(columns[2]))
         object.__setattr__(self, "broadcasters", list(columns[3]))
         object.__setattr__(self, "names", [b.name for b in self.broadcasters])
+        object.__setattr__(self, "members", frozenset(self.names))
 
 
 def cell_of(client: Location, cell_degrees: float) -> Cell:
@@ -115,21 +119,46 @@ def build_entry(
     every eligible broadcaster ranked among the first `kept` or tied with the best
     (NearbyIndex.shortlist with no reservations gives one), or the whole fleet."""
     scored = scores(pool, centre, now, policy, NO_RESERVATIONS)
+    nearest_km = min((s.distance_km for s in scored if s.distance_km is not None), default=math.inf)
     return entry_of([(s.cost_km, s.distance_penalty_km, s.load_penalty_km, s.broadcaster) for s in scored],
-                    now, policy, kept, version)
+                    now, policy, kept, version, nearest_km)
 
 
 def entry_of(
     costed: Sequence[tuple[float, float, float, Broadcaster]], now: float, policy: RankingPolicy, kept: int,
-    version: int,
+    version: int, nearest_km: float = math.inf,
 ) -> Entry:
     """The entry from (cost, distance penalty, load penalty, broadcaster) before reservations, by cost
     then name, as `scores` gives them at the centre: every eligible broadcaster among the first `kept`
-    or tied with the `kept`-th, or all of them (NearbyIndex.ranked_at gives that)."""
+    or tied with the `kept`-th, or all of them (NearbyIndex.ranked_at gives that); `nearest_km`: the
+    distance from the centre to the nearest eligible located broadcaster (infinity: none or unknown)."""
     ordered = tuple(map(Costed._make, costed))
     # Anyone left out costs more than the kept-th best plus the tie margin (see nearby.py).
     cut = ordered[kept - 1].cost_km + policy.tie_epsilon_km if len(ordered) >= kept else math.inf
-    return Entry(version, now, ordered, cut)
+    return Entry(version, now, ordered, cut, cut + nearest_km)
+
+
+# Rounding between the unit vectors ranking measures with and the haversine `holds_after` does.
+_SLACK_KM = 1.0
+
+
+def holds_after(entry: Entry, centre: Location, loads: Iterable[tuple[Broadcaster, float]],
+                policy: RankingPolicy) -> bool:
+    """Whether `entry`, the entry of the cell centred at `centre`, is still what ranking gives there
+    after each broadcaster of `loads` reported a new load (its value now and its load penalty floor
+    now; it could take new streams before and can now, from the same place): none of them is among
+    its candidates, and none could now rank among them."""
+    members, reach, cut = entry.members, entry.reach, entry.cut
+    for b, floor in loads:
+        if b.name in members:
+            return False
+        point = b.point
+        if point is None:
+            if policy.unlocated_penalty_km + floor <= cut + _SLACK_KM:
+                return False
+        elif distance_km(centre.point, point) + floor <= reach + _SLACK_KM:
+            return False
+    return True
 
 
 def reserved_penalty(
@@ -242,11 +271,12 @@ def same_leaders(a: Sequence[Broadcaster], b: Sequence[Broadcaster]) -> bool:
 
 
 class RankingCache:
-    """Entries by cell, the least recently used dropped beyond `max_cells`."""
+    """Entries by cell, with the position in the caller's log of load changes each was last known
+    to hold at (see `holds_after`); the oldest dropped beyond `max_cells`."""
 
     def __init__(self, policy: CachePolicy = CachePolicy()) -> None:
         self.policy = policy
-        self._entries: LRUCache[Cell, Entry] = LRUCache(maxsize=policy.max_cells)
+        self._entries: dict[Cell, list[Any]] = {}  # cell -> [entry, position in the log]
 
     def cell(self, client: Location) -> Cell:
         return cell_of(client, self.policy.cell_degrees)
@@ -254,12 +284,28 @@ class RankingCache:
     def centre(self, cell: Cell) -> Location:
         return centre_of(cell, self.policy.cell_degrees)
 
-    def get(self, cell: Cell, version: int, now: float) -> Entry | None:
-        """The entry for `cell` if it was computed for `version` less than max_age_s ago."""
-        entry = self._entries.get(cell)
-        if entry is None or entry.version != version or not 0 <= now - entry.computed_at < self.policy.max_age_s:
+    def get(self, cell: Cell, version: int, now: float) -> tuple[Entry, int] | None:
+        """The entry for `cell` and its log position if it was computed for `version` less than
+        max_age_s ago."""
+        held = self._entries.get(cell)
+        if held is None:
             return None
-        return entry
+        entry = held[0]
+        if entry.version != version or not 0 <= now - entry.computed_at < self.policy.max_age_s:
+            return None
+        return entry, held[1]
 
-    def put(self, cell: Cell, entry: Entry) -> None:
-        self._entries[cell] = entry
+    def put(self, cell: Cell, entry: Entry, seen: int) -> None:
+        """Keep `entry` for `cell`, known to hold at log position `seen`."""
+        entries = self._entries
+        if cell in entries:
+            del entries[cell]  # to the end: the oldest go first
+        elif len(entries) >= self.policy.max_cells:
+            del entries[next(iter(entries))]
+        entries[cell] = [entry, seen]
+
+    def holds_at(self, cell: Cell, seen: int) -> None:
+        """The cell's entry is known to hold at log position `seen` too."""
+        held = self._entries.get(cell)
+        if held is not None:
+            held[1] = seen

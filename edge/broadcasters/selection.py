@@ -48,6 +48,7 @@ class CacheStats:
     """Counts of the cached path since start (exported as Prometheus counters)."""
 
     hits: int = 0  # answered from a cell's entry
+    held: int = 0  # of those, from an entry checked against load changes reported since, and kept
     computed: int = 0  # an entry computed, then answered from
     stretched: int = 0  # of those, answers reservations moved beyond what the entry guarantees
     checks: int = 0  # cached answers also ranked exactly
@@ -68,6 +69,9 @@ class CacheMetrics:
         answers.add_metric(["hit"], self.stats.hits)
         answers.add_metric(["computed"], self.stats.computed)
         yield answers
+        yield CounterMetricFamily("edge_broadcaster_ranking_cache_held", "Of the hits, answers from a cell's ranking "
+                                  "checked against the load changes reported since it was computed, and kept "
+                                  "(none concerned its candidates).", value=self.stats.held)
         yield CounterMetricFamily("edge_broadcaster_ranking_cache_stretched", "Of those, answers that reservations "
                                   "(a burst of hand-outs) moved beyond the candidates a cell's ranking guarantees "
                                   "exact.", value=self.stats.stretched)
@@ -82,6 +86,10 @@ class CacheMetrics:
 
 
 _STALE = object()
+# An entry is checked against at most this many load changes; past that it is computed again (as
+# costly as checking a few dozen).
+_LOADS_CHECKED = 48
+_LOADS_KEPT = 2048
 
 
 class Selector:
@@ -111,6 +119,11 @@ class Selector:
         self.version = 0
         self._stable_until = -math.inf
         self._moved = False
+        # Names whose load changed what ranking sees, in order (nothing else about them did): a
+        # cell's entry is checked against those after it (ranking_cache.holds_after) instead of
+        # being computed again at every such change anywhere in the fleet.
+        self._loads: list[str] = []
+        self._loads_base = 0  # the position of _loads[0] since start
         self._revision: object = _STALE
         # Changed in place at every hand-out (a copy per request would cost as much as the answer);
         # `reservations` is a read-only view of it.
@@ -264,13 +277,23 @@ class Selector:
         cache = self.cache
         assert cache is not None
         cell = cache.cell(client)
-        entry = cache.get(cell, self.version, now)
+        end = self._loads_base + len(self._loads)
+        held = cache.get(cell, self.version, now)
+        entry = None
+        if held is not None:
+            entry, seen = held
+            if seen != end:  # loads changed since: does any change concern this cell?
+                if self._loads_base <= seen and end - seen <= _LOADS_CHECKED and ranking_cache.holds_after(
+                        entry, cache.centre(cell), self._loads_since(seen), self.policy):
+                    cache.holds_at(cell, end)
+                    self.stats.held += 1
+                else:
+                    entry = None
         if entry is None:
             kept = limit + cache.policy.spare
-            centre = cache.centre(cell)
-            costed = self._index.ranked_at(self._by_name, centre, kept, self.policy)
-            entry = ranking_cache.entry_of(costed, now, self.policy, kept, self.version)
-            cache.put(cell, entry)
+            costed, nearest_km = self._index.ranked_at(self._by_name, cache.centre(cell), kept, self.policy)
+            entry = ranking_cache.entry_of(costed, now, self.policy, kept, self.version, nearest_km)
+            cache.put(cell, entry, end)
             self.stats.computed += 1
         else:
             self.stats.hits += 1
@@ -297,6 +320,17 @@ class Selector:
         if not ranking_cache.same_leaders(leaders, exact_leaders):
             self.stats.mismatches += 1
 
+    def _load_changed(self, name: str) -> None:
+        self._loads.append(name)
+        if len(self._loads) > 2 * _LOADS_KEPT:  # entries checked before what is dropped are computed again
+            del self._loads[:_LOADS_KEPT]
+            self._loads_base += _LOADS_KEPT
+
+    def _loads_since(self, seen: int) -> list[tuple[Broadcaster, float]]:
+        """Each broadcaster whose load changed after log position `seen`, with its floor now."""
+        names = set(self._loads[seen - self._loads_base:])
+        return [(self._by_name[name], self._index.judged(name)) for name in names if name in self._by_name]
+
     def _ranking_key(self, b: Broadcaster, now: float) -> tuple[object, ...]:
         """What ranking sees of `b` at `now` beyond its place, its load penalty in steps of the
         cache's load_step_km."""
@@ -322,8 +356,11 @@ class Selector:
                     self._by_name[new.name] = new
                     self._index.judge(new, now, self.policy)
                     self._stable_until = min(self._stable_until, scoring_stable_until(new, now, self.policy))
-                    if self._ranking_key(new, now) != self._ranking_key(old, now):
+                    before, after = self._ranking_key(old, now), self._ranking_key(new, now)
+                    if before[:-1] != after[:-1]:
                         self._moved = True  # a new version at once
+                    elif before[-1] != after[-1]:
+                        self._load_changed(new.name)
                 return [new for new, _ in changed]
         self._seen = list(candidates)
         self._by_name = {b.name: b for b in candidates}

@@ -108,7 +108,7 @@ def test_ranked_at_gives_scores_own_costs_for_every_candidate_an_entry_needs(see
     centre = a_cell(rng)
     for now in (NOW, NOW + rng.choice([0.0, 20.0, 40.0, 100.0, 4000.0]), NOW):
         index.judge_all(by_name, now, POLICY)
-        costed = index.ranked_at(by_name, centre, kept, POLICY)
+        costed, nearest_km = index.ranked_at(by_name, centre, kept, POLICY)
         everyone = scores(broadcasters, centre, now, POLICY, NO_RESERVATIONS)
         needed = everyone
         if len(everyone) > kept:
@@ -124,8 +124,11 @@ def test_ranked_at_gives_scores_own_costs_for_every_candidate_an_entry_needs(see
             if b is not s.broadcaster:  # only where rounding can swap two of (almost) the same cost
                 assert any(math.isclose(cost, t.cost_km, abs_tol=1e-3) for t in everyone if t.broadcaster is b)
         pool = index.shortlist(by_name, centre, now, kept, POLICY, NO_RESERVATIONS)
-        assert math.isclose(entry_of(costed, now, POLICY, kept, 1).cut,
-                            build_entry(pool, centre, now, POLICY, kept, 1).cut, abs_tol=1e-3)
+        from_index, from_scores = entry_of(costed, now, POLICY, kept, 1, nearest_km), build_entry(
+            pool, centre, now, POLICY, kept, 1)
+        assert math.isclose(from_index.cut, from_scores.cut, abs_tol=1e-3)
+        assert from_index.reach == from_scores.reach or math.isclose(from_index.reach, from_scores.reach,
+                                                                     abs_tol=1e-3)
 
 
 @settings(max_examples=200, deadline=None)
@@ -165,15 +168,16 @@ def test_reserved_penalties_kept_up_to_date_are_the_ones_worked_out_afresh(seed:
     assert agrees([b.name for b in ranked], exact(pool, centre, now, reservations), len(pool))
 
 
-async def run_with_changes(seed: int, size: int, requests: int) -> None:
+async def run_with_changes(seed: int, size: int, requests: int, loads_only: bool = False) -> Selector:
     """A selector with a cache, and the registry changing between requests (heartbeats with new loads,
-    moves, drains, joins, time passing so that heartbeats expire): each answer the cache calls
-    exact is exact ranking's of the registry as it is now, reservations included."""
+    moves, drains, joins, time passing so that heartbeats expire; or, `loads_only`, new loads and
+    little time): each answer the cache calls exact is exact ranking's of the registry as it is now,
+    reservations included."""
     rng = random.Random(seed)
     store = MemoryRegistryStore(fleet(rng, size), clock=lambda: now)
     cache = RankingCache(CachePolicy(cell_degrees=CELL, shadow_fraction=0.0, load_step_km=0.0))
     selector = Selector(store, POLICY, random.Random(seed), cache=cache)
-    cells = [a_cell(rng) for _ in range(4)]
+    cells = [a_cell(rng) for _ in range(8 if loads_only else 4)]
     now = NOW
     for i in range(requests):
         client = rng.choice(cells)  # few cells, so entries are reused across changes
@@ -185,7 +189,9 @@ async def run_with_changes(seed: int, size: int, requests: int) -> None:
             expected = exact(current, client, now, Reservations(before))
             assert agrees([b.name for b in answered], expected, limit), (i, [b.name for b in answered], expected)
         names = [b.name for b in current]
-        roll = rng.random()
+        roll = rng.random() * (0.3 if loads_only else 1.0)
+        if loads_only:
+            roll = max(roll, 0.05)  # no moves
         if names and roll < 0.3:  # a heartbeat with a new load, now and then a new place
             b = rng.choice(current)
             await store.upsert(b.name, Registration(
@@ -200,12 +206,22 @@ async def run_with_changes(seed: int, size: int, requests: int) -> None:
             where = rng.choice(cells)
             await store.upsert(f"new{i}", Registration(address=f"https://new{i}.example.net",
                                                        latitude=where.latitude, longitude=where.longitude), now)
-        now += rng.choice([0.0, 0.5, 3.0, 12.0])
+        now += rng.choice([0.0, 0.5] if loads_only else [0.0, 0.5, 3.0, 12.0])
+    return selector
 
 
 async def test_answers_follow_registry_changes_in_large_fleets() -> None:
     for seed in range(5):
         await run_with_changes(seed, size=300, requests=80)
+
+
+async def test_answers_follow_load_changes_that_entries_outlive() -> None:
+    """Loads changing between requests and little else: most entries are checked against the
+    changes and kept (not computed again), and every answer called exact still is."""
+    held = 0
+    for seed in range(5):
+        held += (await run_with_changes(seed, size=300, requests=80, loads_only=True)).stats.held
+    assert held > 0
 
 
 @settings(max_examples=60, deadline=None)
@@ -234,3 +250,44 @@ async def test_a_new_nearby_broadcaster_is_answered_at_once_and_a_drained_one_no
     assert selector.stats.computed == computed
     # Its heartbeat expiring is seen without any write.
     assert await selector.choose(centre, now + 1 + POLICY.liveness.heartbeat_ttl_s + 0.5, 10) == []
+
+
+async def test_a_load_change_recomputes_only_the_cells_it_concerns() -> None:
+    """A heartbeat that moves what ranking sees of a node's load no longer makes every cell of the
+    globe rank afresh: a cell whose candidates it is not among, and which it cannot now enter, keeps
+    its entry; a cell it is a candidate of, or now enters by getting idler, ranks again."""
+    now = NOW
+    frankfurt, sydney = centre_of((501, 86), CELL), centre_of((-339, 1512), CELL)
+    store = MemoryRegistryStore(clock=lambda: now)
+
+    def near(where: Location, name: str, streams: int) -> Registration:
+        return Registration(address=f"https://{name}.example.net", latitude=where.latitude,
+                            longitude=where.longitude, capacity=10, load=Load(active_streams=streams))
+
+    for i in range(3):
+        await store.upsert(f"syd{i}", near(sydney, f"syd{i}", 2), now)
+    for i in range(14):  # more than an entry keeps (2 answered + 10 spare): Sydney is left out of Frankfurt's
+        await store.upsert(f"fra{i}", near(frankfurt, f"fra{i}", 2 if i < 3 else 5), now)
+    await store.upsert("syd-busy", near(sydney, "syd-busy", 10), now)  # full: ranked behind the others
+    selector = Selector(store, POLICY, random.Random(1),
+                        cache=RankingCache(CachePolicy(cell_degrees=CELL, shadow_fraction=0.0)))
+
+    async def first_names(where: Location, limit: int = 2) -> set[str]:
+        return {b.name for b in await selector.choose(where, now, limit)}
+
+    assert await first_names(frankfurt) <= {"fra0", "fra1", "fra2"}
+    assert await first_names(sydney) <= {"syd0", "syd1", "syd2"}
+    computed = selector.stats.computed
+    # A Sydney node gets busier: Frankfurt's entry holds (Sydney is not among its candidates).
+    now += 1
+    await store.upsert("syd0", near(sydney, "syd0", 9), now)
+    assert await first_names(frankfurt) <= {"fra0", "fra1", "fra2"}
+    assert (selector.stats.computed, selector.stats.held) == (computed, 1)
+    # Sydney's own entry held syd0: it ranks again, and syd0 is no longer among the first.
+    assert "syd0" not in await first_names(sydney)
+    assert selector.stats.computed == computed + 1
+    # The full Sydney node empties: Sydney ranks again and it is among the leaders now.
+    now += 1
+    await store.upsert("syd-busy", near(sydney, "syd-busy", 0), now)
+    answered = [b.name for b in await selector.choose(sydney, now, 10)]
+    assert "syd-busy" in answered[:3] and selector.stats.computed == computed + 2
