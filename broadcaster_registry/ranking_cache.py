@@ -1,6 +1,7 @@
 """Rankings remembered per place: the ranking of a small cell of the globe, computed once at the
 cell's centre for one version of the registry, answers every client located in that cell until
-the version changes or the entry is `max_age_s` old.
+the version changes, a load change concerns it (`holds_after`: one of its candidates reported a new
+load, or someone else got idle enough to rank among them), or the entry is `max_age_s` old.
 
 What is kept is the costs before reservations, so each answer still applies the reservations of
 that moment (they only add to a candidate's cost) and still draws its own random order among the

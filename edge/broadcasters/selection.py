@@ -5,8 +5,10 @@ With a large fleet most broadcasters are too far from a located client to matter
 the ones that can, so a request scores a few dozen instead of all of them (same answer, see there).
 With a RankingCache, a located client is answered from its cell's ranking for the current version
 (see ranking_cache.py): `version` moves when the registry changes in a way ranking can see (someone
-joins, leaves, moves, drains, is ejected, crosses a load step, or a heartbeat or report goes stale),
-not at every heartbeat; a fraction of those answers is checked against the exact ranking.
+joins, leaves, moves, drains, is ejected, or a heartbeat or report goes stale), not at every
+heartbeat; a heartbeat whose load crosses a step is logged instead, and each cell's entry is checked
+against the loads logged since it was computed; a fraction of those answers is checked against the
+exact ranking.
 """
 
 from __future__ import annotations
