@@ -143,16 +143,16 @@ def entry_of(
 _SLACK_KM = 1.0
 
 
-def holds_after(entry: Entry, centre: Location, loads: Iterable[tuple[Broadcaster, float]],
+def holds_after(entry: Entry, centre: Location, loads: Mapping[str, tuple[Broadcaster, float]],
                 policy: RankingPolicy) -> bool:
     """Whether `entry`, the entry of the cell centred at `centre`, is still what ranking gives there
-    after each broadcaster of `loads` reported a new load (its value now and its load penalty floor
-    now; it could take new streams before and can now, from the same place): none of them is among
-    its candidates, and none could now rank among them."""
-    members, reach, cut = entry.members, entry.reach, entry.cut
-    for b, floor in loads:
-        if b.name in members:
-            return False
+    after each broadcaster of `loads` (by name: its value now and its load penalty floor now)
+    reported a new load (it could take new streams before and can now, from the same place): none
+    of them is among its candidates, and none could now rank among them."""
+    if not entry.members.isdisjoint(loads):
+        return False
+    reach, cut = entry.reach, entry.cut
+    for b, floor in loads.values():
         point = b.point
         if point is None:
             if policy.unlocated_penalty_km + floor <= cut + _SLACK_KM:

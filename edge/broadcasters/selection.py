@@ -328,10 +328,10 @@ class Selector:
             del self._loads[:_LOADS_KEPT]
             self._loads_base += _LOADS_KEPT
 
-    def _loads_since(self, seen: int) -> list[tuple[Broadcaster, float]]:
+    def _loads_since(self, seen: int) -> dict[str, tuple[Broadcaster, float]]:
         """Each broadcaster whose load changed after log position `seen`, with its floor now."""
-        names = set(self._loads[seen - self._loads_base:])
-        return [(self._by_name[name], self._index.judged(name)) for name in names if name in self._by_name]
+        return {name: (self._by_name[name], self._index.judged(name))
+                for name in set(self._loads[seen - self._loads_base:]) if name in self._by_name}
 
     def _ranking_key(self, b: Broadcaster, now: float) -> tuple[object, ...]:
         """What ranking sees of `b` at `now` beyond its place, its load penalty in steps of the
