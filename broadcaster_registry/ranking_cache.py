@@ -203,7 +203,14 @@ class ReservedPenalties:
             self._until[name] = until
             if until != math.inf:
                 heapq.heappush(self._heap, (until, name))
+                self._compact()
         self._latest = max(self._latest, now)
+
+    def _compact(self) -> None:
+        """Drop the heap's replaced items once they are most of it."""
+        if len(self._heap) > 4 * len(self._until) + 64:
+            self._heap = [(at, name) for name, at in self._until.items() if at != math.inf]
+            heapq.heapify(self._heap)
 
     def forget(self, name: str) -> None:
         """No reservation on `name` any more (settled, or it left the registry)."""
@@ -219,14 +226,12 @@ class ReservedPenalties:
             return list(reserved)
         self._latest = now
         heap, until, names = self._heap, self._until, []
-        while heap and heap[0][0] < now:
+        while heap and heap[0][0] <= now:  # at `until` itself too: working one out again is always safe
             at, name = heapq.heappop(heap)
             if until.get(name) == at:  # not replaced since
                 del until[name]
                 names.append(name)
-        if len(heap) > 4 * len(until) + 64:  # mostly replaced items: rebuild it
-            self._heap = [(at, name) for name, at in until.items() if at != math.inf]
-            heapq.heapify(self._heap)
+        self._compact()
         return names
 
 

@@ -236,19 +236,21 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
         try:
             yield
         finally:
-            await prober.stop()
-            await svc.playlists.stop()
-            await cancel(sweeper)
-            if svc.copier is not None:
-                await svc.copier.close()
-            if svc.segment_store is not None:
-                await svc.segment_store.close()
-            await fetcher.close()
-            if svc.city_db is not None:
-                svc.city_db.close()
-            await svc.store.close()
-            if access is not None:
-                access.flush()
+            try:
+                await prober.stop()
+                await svc.playlists.stop()
+                await cancel(sweeper)
+                if svc.copier is not None:
+                    await svc.copier.close()
+                if svc.segment_store is not None:
+                    await svc.segment_store.close()
+                await fetcher.close()
+                if svc.city_db is not None:
+                    svc.city_db.close()
+            finally:  # whatever failed above, the store writes what it still holds (rows written behind)
+                await svc.store.close()
+                if access is not None:
+                    access.flush()
 
     app = EdgeApp(
         [PlayerPath(svc, recorder), IngestPath(svc, recorder)],

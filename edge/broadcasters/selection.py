@@ -120,6 +120,7 @@ class Selector:
         # `_stable_until`, when time alone may change how someone is judged.
         self.version = 0
         self._stable_until = -math.inf
+        self._judged_at = -math.inf  # when everyone was last judged afresh
         self._moved = False
         # Names whose load changed what ranking sees, in order (nothing else about them did): a
         # cell's entry is checked against those after it (ranking_cache.holds_after) instead of
@@ -235,8 +236,9 @@ class Selector:
                             del self._reserved[b.name]
                         if self.cache is not None:
                             self._penalties.update(b, self.reservations, now)
-        if now >= self._stable_until:
+        if now >= self._stable_until or now < self._judged_at:  # time alone changed something, or went back
             self._index.judge_all(self._by_name, now, self.policy)
+            self._judged_at = now
             self._stable_until = min(
                 (scoring_stable_until(b, now, self.policy) for b in self._seen), default=math.inf
             )

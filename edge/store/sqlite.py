@@ -280,12 +280,20 @@ class SqliteRegistryRows:
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._failing = False
+        self._writes = 0  # writes submitted so far
+        self._last_write: dict[str, int] = {}  # name -> the last write in flight that carried it
 
     async def _write(self, fn: Callable[[sqlite3.Connection], object], names: Iterable[str] = (),
                      streams: Iterable[str] = ()) -> None:
+        names = list(names)
         pending, self._pending = self._pending, {}
+        self._writes += 1
+        write = self._writes
+        carried = [*pending, *names]
+        for name in carried:
+            self._last_write[name] = write
         rows = [(b.name, _dumps(to_doc(b))) for b in pending.values()]
-        entries = [(name, None) for name in [*pending, *names]] + [(None, stream_id) for stream_id in streams]
+        entries = [(name, None) for name in carried] + [(None, stream_id) for stream_id in streams]
 
         def _in_transaction() -> None:
             conn = self.db.conn
@@ -303,14 +311,25 @@ class SqliteRegistryRows:
                     if last // LOG_TRIM_EVERY != before // LOG_TRIM_EVERY:
                         conn.execute("DELETE FROM registry_log WHERE seq <= ?", (last - LOG_KEPT,))
 
-        try:
-            await self.db.run(_in_transaction)
-        except BaseException:
-            for name, b in pending.items():  # still to be written, unless saved again meanwhile
-                self._pending.setdefault(name, b)
-            if self._pending:
-                self._schedule()
-            raise
+        # Once submitted the transaction runs to its end whoever stops waiting for it: what becomes of
+        # the rows it carried is decided by how it ended, not by the caller being cancelled.
+        job = asyncio.ensure_future(self.db.run(_in_transaction))
+        job.add_done_callback(lambda done: self._written(done, write, pending, carried))
+        await asyncio.shield(job)
+
+    def _written(self, job: asyncio.Future[None], write: int, pending: dict[str, Broadcaster],
+                 carried: list[str]) -> None:
+        """After write number `write` ended: when it failed, the rows it carried are pending again,
+        except those of names saved again since or carried by a later write (their newer state wins)."""
+        failed = job.cancelled() or job.exception() is not None
+        for name in carried:
+            if self._last_write.get(name) != write:
+                continue  # a later write carried it
+            del self._last_write[name]
+            if failed and name in pending and name not in self._pending:
+                self._pending[name] = pending[name]
+        if failed and self._pending:
+            self._schedule()
 
     async def save(self, b: Broadcaster, *, afresh: bool = False) -> None:
         if self.behind_s is not None and not afresh:
@@ -349,6 +368,8 @@ class SqliteRegistryRows:
             self._failing = False
         finally:
             self._flushing = None
+            if self._pending:  # saved while this flush was in flight
+                self._schedule()
 
     async def flush(self) -> None:
         """Write every pending row now."""

@@ -114,3 +114,32 @@ async def test_workers_sharing_the_file_write_at_once(tmp_path: Path) -> None:
         assert {name: doc["load"]["activeStreams"] for name, doc in rows_in(path).items()} == {"fra-1": 4}
     finally:
         await a.close()
+
+
+async def test_a_failed_write_never_brings_back_what_a_later_write_changed(tmp_path: Path) -> None:
+    """A write that fails gives its rows back to the pending ones only where nothing later carried
+    the name: a broadcaster deleted after it stays deleted (the SQLite thread runs jobs in order:
+    the failing write, the lock released, the delete)."""
+    path = tmp_path / "edge.db"
+    store = sqlite.SqliteStore(path, clock=lambda: T0)
+    await store.open()
+    try:
+        await store.registry.upsert("fra-1", registration(1, streams=1), T0)
+        await store.registry.flush()
+        await store.registry.upsert("fra-1", registration(1, streams=2), T0 + 1)  # pending
+        await store.db.run(lambda: store.db.conn.execute("PRAGMA busy_timeout=20"))
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None, check_same_thread=False)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            hint = asyncio.create_task(store.registry.note_carrier("s1", "fra-1", T0 + 1))  # carries fra-1: fails
+            await asyncio.sleep(0)
+            release = asyncio.create_task(store.db.run(lambda: other.execute("ROLLBACK")))
+            await asyncio.sleep(0)
+            deleted = asyncio.create_task(store.registry.delete("fra-1"))
+            outcomes = await asyncio.gather(hint, release, deleted, return_exceptions=True)
+        assert isinstance(outcomes[0], StoreUnavailable) and outcomes[2] is True
+        await asyncio.sleep(sqlite.ROWS_BEHIND_S * 2)  # a retry would have run by now
+        await store.registry.flush()
+        assert rows_in(path) == {}
+    finally:
+        await store.close()
+    assert await reopened(path) == {}
