@@ -1,9 +1,10 @@
 """Benchmark of merged live playlists (issue 4): serving under load beside a bare uvicorn app, the
 upstream load with 1 and with many players, the cost of merge / parse / render by window length and
-broadcaster count, and of one whole feed refresh round.
+broadcaster count, and a feed refreshing live: its freshness, upstream requests and rounds.
 
     .venv/bin/python -m bench.bench_playlists [--requests 20000] [--rounds 3] [--concurrency 32] [--players 500]
                                               [--only serve,upstream,merge,refresh,workers] [--workers 1,2]
+                                              [--segments 20] [--refresh-segment 1]
 
 1. Serving: a real `edge serve` process (EDGE_* environment, production defaults otherwise: access
    log on, poll interval 1 s) merges a live stream carried by 3 fake broadcasters (tests/fakes.py,
@@ -25,8 +26,16 @@ broadcaster count, and of one whole feed refresh round.
    (each listing the last 6 segments it received, as go-livepeer does), merge() of a round with
    nothing new, parse_upstream of one broadcaster's playlist, and what a change costs downstream
    (render_media, gzip + ETag, the stored form).
-4. Refresh round: Feed.refresh() in-process (real SQLite store, real fetcher, fakes on loopback):
-   fetch + parse + merge for 2 renditions x 3 broadcasters, and render + gzip + store when it changed.
+4. Refresh: a stream's feed in-process as a node runs it (real SQLite store, real fetcher, production
+   settings, its own schedule: a carrier is asked when its next segment is due, cadence.py), 2
+   renditions on loopback fakes, from a full stored window of 15 or 3,600 segments, while an ingest
+   lists a segment every `--refresh-segment` seconds in real time (1 s by default, to keep the run
+   short) to 3 carriers, moving as in section 1, or to 1. Freshness: from a segment being listed by
+   a carrier to a player's blocking reload getting it (issue 13 item 3: p95 <= 0.5 s); upstream
+   playlist requests per segment duration per carrier per rendition (item 3: <= 1.5); and what each
+   kind of round costs (fetch + parse + merge, and render + gzip + store when it changed). Segments
+   come no faster than their durations say, as from a real broadcaster: the feed asks at that pace,
+   so its rounds cannot be driven back to back in compressed time (they would find nothing due).
 5. Workers: section 1's serving (gzip) by an `edge serve --workers N` for each N of `--workers`
    (SQLite shared by the workers, one of them polling), beside a bare uvicorn app with N workers;
    server CPU is the supervisor's and its workers' together.
@@ -57,6 +66,7 @@ from bench.common import (
     clean_env,
     drive,
     machine,
+    percentile,
     pooled,
     response_headers,
     run,
@@ -72,11 +82,15 @@ from edge.playlists.merge import (
     Policy,
     PublishedSegment,
     PublishedState,
+    choose_target_duration,
     merge,
 )
 from edge.playlists.render import render_media
+from edge.playlists.round import TARGET_HEADROOM_S
 from edge.playlists.layout import Layout, SegmentPlace
 from edge.playlists.upstream_parse import parse_upstream
+from edge.services import Services
+from edge.tasks import cancel
 from tests.fakes import FakeBroadcaster
 from tests.processes import free_port
 
@@ -86,12 +100,19 @@ ADMIN_TOKEN = "bench-admin-token"
 MPEGURL = "application/vnd.apple.mpegurl"
 
 SEGMENT_S = 2.0  # go-livepeer's usual segment length
-TARGET_DURATION = 2  # what the edge chooses for 2 s segments (round.TARGET_HEADROOM_S)
 MOVE_EVERY = 3  # the ingest moves to the next broadcaster every 3 segments
 UPSTREAM_WINDOW = 6  # segments a go-livepeer broadcaster lists
 PRESET = "P360p30fps16x9"
 RENDITIONS = ("source", PRESET)
 SECTIONS = ("serve", "upstream", "merge", "refresh", "workers")
+
+
+def target_for(segment_s: float) -> int:
+    """The target duration the edge chooses for segments of `segment_s` (round.TARGET_HEADROOM_S)."""
+    return choose_target_duration([segment_s], minimum=1, headroom=TARGET_HEADROOM_S)
+
+
+TARGET_DURATION = target_for(SEGMENT_S)
 
 
 # --- the ingest: which broadcaster holds which segment numbers ---------------------------------
@@ -113,14 +134,18 @@ def ingest(fakes: Sequence[FakeBroadcaster], stream_id: str, number: int,
             fakes[i].add(stream_id, rendition, number)
 
 
-async def live_ingest(fakes: Sequence[FakeBroadcaster], stream_id: str, first: int) -> None:
-    """One new segment every SEGMENT_S, in real time, until cancelled."""
+async def live_ingest(fakes: Sequence[FakeBroadcaster], stream_id: str, first: int, segment_s: float = SEGMENT_S,
+                      listed: Callable[[int], None] | None = None) -> None:
+    """One new segment every `segment_s`, in real time, until cancelled; `listed` is told each
+    number as soon as the broadcasters list it."""
     number = first
     next_at = time.monotonic()
     while True:
         ingest(fakes, stream_id, number)
+        if listed is not None:
+            listed(number)
         number += 1
-        next_at += SEGMENT_S
+        next_at += segment_s
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
@@ -386,7 +411,8 @@ def fetched_from(fakes: Sequence[FakeBroadcaster], stream_id: str, rendition: st
 
 
 def steady_state(fakes: Sequence[FakeBroadcaster], stream_id: str, window: int, rendition: str = "source",
-                 media_sequence: int = 1000, first: int = 10_000) -> tuple[PublishedState, Policy, int]:
+                 media_sequence: int = 1000, first: int = 10_000,
+                 segment_s: float = SEGMENT_S) -> tuple[PublishedState, Policy, int]:
     """The published state once `window` segments (first..) are out and the window is full, built
     directly (as the merge would have chosen: the lowest (rank, origin, name) copy), with the fakes
     holding what go-livepeer would list by then. Returns (state, policy, next number)."""
@@ -398,12 +424,12 @@ def steady_state(fakes: Sequence[FakeBroadcaster], stream_id: str, window: int, 
         chosen = fakes[min(holders, key=by_index.index)]
         segments.append(PublishedSegment(
             msn=media_sequence + k, number=number, uri=f"{chosen.url}/stream/{stream_id}/{rendition}/{number}.ts",
-            duration=SEGMENT_S, broadcaster=chosen.name))
+            duration=segment_s, broadcaster=chosen.name))
     for number in range(arriving - UPSTREAM_WINDOW * len(fakes) * 2, arriving):
         ingest(fakes, stream_id, number, [rendition])
-    state = PublishedState(target_duration=TARGET_DURATION, media_sequence=media_sequence,
+    state = PublishedState(target_duration=target_for(segment_s), media_sequence=media_sequence,
                            segments=tuple(segments), next_number=arriving, version=window)
-    return state, Policy(window_seconds=window * SEGMENT_S), arriving
+    return state, Policy(window_seconds=window * segment_s), arriving
 
 
 def build_steady(window: int, broadcasters: int) -> Steady:
@@ -477,75 +503,161 @@ def measure_pure(windows: Sequence[int], counts: Sequence[int], budget_s: float,
     return merge_rows, render_rows, timed(lambda: parse_upstream(*one))
 
 
-# --- 4: one feed refresh round in-process ---------------------------------------------------------
+# --- 4: a feed refreshing in real time, in-process ------------------------------------------------
+
+# The production defaults (edge.settings) where the tests' harness shortens them for speed; and, as
+# in section 1, no heartbeats during the run: the carriers are kept alive by a long heartbeat TTL.
+PRODUCTION = dict(poll_interval=1.0, discovery_interval=10.0, hole_wait=1.0, rendition_wait=3.0, upstream_timeout=2.0,
+                  idle_timeout=120.0, max_dvr_window=7200.0, heartbeat_ttl=3600.0)
+# A round publishes a new segment; or asks carriers and finds nothing new (a segment a little late,
+# a carrier waiting for the ingest to come back); or asks nobody (lease, discovery, a wait on time).
+ROUND_KINDS = ("publishing", "asking, nothing new", "asking nothing")
+# Segments listed before measuring: one ingest cycle over 3 broadcasters, every carrier's cadence learnt.
+WARMUP = 3 * MOVE_EVERY
+# (window, carriers): with 3 the ingest moves unannounced every MOVE_EVERY segments (and at each move
+# the previous carrier lists one more, as in section 1); with 1 it stays, as a stream usually does.
+REFRESH_CASES = ((15, 3), (15, 1), (3600, 3))
 
 
 @dataclass
 class RefreshRow:
     window: int
-    new_ms: tuple[float, float]  # median, p90: the round that finds a new segment
-    next_ms: tuple[float, float]  # the round after it, nothing new
-    later_ms: tuple[float, float]  # the round after that, nothing new
+    carriers: int
+    durations: float  # segment durations measured
+    freshness_s: list[float]  # per measured (rendition, segment): listed by a carrier -> in a player's reload
+    asks: float  # upstream playlist requests per segment duration per carrier per rendition
+    asks_holding: float  # the same, to the carrier the ingest was sent to at the time
+    asks_waiting: float | None  # the same, to each of the others (None: there is none)
+    rounds_ms: dict[str, list[float]]  # each round's wall time, by kind (ROUND_KINDS)
     saves_per_segment: float  # store writes (each of every changed rendition) per new segment
 
 
-def _median_p90(values: list[float]) -> tuple[float, float]:
-    ordered = sorted(values)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
-
-
-async def measure_refresh(tmp: Path, windows: Sequence[int], segments: int) -> list[RefreshRow]:
-    """Feed.refresh() rounds as they come with a 1 s poll and 2 s segments, compressed in time:
-    per segment, the round that finds it and two rounds that find nothing new."""
+async def measure_refresh(tmp: Path, cases: Sequence[tuple[int, int]], segments: int,
+                          segment_s: float) -> list[RefreshRow]:
+    """Per (window, carriers): a stream whose full window is stored (as a node finds it after a
+    restart), its feed started by the playlist service as a player's first request starts it, then
+    left to its own schedule while `live_ingest` lists a segment every `segment_s` in real time."""
     from tests.playlists_http.harness import open_edge  # the tests' in-process edge with fakes
 
     rows = []
-    for window in windows:
-        production = dict(poll_interval=1.0, discovery_interval=10.0, hole_wait=1.0, rendition_wait=3.0, upstream_timeout=2.0,
-                          idle_timeout=120.0, max_dvr_window=7200.0)
-        async for edge in open_edge(tmp / f"refresh-{window}", **production):
-            fakes = [await edge.add_broadcaster(f"b{i}", segment_duration=SEGMENT_S, window=UPSTREAM_WINDOW)
-                     for i in range(3)]
-            dvr = int(window * SEGMENT_S) if window * SEGMENT_S > edge.svc.settings.playlist_window else None
+    for window, carriers in cases:
+        async for edge in open_edge(tmp / f"refresh-{window}-{carriers}", **PRODUCTION):
+            svc = edge.svc
+            fakes = [await edge.add_broadcaster(f"b{i}", segment_duration=segment_s, window=UPSTREAM_WINDOW)
+                     for i in range(carriers)]
+            seconds = window * segment_s
+            dvr = int(seconds) if seconds > svc.settings.playlist_window else None
             body = {"presets": [PRESET], **({"dvrWindowSeconds": dvr} if dvr else {})}
             stream_id = (await edge.create_stream(**body))["id"]
             for fake in fakes:
-                await edge.svc.store.registry.note_carrier(stream_id, fake.name, edge.svc.clock())
-            stream = await edge.svc.store.streams.get(stream_id)
-            assert stream is not None
-            feed = Feed(stream, edge.svc.playlists.ctx)  # not started: we drive its rounds
-            arriving = 0
+                await svc.store.registry.note_carrier(stream_id, fake.name, svc.clock())
+            stored = {}
             for rendition in RENDITIONS:
-                state, _, arriving = steady_state(fakes, stream_id, window, rendition)
-                feed.states[rendition] = state
-            feed.target_duration = TARGET_DURATION
-            await feed.refresh()  # first round: discovery, health records
-            await feed.refresh()
-
-            saves = 0
-            store_save = edge.svc.store.playlists.save
-
-            async def counting_save(stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:
-                nonlocal saves
-                saves += len(states)
-                return await store_save(stream_id, states, expected_revision)
-
-            edge.svc.store.playlists.save = counting_save  # type: ignore[method-assign]
-            timings: tuple[list[float], list[float], list[float]] = ([], [], [])
-            for _ in range(segments):
-                ingest(fakes, stream_id, arriving)
-                for kind in timings:
-                    started = time.perf_counter()
-                    await feed.refresh()
-                    kind.append((time.perf_counter() - started) * 1000)
-                for rendition in RENDITIONS:
-                    state = feed.states[rendition]
-                    if len(state.segments) != window or state.segments[-1].number != arriving:
-                        raise RuntimeError(f"refresh did not keep a full window of {window} ({rendition})")
-                arriving += 1
-            rows.append(RefreshRow(window, *(_median_p90(t) for t in timings),
-                                   saves_per_segment=saves / segments / len(RENDITIONS)))
+                state, _, arriving = steady_state(fakes, stream_id, window, rendition, segment_s=segment_s)
+                stored[rendition] = dump_state(state)
+            if await svc.store.playlists.save(stream_id, stored, 0) is None:
+                raise RuntimeError("could not store the steady state")
+            feed = await svc.playlists.watch(stream_id)
+            rows.append(await follow_live(svc, feed, fakes, arriving, window, segments, segment_s))
+            print(f"refresh, window {window}, {carriers} carrier(s): done", file=sys.stderr)
     return rows
+
+
+async def follow_live(svc: Services, feed: Feed, fakes: Sequence[FakeBroadcaster], first: int, window: int,
+                      segments: int, segment_s: float) -> RefreshRow:
+    """The live ingest from `first` on: WARMUP segments unmeasured, then `segments` measured. Each
+    rendition has a player whose blocking reload waits for the next version, which is also what
+    keeps the feed polling. Nothing is driven: the rounds come when the feed schedules them, and
+    are only timed."""
+    stream_id = feed.stream.id
+    start = first + WARMUP
+    stop = start + segments  # numbers start..stop-1 are measured
+    listed: dict[int, float] = {}  # number -> when the broadcasters listed it
+    asked: dict[int, list[int]] = {}  # number -> playlist requests each fake had answered by then
+    appeared: dict[tuple[str, int], float] = {}  # (rendition, number) -> when a player got it
+    rounds: dict[str, list[float]] = {kind: [] for kind in ROUND_KINDS}
+    saves = 0
+    measuring = False
+
+    def requests() -> list[int]:
+        return [sum(fake.requests[f"/stream/{stream_id}/{r}.m3u8"] for r in RENDITIONS) for fake in fakes]
+
+    def on_listed(number: int) -> None:
+        nonlocal measuring
+        listed[number], asked[number] = time.perf_counter(), requests()
+        measuring = start <= number < stop
+
+    def newest() -> list[int]:
+        return [state.segments[-1].number for state in feed.states.values() if state.segments]
+
+    refresh, store_save = feed.refresh, svc.store.playlists.save
+
+    async def timed_refresh() -> None:
+        if not measuring:
+            return await refresh()
+        before, answered = newest(), sum(requests())
+        started = time.perf_counter()
+        await refresh()
+        elapsed = (time.perf_counter() - started) * 1000
+        published, asked_any = newest() != before, sum(requests()) != answered
+        rounds[ROUND_KINDS[0 if published else 1 if asked_any else 2]].append(elapsed)
+
+    async def counting_save(stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:
+        nonlocal saves
+        saves += len(states) if measuring else 0
+        return await store_save(stream_id, states, expected_revision)
+
+    async def player(rendition: str) -> None:
+        known = await svc.playlists.media(stream_id, rendition)
+        seen = feed.states[rendition].segments[-1].number
+        while True:
+            known = await svc.playlists.next_version(stream_id, rendition, known, 3 * segment_s)
+            now = time.perf_counter()
+            # The states are adopted with the version served, so they tell what the player just got.
+            for segment in reversed(feed.states[rendition].segments):
+                if segment.number <= seen:
+                    break
+                appeared[(rendition, segment.number)] = now
+            seen = max(seen, feed.states[rendition].segments[-1].number)
+
+    feed.refresh = timed_refresh  # type: ignore[method-assign]
+    svc.store.playlists.save = counting_save  # type: ignore[method-assign]
+    tasks = [asyncio.create_task(player(rendition)) for rendition in RENDITIONS]
+    tasks.append(asyncio.create_task(live_ingest(fakes, stream_id, first, segment_s, on_listed)))
+    try:
+        wanted = [(rendition, n) for n in range(start, stop) for rendition in RENDITIONS]
+        deadline = time.perf_counter() + (stop + 1 - first) * segment_s + 10 * PRODUCTION["poll_interval"]
+        while (stop not in listed or not all(key in appeared for key in wanted)) and time.perf_counter() < deadline:
+            await asyncio.sleep(segment_s / 10)
+        for task in tasks:  # the players' errors, if any, before the sanity checks
+            if task.done():
+                task.result()
+    finally:
+        for task in tasks:
+            await cancel(task)
+    missing = [key for key in wanted if key not in appeared]
+    if missing:
+        raise RuntimeError(f"refresh did not publish {len(missing)} of {len(wanted)} segments, e.g. {missing[0]}")
+    for rendition in RENDITIONS:
+        if len(feed.states[rendition].segments) != window:
+            raise RuntimeError(f"refresh did not keep a full window of {window} ({rendition})")
+    durations = (listed[stop] - listed[start]) / segment_s
+    holding = waiting = 0
+    for n in range(start, stop):  # between the listings of n and n + 1, the ingest's carrier is that of n
+        current = holders_of(n, len(fakes))[0]
+        for i, (before, after) in enumerate(zip(asked[n], asked[n + 1])):
+            if i == current:
+                holding += after - before
+            else:
+                waiting += after - before
+    per = durations * len(RENDITIONS)
+    return RefreshRow(
+        window, len(fakes), durations,
+        freshness_s=[appeared[(rendition, n)] - listed[n] for rendition, n in wanted],
+        asks=(holding + waiting) / per / len(fakes), asks_holding=holding / per,
+        asks_waiting=waiting / per / (len(fakes) - 1) if len(fakes) > 1 else None, rounds_ms=rounds,
+        saves_per_segment=saves / segments / len(RENDITIONS),
+    )
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -669,15 +781,38 @@ def report_pure(merge_rows: list[MergeRow], render_rows: list[RenderRow], parse_
             + merge_table + "\n\nWhat a change costs after the merge, by window length:\n\n" + render_table)
 
 
-def report_refresh(rows: list[RefreshRow], segments: int) -> str:
-    body = table(["window (segments)", "round with a new segment", "the round after", "later rounds",
-                  "stored versions per new segment and rendition"],
-                 [[f"{r.window:,}", *(f"{m:.2f} / {p:.2f}" for m, p in (r.new_ms, r.next_ms, r.later_ms)),
-                   f"{r.saves_per_segment:.2f}"] for r in rows], right_from=0)
-    return (f"`Feed.refresh()` in-process, median / p90 ms over {segments} segments, each followed by two "
-            "rounds with nothing new (a 1 s poll, 2 s segments, compressed in time): 2 renditions x 3 "
-            "broadcasters fetched over loopback (the fakes answer in the same process, so their time is "
-            "included), parsed, merged; on a new state also rendered, gzipped and saved to SQLite.\n\n" + body)
+def report_refresh(rows: list[RefreshRow], segments: int, segment_s: float) -> str:
+    def ms(values: list[float]) -> str:
+        return f"{percentile(values, 50):.2f} / {percentile(values, 90):.2f}" if values else "n/a"
+
+    def asks(r: RefreshRow) -> str:
+        waiting = "" if r.asks_waiting is None else f" ({r.asks_holding:.2f} / {r.asks_waiting:.2f})"
+        return f"{r.asks:.2f}{waiting}"
+
+    body = table(
+        ["window (segments)", "carriers", "freshness p50 / p95 / max (s)",
+         "upstream requests per segment duration per carrier per rendition (holding the ingest / waiting)",
+         "rounds per segment duration: " + " / ".join(ROUND_KINDS),
+         *(f"round {kind}, median / p90 ms" for kind in ROUND_KINDS), "stored versions per new segment and rendition"],
+        [[f"{r.window:,}", f"{r.carriers}{', moving' if r.carriers > 1 else ''}",
+          " / ".join(f"{percentile(r.freshness_s, p):.2f}" for p in (50, 95, 100)), asks(r),
+          " / ".join(f"{len(r.rounds_ms[kind]) / r.durations:.2f}" for kind in ROUND_KINDS),
+          *(ms(r.rounds_ms[kind]) for kind in ROUND_KINDS), f"{r.saves_per_segment:.2f}"] for r in rows],
+        right_from=0)
+    return (f"A stream's feed in-process on its own schedule (production settings: poll interval "
+            f"{PRODUCTION['poll_interval']:g} s), 2 renditions on loopback fakes, from a full stored window, while "
+            f"an ingest lists a {segment_s:g} s segment every {segment_s:g} s in real time: to 3 carriers, moving "
+            f"to the next every {MOVE_EVERY} segments unannounced (the previous one lists one more, as in the "
+            f"serving section), or to 1; {segments} segments measured after {WARMUP} (the carriers' cadence "
+            f"learnt). Freshness: from the broadcasters listing a segment to a player's blocking reload getting "
+            f"it, each rendition (issue 13 item 3: p95 <= 0.5 s); when the ingest moves unannounced, the next "
+            f"carrier's phase is learnt afresh (cadence.py keeps one per carrier and rendition) from the re-asks "
+            f"that found it late, so its first segments are asked for late. Upstream requests: the playlist "
+            f"requests the fakes answered (item 3: <= 1.5), split between the carrier the ingest went to at the time and "
+            f"those waiting for it to come back, whose next segment is late: they are re-asked less and less "
+            f"often, at least every poll interval. Rounds: wall time of each `Feed.refresh()` (fetches over "
+            f"loopback to the fakes in this process included, parse, merge; on a new state also render, gzip "
+            f"and save to SQLite), by kind.\n\n" + body)
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -738,8 +873,9 @@ async def main_async(args: argparse.Namespace) -> None:
             out += ["### Merge, parse and render", report_pure(merge_rows, render_rows, parse_one, args.clock)]
             print("merge: done", file=sys.stderr)
         if "refresh" in sections:
-            rows = await measure_refresh(tmp, (15, 3600), args.segments)
-            out += ["### One feed refresh round", report_refresh(rows, args.segments)]
+            rows = await measure_refresh(tmp, REFRESH_CASES, args.segments, args.refresh_segment)
+            out += ["### A feed refreshing live: freshness, upstream requests, rounds",
+                    report_refresh(rows, args.segments, args.refresh_segment)]
     print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
     if ratios:
         out.append(summary(ratios))
@@ -756,7 +892,11 @@ def main() -> None:
     parser.add_argument("--players", type=int, default=500)
     parser.add_argument("--window", type=float, default=10.0, help="seconds of counting upstream requests")
     parser.add_argument("--budget", type=float, default=0.3, help="seconds per pure-function figure")
-    parser.add_argument("--segments", type=int, default=30, help="new segments per refresh case (3 rounds each)")
+    parser.add_argument("--segments", type=int, default=20,
+                        help=f"refresh: segments measured per case, after {WARMUP} unmeasured")
+    parser.add_argument("--refresh-segment", type=float, default=1.0,
+                        help="refresh: segment duration in seconds, listed at that pace in real time "
+                             "(2: go-livepeer's usual, a run twice as long)")
     parser.add_argument("--clock", choices=("process_time", "perf_counter"), default="process_time",
                         help="clock of the pure-function timings (CPU time: immune to other processes)")
     parser.add_argument("--seed", type=int, default=1)
@@ -768,10 +908,10 @@ def main() -> None:
                         help=f"comma-separated sections: {','.join(SECTIONS)}")
     args = parser.parse_args()
     bounds = {"requests": (1, 1_000_000), "warmup": (0, 100_000), "concurrency": (1, 1000), "players": (1, 5000),
-              "window": (1, 120), "budget": (0.01, 10), "segments": (1, 1000)}
+              "window": (1, 120), "budget": (0.01, 10), "segments": (1, 1000), "refresh_segment": (0.5, 10)}
     for key, (low, high) in bounds.items():
         if not low <= getattr(args, key) <= high:
-            parser.error(f"--{key} must be between {low} and {high}")
+            parser.error(f"--{key.replace('_', '-')} must be between {low} and {high}")
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
         parser.error(f"--only: unknown sections {sorted(unknown)}")
