@@ -30,10 +30,15 @@ def rows_in(path: Path) -> dict[str, dict[str, object]]:
         return {name: json.loads(doc) for name, doc in conn.execute("SELECT name, doc FROM broadcasters")}
 
 
+async def opened(path: Path, shared: bool = False) -> sqlite.SqliteStore:
+    store = sqlite.SqliteStore(path, shared=shared, clock=lambda: T0)
+    await store.open()
+    return store
+
+
 async def reopened(path: Path) -> dict[str, int | None]:
     """Each broadcaster's reported streams as a store opened afresh on `path` reads them."""
-    store = sqlite.SqliteStore(path, clock=lambda: T0)
-    await store.open()
+    store = await opened(path)
     try:
         return {b.name: b.load.active_streams for b in await store.registry.list_all()}
     finally:
@@ -42,8 +47,7 @@ async def reopened(path: Path) -> dict[str, int | None]:
 
 async def test_heartbeats_reach_the_file_in_one_group_and_each_name_at_its_latest(tmp_path: Path) -> None:
     path = tmp_path / "edge.db"
-    store = sqlite.SqliteStore(path, clock=lambda: T0)
-    await store.open()
+    store = await opened(path)
     try:
         for beat in range(3):
             for n in range(20):
@@ -62,8 +66,7 @@ async def test_heartbeats_reach_the_file_in_one_group_and_each_name_at_its_lates
 
 async def test_closing_writes_what_is_pending(tmp_path: Path) -> None:
     path = tmp_path / "edge.db"
-    store = sqlite.SqliteStore(path, clock=lambda: T0)
-    await store.open()
+    store = await opened(path)
     await store.registry.upsert("fra-1", registration(1, streams=1), T0)
     await store.registry.upsert("fra-1", registration(1, streams=7), T0 + 1)
     await store.close()
@@ -72,8 +75,7 @@ async def test_closing_writes_what_is_pending(tmp_path: Path) -> None:
 
 async def test_a_forgotten_name_is_not_brought_back_by_its_pending_row(tmp_path: Path) -> None:
     path = tmp_path / "edge.db"
-    store = sqlite.SqliteStore(path, clock=lambda: T0)
-    await store.open()
+    store = await opened(path)
     await store.registry.upsert("fra-1", registration(1), T0)
     await store.registry.upsert("fra-2", registration(2), T0)
     assert await store.registry.delete("fra-1")
@@ -86,8 +88,7 @@ async def test_a_forgotten_name_is_not_brought_back_by_its_pending_row(tmp_path:
 
 async def test_a_failed_write_keeps_the_rows_and_the_next_one_writes_them(tmp_path: Path) -> None:
     path = tmp_path / "edge.db"
-    store = sqlite.SqliteStore(path, clock=lambda: T0)
-    await store.open()
+    store = await opened(path)
     try:
         await store.db.run(lambda: store.db.conn.execute("PRAGMA busy_timeout=20"))
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
@@ -107,8 +108,7 @@ async def test_a_failed_write_keeps_the_rows_and_the_next_one_writes_them(tmp_pa
 async def test_workers_sharing_the_file_write_at_once(tmp_path: Path) -> None:
     """Workers read each other's changes from the file: nothing is written behind there."""
     path = tmp_path / "edge.db"
-    a = sqlite.SqliteStore(path, shared=True, clock=lambda: T0)
-    await a.open()
+    a = await opened(path, shared=True)
     try:
         await a.registry.upsert("fra-1", registration(1, streams=4), T0)
         assert {name: doc["load"]["activeStreams"] for name, doc in rows_in(path).items()} == {"fra-1": 4}
@@ -121,8 +121,7 @@ async def test_a_failed_write_never_brings_back_what_a_later_write_changed(tmp_p
     the name: a broadcaster deleted after it stays deleted (the SQLite thread runs jobs in order:
     the failing write, the lock released, the delete)."""
     path = tmp_path / "edge.db"
-    store = sqlite.SqliteStore(path, clock=lambda: T0)
-    await store.open()
+    store = await opened(path)
     try:
         await store.registry.upsert("fra-1", registration(1, streams=1), T0)
         await store.registry.flush()
