@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import random
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, AsyncIterator, Protocol
@@ -38,6 +39,7 @@ from edge.fetch_history import FetchHistory
 from edge.playlists import health as health_routes
 from edge.playlists.feed import FeedContext, FeedMetrics
 from edge.playlists.player_path import PlayerPath
+from edge.playlists.routes import Prepared
 from edge.playlists.service import PlaylistService
 from edge.segments import routes as segment_routes
 from edge.segments.copier import MAX_SEGMENT_BYTES, Copier, CopierMetrics
@@ -175,23 +177,52 @@ def open_city_database(settings: Settings) -> CityDatabase | None:
 
 
 class FrontPath(Protocol):
-    async def answered(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer the request if it is one of the plain ones this path knows; whether it did."""
+    def ready(self, scope: Scope) -> tuple[Prepared, str] | None:
+        """The answer to this request if it is one of the plain ones this path knows and its answer
+        is ready now, and the route it counts under; None otherwise."""
         ...
 
 
-class EdgeApp(Starlette):
-    """Starlette with front paths: the player path (a plain reload of a watched stream's playlist,
-    most of the traffic) and the ingest path (a plain `GET /api/broadcaster`) are answered before
-    the middleware stack and the router, anything else goes on through them as usual."""
+class Door:
+    """The front paths: the player path (a plain reload of a watched stream's playlist, most of
+    the traffic) and the ingest path (a plain `GET /api/broadcaster`). What they have ready is
+    answered before the middleware stack and the router, by the app, or by the HTTP protocol itself
+    without an ASGI cycle (edge.connections); either way counted and logged by the same recorder,
+    under the route the app would have named."""
 
-    def __init__(self, front: Sequence[FrontPath], **kwargs: Any) -> None:
+    def __init__(self, paths: Sequence[FrontPath], recorder: Recorder) -> None:
+        self.paths = tuple(paths)
+        self.recorder = recorder
+
+    def ready(self, scope: Scope) -> tuple[Prepared, str] | None:
+        for path in self.paths:
+            found = path.ready(scope)
+            if found is not None:
+                return found
+        return None
+
+    def answered(self, scope: Scope, route: str, status: int, elapsed: float) -> None:
+        self.recorder.record(scope, route, status, elapsed)
+
+
+class EdgeApp(Starlette):
+    """Starlette with a front door (`Door`): what it has ready is answered first, anything else
+    goes on through the middleware and the router as usual."""
+
+    def __init__(self, door: Door, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.front = tuple(front)
+        self.door = door
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        for path in self.front:
-            if await path.answered(scope, receive, send):
+        if scope["type"] == "http":
+            started = time.perf_counter()
+            found = self.door.ready(scope)
+            if found is not None:
+                answer, route = found
+                try:
+                    await answer(scope, receive, send)
+                finally:
+                    self.door.answered(scope, route, answer.status, time.perf_counter() - started)
                 return
         await super().__call__(scope, receive, send)
 
@@ -253,7 +284,7 @@ def create_app(settings: Settings, services: Services | None = None) -> EdgeApp:
                     access.flush()
 
     app = EdgeApp(
-        [PlayerPath(svc, recorder), IngestPath(svc, recorder)],
+        Door([PlayerPath(svc), IngestPath(svc)], recorder),
         # Players' routes first: matched on every reload, and no other route overlaps them.
         routes=[*playlist_routes.ROUTES, *segment_routes.ROUTES, *stream_routes.ROUTES, *broadcaster_routes.ROUTES, *ops.ROUTES,
                 *openapi.ROUTES, *page_routes.ROUTES, *health_routes.ROUTES, *overview_routes.ROUTES],

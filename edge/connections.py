@@ -8,16 +8,26 @@ Both are a subclass of the HTTP protocol uvicorn would use anyway, made by `guar
 sends a response whose length is known in one system call rather than two (`OneWrite`): uvicorn
 writes the head and the body separately, which costs a second send and, on the client, a second
 wake-up for every player reload.
+
+The same subclass answers at once, without an ASGI request cycle, the requests a `FrontDoor` has an
+answer ready for (a plain player reload, a plain `GET /api/broadcaster`): uvicorn's cycle, its task
+and its two send messages cost about as much again as the answer itself. Only a request with nothing
+unusual about it is offered to the door (GET or HEAD, no body, no upgrade, no 100-continue, nothing
+in flight before it on the connection, the client reading); the bytes are those uvicorn would write
+for the same status, headers and body.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import time
+from typing import Any, Protocol
 
+import httptools
 import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from edge.settings import Settings
 from geo.proxies import TrustedProxies
@@ -51,6 +61,11 @@ class OneWrite:
         else:
             self.transport.write(data)
 
+    def write_whole(self, data: bytes) -> None:
+        """A whole response, head and body: out at once, after anything held."""
+        self.flush()
+        self.transport.write(data)
+
     def flush(self) -> None:
         held = self._held
         if held is not None:
@@ -68,8 +83,35 @@ class OneWrite:
         return getattr(self.transport, name)
 
 
+class Ready(Protocol):
+    """A response known in full: what a front door answers with."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]  # lower-case names; Content-Length where there is a body
+    body: bytes  # empty for HEAD
+
+
+class FrontDoor(Protocol):
+    def ready(self, scope: dict[str, Any]) -> tuple[Ready, str] | None:
+        """The answer to this request (an ASGI HTTP scope) ready now, and the route it counts under;
+        None to leave it to the app."""
+        ...
+
+    def answered(self, scope: dict[str, Any], route: str, status: int, elapsed: float) -> None:
+        """Count and log a request answered from `ready`."""
+        ...
+
+
+_BODY_HEADERS = (b"content-length", b"transfer-encoding")
+
+
 class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-    """uvicorn's HTTP protocol sending a response of known length in one write (`OneWrite`)."""
+    """uvicorn's HTTP protocol sending a response of known length in one write (`OneWrite`), and
+    answering what `door` has ready without an ASGI cycle."""
+
+    door: FrontDoor | None = None
+    answered_now = 0  # requests this connection answered from the door
+    _ready: tuple[Ready, str, float, bool] | None = None  # (answer, route, started, keep-alive) until the message ends
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # flow control keeps the transport itself
@@ -79,18 +121,97 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         self.transport.flush()  # a head with nothing after it (HEAD, an empty body)
         super().on_response_complete()
 
+    def on_headers_complete(self) -> None:
+        if self.door is not None and self._plain():
+            started = time.perf_counter()
+            scope = self.scope
+            parser = self.parser
+            url = httptools.parse_url(self.url)
+            path = url.path.decode("ascii")
+            if "%" not in path and not self.root_path:  # anything to decode goes the usual way
+                scope["method"] = parser.get_method().decode("ascii")
+                http_version = parser.get_http_version()
+                if http_version != "1.1":
+                    scope["http_version"] = http_version
+                scope["path"] = path
+                scope["raw_path"] = url.path
+                scope["query_string"] = url.query or b""
+                try:
+                    found = self.door.ready(scope)
+                except Exception:  # a bug answers 500 through the app, as any other
+                    log.exception("front door failed; the app answers")
+                    found = None
+                if found is not None:
+                    keep_alive = http_version != "1.0" and parser.should_keep_alive()
+                    self._ready = (*found, started, keep_alive)
+                    return
+        super().on_headers_complete()
 
-def guarded_protocol(header_timeout: float, per_client: int, exempt: TrustedProxies) -> type[asyncio.Protocol]:
-    """The edge's HTTP protocol (OneWriteProtocol), closing a connection that has waited
-    `header_timeout` seconds for a request's headers, and any connection beyond `per_client` (0: no cap) from one address outside
-    `exempt` (proxies and CDNs carry many clients' connections)."""
+    def _plain(self) -> bool:
+        """Whether this request may be answered at once: GET or HEAD without a body or an upgrade,
+        nothing before it on this connection still being answered, and the client reading."""
+        method = self.parser.get_method()
+        if method != b"GET" and method != b"HEAD":
+            return False
+        cycle = self.cycle
+        if not (cycle is None or cycle.response_complete) or self.pipeline or self.flow.write_paused:
+            return False
+        if self.expect_100_continue or self.parser.should_upgrade():
+            return False
+        for name, _ in self.headers:
+            if name in _BODY_HEADERS:
+                return False
+        return True
+
+    def on_message_complete(self) -> None:
+        ready = self._ready
+        if ready is None:
+            super().on_message_complete()
+            return
+        self._ready = None
+        answer, route, started, keep_alive = ready
+        if not self.transport.is_closing():  # else the client left: nothing to send (as uvicorn)
+            content = [STATUS_LINE[answer.status]]
+            for name, value in self.server_state.default_headers:
+                content += (name, b": ", value, b"\r\n")
+            for name, value in answer.headers:
+                content += (name, b": ", value, b"\r\n")
+            if not keep_alive:
+                content.append(b"connection: close\r\n")
+            content.append(b"\r\n")
+            if self.scope["method"] != "HEAD":
+                content.append(answer.body)
+            self.transport.write_whole(b"".join(content))
+        self.answered_now += 1
+        self.server_state.total_requests += 1
+        assert self.door is not None
+        try:
+            self.door.answered(self.scope, route, answer.status, time.perf_counter() - started)
+        except Exception:  # counting must not fail the connection (the parser would answer 400)
+            log.exception("front door could not record a request")
+        if not keep_alive:
+            self.transport.close()
+        elif not self.transport.is_closing():
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+
+def guarded_protocol(header_timeout: float, per_client: int, exempt: TrustedProxies,
+                     door: FrontDoor | None = None) -> type[asyncio.Protocol]:
+    """The edge's HTTP protocol (OneWriteProtocol, answering what `door` has ready), closing a
+    connection that has waited `header_timeout` seconds for a request's headers, and any connection
+    beyond `per_client` (0: no cap) from one address outside `exempt` (proxies and CDNs carry many
+    clients' connections)."""
     open_by_client: dict[str, int] = {}
     refused_logged: set[str] = set()
+    # The door reads httptools' parser: without httptools uvicorn speaks h11, and every request goes the usual way.
+    answering = door if issubclass(OneWriteProtocol, HttpToolsProtocol) else None
 
     class GuardedProtocol(OneWriteProtocol):
+        door = answering
         _deadline: asyncio.TimerHandle | None = None
         _client_key: str | None = None
         _cycle_at_arming: Any = None
+        _answered_at_arming = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -125,6 +246,7 @@ def guarded_protocol(header_timeout: float, per_client: int, exempt: TrustedProx
 
         def _arm(self) -> None:
             self._cycle_at_arming = self.cycle
+            self._answered_at_arming = self.answered_now
             self._deadline = self.loop.call_later(header_timeout, self._check)
 
         def _check(self) -> None:
@@ -132,7 +254,8 @@ def guarded_protocol(header_timeout: float, per_client: int, exempt: TrustedProx
             being answered: the connection waited for headers (or idled) the whole time."""
             self._deadline = None
             cycle = self.cycle
-            waiting = cycle is self._cycle_at_arming and (cycle is None or cycle.response_complete)
+            waiting = (cycle is self._cycle_at_arming and self.answered_now == self._answered_at_arming
+                       and (cycle is None or cycle.response_complete))
             if waiting and not self.transport.is_closing():
                 self.transport.close()
                 return
@@ -154,6 +277,7 @@ def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Con
         lifespan="on",
         http=guarded_protocol(
             settings.header_timeout, settings.max_connections_per_client, TrustedProxies(settings.trusted_proxies),
+            getattr(app, "door", None),
         ),
     )
     options.update(overrides)

@@ -1,24 +1,24 @@
 """The ingest path: `GET /api/broadcaster` without a query, from a configured API key, answered
-before Starlette's middleware and routing (as the player path answers plain reloads), and what it
-shares with the route: locating the client, choosing, and the answer's bytes.
+before Starlette's middleware and routing (edge.app.Door, as the player path answers plain
+reloads), and what it shares with the route: locating the client, choosing, and the answer's bytes.
 
-Anything else (a `streamId`, a broadcaster's own credential, a missing or refused key) is left to
-the route, which says why; the request is counted and logged under the same route by the same
-`Recorder`.
+Anything else (a `streamId`, a broadcaster's own credential, a missing or refused key, a choice that
+must read the registry first) is left to the route, which says why or reads; the request is counted
+and logged under the same route by the same `Recorder`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 
 from broadcaster_registry.model import Broadcaster
+from geo.location import Location
 from edge.broadcasters.answer import MAX_ANSWER
 from edge.auth import Role
-from edge.observability import Recorder
+from edge.playlists.routes import Prepared
 from edge.services import Services
 
 log = logging.getLogger("edge.broadcasters")
@@ -40,7 +40,10 @@ def joined_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 async def choose_for(svc: Services, peer: str, headers: dict[str, str], now: float) -> list[Broadcaster]:
     """The broadcasters to answer a client at `peer` with these (lower-case, joined) headers."""
     location = svc.locations.locate(peer, headers, svc.city_db)
-    chosen = await svc.selector.choose(location, now, MAX_ANSWER)
+    return _logged(location, await svc.selector.choose(location, now, MAX_ANSWER))
+
+
+def _logged(location: Location | None, chosen: list[Broadcaster]) -> list[Broadcaster]:
     if log.isEnabledFor(logging.DEBUG):  # never the address or the headers themselves
         log.debug("broadcasters chosen", extra={"fields": {
             "located_by": location.source if location else None,
@@ -52,31 +55,22 @@ async def choose_for(svc: Services, peer: str, headers: dict[str, str], now: flo
 
 
 class IngestPath:
-    def __init__(self, services: Services, recorder: Recorder) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self.recorder = recorder
 
-    async def answered(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer the request if it is a plain `GET /api/broadcaster` with an API key; whether it did."""
-        if (
-            scope["type"] != "http"
-            or scope["path"] != PATH
-            or scope["method"] != "GET"
-            or scope["query_string"]
-        ):
-            return False
-        started = time.perf_counter()
+    def ready(self, scope: Scope) -> tuple[Prepared, str] | None:
+        """The answer if this is a plain `GET /api/broadcaster` with an API key whose choice needs
+        no read of the registry, and its route."""
+        if scope["path"] != PATH or scope["method"] != "GET" or scope["query_string"]:
+            return None
         headers = joined_headers(scope["headers"])
         svc = self.services
         if not svc.credentials.admits_configured(headers.get("authorization"), Role.API, Role.BROADCASTER):
-            return False
+            return None
         client = scope.get("client")
-        chosen = await choose_for(svc, client[0] if client else "", headers, svc.clock())
-        body = svc.answer_pieces.body(chosen)
-        try:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-        finally:
-            self.recorder.record(scope, PATH, 200, time.perf_counter() - started)
-        return True
+        location = svc.locations.locate(client[0] if client else "", headers, svc.city_db)
+        chosen = svc.selector.choose_now(location, svc.clock(), MAX_ANSWER)
+        if chosen is None:
+            return None
+        body = svc.answer_pieces.body(_logged(location, chosen))
+        return Prepared(200, [*_HEADERS, (b"content-length", str(len(body)).encode())], body), PATH

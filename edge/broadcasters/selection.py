@@ -169,6 +169,20 @@ class Selector:
             # refused address): read everything again.
             self._revision = _STALE
             ranked = self._answer(await self._current(now), client, now, limit)
+        return self._handed_out(ranked, now)
+
+    def choose_now(self, client: Location | None, now: float, limit: int | None = None) -> list[Broadcaster] | None:
+        """What `choose` answers, when that needs no read of the registry; None when it does."""
+        if self._read_due():
+            return None
+        self._judge_time(now)
+        ranked = self._answer(self._seen, client, now, limit)
+        if not self._still_admitted() and not all(map(self.admits, ranked)):
+            return None
+        return self._handed_out(ranked, now)
+
+    def _handed_out(self, ranked: list[Broadcaster], now: float) -> list[Broadcaster]:
+        """`ranked`, its first one reserved."""
         if ranked:
             first = self._by_name.get(ranked[0].name, ranked[0])
             self._reserved[first.name] = one_more(self.reservations, first, now, self.policy.reservation_max_age_s)
@@ -202,15 +216,23 @@ class Selector:
         """Whether every broadcaster of the current list is known to be admitted still."""
         return self.admits_epoch is not None and self.admits_epoch() == self._judged_epoch
 
+    def _read_due(self) -> bool:
+        """Whether the registry must be read again: it says it changed, it cannot say, or someone
+        may have been refused since everyone was last judged."""
+        epoch = self.admits_epoch() if self.admits_epoch is not None else None
+        if epoch != self._judged_epoch:
+            return True
+        revision = self.registry.revision()
+        return revision is None or revision != self._revision
+
     async def _current(self, now: float) -> list[Broadcaster]:
         """The admitted broadcasters, read again only when the registry says it changed; the
         reservations its heartbeats covered are settled then."""
-        epoch = self.admits_epoch() if self.admits_epoch is not None else None
-        if epoch != self._judged_epoch:
-            self._revision = _STALE  # someone may have been refused since: judge everyone again
-        revision = self.registry.revision()
-        if revision is None or revision != self._revision:
-            everyone = self._revision is _STALE
+        if self._read_due():
+            epoch = self.admits_epoch() if self.admits_epoch is not None else None
+            # Someone may have been refused since everyone was judged: judge everyone again.
+            everyone = self._revision is _STALE or epoch != self._judged_epoch
+            revision = self.registry.revision()
             candidates = self._admitted(await self.candidates(), everyone=everyone)
             if everyone:
                 self._judged_epoch = epoch
@@ -236,7 +258,12 @@ class Selector:
                             del self._reserved[b.name]
                         if self.cache is not None:
                             self._penalties.update(b, self.reservations, now)
-        if now >= self._stable_until or now < self._judged_at:  # time alone changed something, or went back
+        self._judge_time(now)
+        return self._seen
+
+    def _judge_time(self, now: float) -> None:
+        """Judge everyone again when time alone changed something, or went back."""
+        if now >= self._stable_until or now < self._judged_at:
             self._index.judge_all(self._by_name, now, self.policy)
             self._judged_at = now
             self._stable_until = min(
@@ -246,7 +273,6 @@ class Selector:
         if self._moved:
             self.version += 1
             self._moved = False
-        return self._seen
 
     def _admitted(self, read: list[Broadcaster], everyone: bool) -> list[Broadcaster]:
         """Those of `read` the edge may hand out (edge.upstream.AddressGuard: never an address it

@@ -1,20 +1,18 @@
 """The player path: players' plain GET and HEAD of a watched stream's playlists answered before
-Starlette's middleware and routing, from the responses prepared once per playlist version.
+Starlette's middleware and routing (edge.app.Door), from the responses prepared once per playlist
+version.
 
-Every player reload of every stream comes here, so it costs what a bare ASGI app costs plus a few
-dict lookups: the answer is the one `routes.media`/`routes.master` would build (the same function
-builds it), and the request is counted and logged under the same route, by the same `Recorder`.
+Every player reload of every stream comes here, so it costs a few dict lookups: the answer is the
+one `routes.media`/`routes.master` would build (the same function builds it), and the request is
+counted and logged under the same route, by the same `Recorder`.
 Anything else (a query such as LL-HLS directives, an unwatched stream, nothing published yet, a
 follower that must check the store first) is left to the app.
 """
 
 from __future__ import annotations
 
-import time
+from starlette.types import Scope
 
-from starlette.types import Receive, Scope, Send
-
-from edge.observability import Recorder
 from edge.playlists import routes
 from edge.playlists.blocking import Directives
 from edge.playlists.feed import Rendered
@@ -27,37 +25,25 @@ _KEPT = 4096  # (stream, rendition) pairs whose current answers are kept at hand
 
 
 class PlayerPath:
-    def __init__(self, services: Services, recorder: Recorder) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self.recorder = recorder
         # path -> (the version served, its answers): a hit is one identity check, not a weak lookup
         self._media: dict[str, tuple[Rendered, routes.Variants]] = {}
 
-    async def answered(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer the request if it is a plain reload known without waiting; whether it did."""
-        if scope["type"] != "http" or scope["query_string"]:
-            return False
+    def ready(self, scope: Scope) -> tuple[routes.Prepared, str] | None:
+        """The answer if this is a plain reload known without waiting, and its route."""
+        if scope["query_string"]:
+            return None
         path = scope["path"]
         method = scope["method"]
         if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)) or (method != "GET" and method != "HEAD"):
-            return False
-        started = time.perf_counter()
-        answer, route = self._answer(scope, path)
-        if answer is None:
-            return False
-        try:
-            await answer(scope, receive, send)
-        finally:
-            self.recorder.record(scope, route, answer.status, time.perf_counter() - started)
-        return True
-
-    def _answer(self, scope: Scope, path: str) -> tuple[routes.Prepared | None, str]:
+            return None
         svc = self.services
         stream_id, slash, rendition = path[len(_PREFIX):-len(_SUFFIX)].partition("/")
         if slash:
             rendered = svc.playlists.at_hand(stream_id, rendition)  # only valid names are ever at hand
             if rendered is None:
-                return None, ""
+                return None
             kept = self._media.get(path)
             if kept is not None and kept[0] is rendered:
                 variants = kept[1]
@@ -69,7 +55,7 @@ class PlayerPath:
             return routes.media_answer(scope, rendered, _PLAIN, svc, variants), _MEDIA
         feed = svc.playlists.feeds.get(stream_id)
         if feed is None:
-            return None, ""
+            return None
         return routes.master_answer(scope, feed.stream, svc), _MASTER
 
 

@@ -168,22 +168,28 @@ def test_reserved_penalties_kept_up_to_date_are_the_ones_worked_out_afresh(seed:
     assert agrees([b.name for b in ranked], exact(pool, centre, now, reservations), len(pool))
 
 
-async def run_with_changes(seed: int, size: int, requests: int, loads_only: bool = False) -> Selector:
+async def run_with_changes(seed: int, size: int, requests: int, loads_only: bool = False) -> tuple[Selector, int]:
     """A selector with a cache, and the registry changing between requests (heartbeats with new loads,
     moves, drains, joins, time passing so that heartbeats expire; or, `loads_only`, new loads and
     little time): each answer the cache calls exact is exact ranking's of the registry as it is now,
-    reservations included."""
+    reservations included, whether it was chosen with a read of the registry when one was due or
+    without (`choose_now`, the front door's way). Also how many were answered the latter way."""
     rng = random.Random(seed)
     store = MemoryRegistryStore(fleet(rng, size), clock=lambda: now)
     cache = RankingCache(CachePolicy(cell_degrees=CELL, shadow_fraction=0.0, load_step_km=0.0))
     selector = Selector(store, POLICY, random.Random(seed), cache=cache)
     cells = [a_cell(rng) for _ in range(8 if loads_only else 4)]
     now = NOW
+    answered_now = 0
     for i in range(requests):
         client = rng.choice(cells)  # few cells, so entries are reused across changes
         limit = rng.randint(1, 12)
         before, stretched = dict(selector.reservations.by_name), selector.stats.stretched
-        answered = await selector.choose(client, now, limit)
+        # Without a read of the registry when none is due (the front door), or with one.
+        now_answered = selector.choose_now(client, now, limit) if rng.random() < 0.5 else None
+        if now_answered is not None:
+            answered_now += 1
+        answered = now_answered if now_answered is not None else await selector.choose(client, now, limit)
         current = await store.list_all()
         if selector.stats.stretched == stretched:
             expected = exact(current, client, now, Reservations(before))
@@ -207,12 +213,14 @@ async def run_with_changes(seed: int, size: int, requests: int, loads_only: bool
             await store.upsert(f"new{i}", Registration(address=f"https://new{i}.example.net",
                                                        latitude=where.latitude, longitude=where.longitude), now)
         now += rng.choice([0.0, 0.5] if loads_only else [0.0, 0.5, 3.0, 12.0, -40.0])  # the clock may step back
-    return selector
+    return selector, answered_now
 
 
 async def test_answers_follow_registry_changes_in_large_fleets() -> None:
+    answered_now = 0
     for seed in range(5):
-        await run_with_changes(seed, size=300, requests=80)
+        answered_now += (await run_with_changes(seed, size=300, requests=80))[1]
+    assert answered_now > 0  # the front door's way was taken too
 
 
 async def test_answers_follow_load_changes_that_entries_outlive() -> None:
@@ -220,7 +228,7 @@ async def test_answers_follow_load_changes_that_entries_outlive() -> None:
     changes and kept (not computed again), and every answer called exact still is."""
     held = 0
     for seed in range(5):
-        held += (await run_with_changes(seed, size=300, requests=80, loads_only=True)).stats.held
+        held += (await run_with_changes(seed, size=300, requests=80, loads_only=True))[0].stats.held
     assert held > 0
 
 

@@ -95,8 +95,7 @@ async def test_the_player_path_answers_and_counts_as_the_routes_do(
     edge, sid = live
     app = edge.client._transport.app  # type: ignore[attr-defined]
     assert isinstance(app, EdgeApp)
-    player = next(p for p in app.front if isinstance(p, PlayerPath))
-    recorder = player.recorder
+    recorder = app.door.recorder
     assert recorder.access is not None
     recorder.access.stream = recorder.access.stream if isinstance(recorder.access.stream, io.StringIO) else io.StringIO()
     etag = edge.svc.playlists.feeds[sid].rendered["source"].etag
@@ -130,15 +129,12 @@ async def test_the_player_path_answers_and_counts_as_the_routes_do(
 async def test_a_plain_reload_of_a_watched_stream_is_answered_before_the_router(live: tuple[Edge, str]) -> None:
     edge, sid = live
     app = edge.client._transport.app  # type: ignore[attr-defined]
-    player = next(p for p in app.front if isinstance(p, PlayerPath))
+    player = next(p for p in app.door.paths if isinstance(p, PlayerPath))
     for method, path in (("GET", f"/stream/{sid}/source.m3u8"), ("HEAD", f"/stream/{sid}/source.m3u8"),
                          ("GET", f"/stream/{sid}.m3u8")):
-        exchange = Exchange()
-        assert await player.answered(scope_of(method, path, b"", []), exchange.receive, exchange.send)
-        assert exchange.answer()[0] == 200
+        found = player.ready(scope_of(method, path, b"", []))
+        assert found is not None and found[0].status == 200
     for method, path, query in (("GET", f"/stream/{sid}/source.m3u8", b"t=1"), ("POST", f"/stream/{sid}.m3u8", b""),
                                 ("GET", f"/stream/{UNKNOWN}/source.m3u8", b""),
                                 ("GET", f"/stream/{sid}/nope.m3u8", b"")):
-        exchange = Exchange()
-        assert not await player.answered(scope_of(method, path, query, []), exchange.receive, exchange.send)
-        assert exchange.messages == []
+        assert player.ready(scope_of(method, path, query, [])) is None
