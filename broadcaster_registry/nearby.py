@@ -236,19 +236,23 @@ class NearbyIndex:
         bound = inf  # the highest of them plus the tie margin, once there are `limit`
         nearest_km = inf
         margin = policy.tie_epsilon_km + SLACK_KM
-        for i in range(len(order)):
+        for distance, k in zip(distances, order):
             # Anyone from here on is at least this far: once that exceeds the `limit`-th lowest
             # cost (absolute: before subtracting the nearest, which is common to all) by more than
             # the tie margin, nobody farther can be answered nor be nearer than the nearest found.
-            least_km = distances[i] - r
+            least_km = distance - r
             if least_km > bound:
                 break
-            k = order[i]
             floor = judged[k]
             if floor == inf or (least_km > nearest_km and least_km + floor > bound):
                 continue  # cannot take new streams, or neither answered nor the nearest: not measured
             x, y, z = vectors[k]
-            km = EARTH_RADIUS_KM * acos(min(1.0, max(-1.0, x * cx + y * cy + z * cz)))
+            cosine = x * cx + y * cy + z * cz
+            if cosine > 1.0:  # rounding, at the very ends
+                cosine = 1.0
+            elif cosine < -1.0:
+                cosine = -1.0
+            km = EARTH_RADIUS_KM * acos(cosine)
             if km < nearest_km:
                 nearest_km = km
             cost = km + floor
