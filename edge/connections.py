@@ -145,6 +145,9 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
                     keep_alive = http_version != "1.0" and parser.should_keep_alive()
                     self._ready = (*found, started, keep_alive)
                     return
+        # A request for the app: no keep-alive timer while it is answered (one a door answer armed
+        # earlier in the same read would close the connection under it).
+        self._unset_keepalive_if_required()
         super().on_headers_complete()
 
     def _plain(self) -> bool:
@@ -170,7 +173,8 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
             return
         self._ready = None
         answer, route, started, keep_alive = ready
-        if not self.transport.is_closing():  # else the client left: nothing to send (as uvicorn)
+        sent = not self.transport.is_closing()  # else the client left: nothing to send (as uvicorn)
+        if sent:
             content = [STATUS_LINE[answer.status]]
             for name, value in self.server_state.default_headers:
                 content += (name, b": ", value, b"\r\n")
@@ -183,7 +187,8 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
                 content.append(answer.body)
             self.transport.write_whole(b"".join(content))
         self.answered_now += 1
-        self.server_state.total_requests += 1
+        if sent:  # uvicorn counts a response it completed
+            self.server_state.total_requests += 1
         assert self.door is not None
         try:
             self.door.answered(self.scope, route, answer.status, time.perf_counter() - started)
@@ -192,6 +197,7 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         if not keep_alive:
             self.transport.close()
         elif not self.transport.is_closing():
+            self._unset_keepalive_if_required()  # one timer: the one armed by an answer before it in the same read goes
             self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
 

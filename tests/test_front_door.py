@@ -215,3 +215,42 @@ async def test_a_connection_answered_by_the_door_keeps_its_deadlines(tmp_path: P
     finally:
         server.should_exit = True
         await task
+
+
+async def test_an_idle_timer_armed_by_door_answers_never_closes_a_busy_connection(tmp_path: Path) -> None:
+    """Door answers pipelined in one read arm one keep-alive timer, not one each, and none stays
+    armed while a request after them is answered by the app: a connection kept busy stays open
+    past the keep-alive timeout."""
+    app = App(Door())
+    server, task, port = await serving(app, tmp_path)
+    server.config.timeout_keep_alive = 1
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /ready/a HTTP/1.1\r\nHost: t\r\n\r\n" * 2 + b"GET /other HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"GET /other  1.1"), 2)
+        for _ in range(8):  # 2 s of requests, twice the keep-alive timeout, none idle as long
+            await asyncio.sleep(0.25)
+            writer.write(b"GET /ready/a HTTP/1.1\r\nHost: t\r\n\r\n")
+            await asyncio.wait_for(reader.readuntil(b"GET /ready/a  1.1"), 2)
+        writer.close()
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_requests_pipelined_behind_a_closing_answer_are_not_run(
+        servers: tuple[tuple[App, int], tuple[App, int], Door]) -> None:
+    """After a door answer that closes the connection (`Connection: close`, HTTP/1.0), requests the
+    client pipelined behind it are neither run by the app nor counted (the parser reads nothing
+    after a message that closes the connection), as behind an answer of the app."""
+    (with_door, port), _, door = servers
+    for first in (b"GET /ready/a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", b"GET /ready/a HTTP/1.0\r\n\r\n"):
+        app_before, door_before = with_door.calls, len(door.answered_routes)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(first + b"POST /other HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+                     + b"GET /ready/a HTTP/1.1\r\nHost: t\r\n\r\n")
+        received = await asyncio.wait_for(reader.read(), 2)  # until the server closes
+        writer.close()
+        assert received.count(b"HTTP/1.1 200") == 1
+        await asyncio.sleep(0.1)
+        assert (with_door.calls - app_before, len(door.answered_routes) - door_before) == (0, 1)
