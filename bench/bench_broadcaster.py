@@ -18,12 +18,14 @@ stale after 30 s and every hand-out stays reserved, which makes the ranking work
 `--moving-loads` each heartbeat reports one stream more or fewer than the last, as a fleet whose
 streams come and go does: nearly every one then changes what ranking sees of its node.
 
-The warm-up asks once from each client address, then the run pauses until the rankings it computed
-have expired: the measured requests are a burst of ingests from places a running edge has seen
-before (their locations and its spatial index cells are known, as in any process up for a while),
-each cell ranked afresh at its first request of the burst (as after any quiet spell, or a load
-change). `--warmup 500 --pause 0` measures a process that has just started instead (most client
-addresses new: city database lookups, spatial index cells built).
+The warm-up asks once from each client address, then the run pauses for longer than the ranking
+cache's max age: the measured requests are a burst of ingests from places a running edge has seen
+before (their locations and its spatial index cells are known, as in any process up for a while).
+A fleet repeating its loads keeps every cell's ranking through the pause; with `--moving-loads` each
+cell is checked against the loads that moved meanwhile at its first request of the burst, and
+ranked afresh where one concerns it (most cells, at 100 heartbeats a second). `--warmup 500
+--pause 0` measures a process that has just started instead (most client addresses new: city
+database lookups, spatial index cells built, every cell ranked).
 
 The two servers are measured in turn, `--rounds` times (so that both meet the same background
 load); the tables pool the rounds, and the summary's ratios are the median over rounds of edge /

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -184,11 +184,15 @@ class NearbyIndex:
             self._cells[key] = cell
         return cell
 
-    def judge_all(self, by_name: Mapping[str, Broadcaster], now: float, policy: RankingPolicy) -> None:
+    def judge_all(self, by_name: Mapping[str, Broadcaster], now: float, policy: RankingPolicy) -> bool:
         """Judge every broadcaster of the index afresh at `now` (`by_name`: their current values), for
-        `ranked_at`: after anything that only time changes (scoring_stable_until)."""
-        self._judged = array("d", (_judged(by_name[name], now, policy) for name in self._names))
-        self._judged_unlocated = array("d", (_judged(by_name[name], now, policy) for name in self._unlocated))
+        `ranked_at`: after anything that only time changes (scoring_stable_until). Whether any
+        judgment changed."""
+        judged = array("d", (_judged(by_name[name], now, policy) for name in self._names))
+        judged_unlocated = array("d", (_judged(by_name[name], now, policy) for name in self._unlocated))
+        changed = judged != self._judged or judged_unlocated != self._judged_unlocated
+        self._judged, self._judged_unlocated = judged, judged_unlocated
+        return changed
 
     def judge(self, b: Broadcaster, now: float, policy: RankingPolicy) -> None:
         """Judge `b` afresh at `now`: a new value of a broadcaster in the index, in the same place."""
@@ -206,6 +210,21 @@ class NearbyIndex:
             return self._judged[k]
         k = self._unlocated_slots.get(name)
         return math.inf if k is None else self._judged_unlocated[k]
+
+    def km_from(self, centre: Location) -> Callable[[str], float | None]:
+        """A name's km from `centre` measured as `ranked_at` measures it (by unit vectors); None when
+        it is not located (or not in the index)."""
+        cx, cy, cz = _unit_vector(*centre.point)
+        slots, vectors = self._slots, self._vectors
+
+        def km(name: str) -> float | None:
+            k = slots.get(name)
+            if k is None:
+                return None
+            x, y, z = vectors[k]
+            return EARTH_RADIUS_KM * math.acos(_clamped(x * cx + y * cy + z * cz))
+
+        return km
 
     def ranked_at(
         self, by_name: Mapping[str, Broadcaster], centre: Location, limit: int, policy: RankingPolicy
@@ -285,6 +304,11 @@ class Ranked(NamedTuple):
 def _judged(b: Broadcaster, now: float, policy: RankingPolicy) -> float:
     """`b`'s load penalty floor at `now`, or infinity when it cannot take new streams."""
     return load_penalty_floor_km(b, now, policy) if can_take_new_streams(b, now, policy.liveness) else math.inf
+
+
+def _clamped(cosine: float) -> float:
+    """A cosine that rounding put just past +-1 (at the very ends), back on it."""
+    return 1.0 if cosine > 1.0 else -1.0 if cosine < -1.0 else cosine
 
 
 def _unit_vector(latitude: float, longitude: float) -> tuple[float, float, float]:

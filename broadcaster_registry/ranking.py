@@ -68,6 +68,11 @@ class RankingPolicy:
 
 
 DEFAULT_RANKING = RankingPolicy()
+# A report of more than this many times a node's capacity says no more than "overloaded": each ratio
+# is capped, so that every valid report gives a finite cost (1e306 bit/s against a capacity of
+# 1 bit/s made it infinite, which the ranking cache's index read as "takes no new streams" while
+# exact ranking still ranked the node last).
+MAX_UTILISATION = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +244,7 @@ def _utilisation(
         ratios.append(load.cpu)
     if load.bandwidth_bps is not None and load.bandwidth_capacity_bps:
         ratios.append(load.bandwidth_bps / load.bandwidth_capacity_bps)
-    base = max(ratios, default=policy.unknown_utilisation)
+    base = min(max(ratios, default=policy.unknown_utilisation), MAX_UTILISATION)
     return base + reserved * _stream_share(b, load, policy), bool(ratios)
 
 

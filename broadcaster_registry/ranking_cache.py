@@ -1,7 +1,10 @@
 """Rankings remembered per place: the ranking of a small cell of the globe, computed once at the
 cell's centre for one version of the registry, answers every client located in that cell until
-the version changes, a load change concerns it (`holds_after`: one of its candidates reported a new
-load, or someone else got idle enough to rank among them), or the entry is `max_age_s` old.
+the version changes. A load change is applied to it (`updated`: a candidate that reported a new load
+takes its new place, someone else who got idle enough to rank among them joins) instead of ranking
+the cell again: one across a step of `load_step_km` at the cell's next answer, one within a step
+(drift) once the entry is `max_age_s` old. A quiet fleet, whose heartbeats repeat their loads,
+keeps its entries as they are.
 
 What is kept is the costs before reservations, so each answer still applies the reservations of
 that moment (they only add to a candidate's cost) and still draws its own random order among the
@@ -24,9 +27,9 @@ import heapq
 import math
 import operator
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from broadcaster_registry.model import Broadcaster
 from broadcaster_registry.ranking import (
@@ -35,10 +38,8 @@ from broadcaster_registry.ranking import (
     load_penalty_km,
     load_report_fresh,
     scores,
-    shuffle_leaders,
 )
 from broadcaster_registry.reservations import NO_RESERVATIONS, Reservations, outstanding
-from geo.distance import distance_km
 from geo.location import Location
 
 Cell = tuple[int, int]
@@ -47,11 +48,11 @@ Cell = tuple[int, int]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CachePolicy:
     cell_degrees: float = 0.1
-    # An entry is recomputed after this long even when no version change asked for it: the bound on
-    # how long load drift below `load_step_km` goes unseen.
+    # An entry this old is checked against the load changes within a step reported since (then
+    # again this long after): the bound on how long load drift below `load_step_km` goes unseen.
     max_age_s: float = 5.0
-    # A load report moves the version only when the load penalty it implies crosses a step of this
-    # many km (a heartbeat repeating the same figures never does).
+    # A load report is checked against every entry at once only when the load penalty it implies
+    # crosses a step of this many km (a heartbeat repeating the same figures never is).
     load_step_km: float = 25.0
     # Candidates kept beyond the answer, room for reservations to reorder it.
     spare: int = 10
@@ -83,9 +84,9 @@ class Entry:
     computed_at: float
     ordered: tuple[Costed, ...]
     cut: float  # every eligible broadcaster not in `ordered` costs more than this at the centre
-    # The same said of distances: every eligible located broadcaster not in `ordered` has its km
-    # from the centre plus its load penalty floor above this (the cut plus the nearest's km).
-    reach: float = math.inf
+    # The distance from the centre to the nearest eligible located broadcaster, from which every
+    # distance penalty counts (infinity: none). A load change cannot move it.
+    nearest_km: float = math.inf
     # Derived from `ordered` once, for answers (never changed in place): columns that an answer maps
     # over in C.
     broadcasters: list[Broadcaster] = field(init=False, compare=False)
@@ -136,30 +137,55 @@ def entry_of(
     ordered = tuple(map(Costed._make, costed))
     # Anyone left out costs more than the kept-th best plus the tie margin (see nearby.py).
     cut = ordered[kept - 1].cost_km + policy.tie_epsilon_km if len(ordered) >= kept else math.inf
-    return Entry(version, now, ordered, cut, cut + nearest_km)
+    return Entry(version, now, ordered, cut, nearest_km)
 
 
-# Rounding between the unit vectors ranking measures with and the haversine `holds_after` does.
-_SLACK_KM = 1.0
+def updated(entry: Entry, loads: Mapping[str, tuple[Broadcaster, float]],
+            km_from_centre: Callable[[str], float | None], policy: RankingPolicy) -> Entry | None:
+    """`entry` after each broadcaster of `loads` (by name: its value now and its load penalty floor
+    now) reported a new load, each of them able to take new streams before and now, from the same
+    place: its candidates at their new costs, and anyone else who now costs no more than the cut
+    among them, in order. `km_from_centre`: a name's km from the cell's centre, measured as ranking
+    measures it (None: not located). The cut stays (everyone else still costs more); None when a
+    candidate would need the nearest distance the entry does not have."""
+    position = {name: i for i, name in enumerate(entry.names)}
+    ordered = list(entry.ordered)
+    changed = False
+    for name, (b, floor) in loads.items():
+        i = position.get(name)
+        if i is not None:
+            was = ordered[i]
+            if was.load_penalty_km != floor or was.broadcaster is not b:
+                ordered[i] = Costed(was.distance_penalty_km + floor, was.distance_penalty_km, floor, b)
+                changed = True
+            continue
+        if floor > entry.cut:
+            continue  # too busy to join, however near (a distance penalty is never below 0)
+        km = km_from_centre(name)
+        if km is None:
+            penalty = policy.unlocated_penalty_km
+        elif entry.nearest_km == math.inf:
+            return None
+        else:
+            penalty = km - entry.nearest_km
+        if penalty + floor <= entry.cut:  # as NearbyIndex.ranked_at keeps them
+            ordered.append(Costed(penalty + floor, penalty, floor, b))
+            changed = True
+    if not changed:
+        return entry
+    ordered.sort(key=_cost_then_name)
+    return Entry(entry.version, entry.computed_at, tuple(ordered), entry.cut, entry.nearest_km)
 
 
-def holds_after(entry: Entry, centre: Location, loads: Mapping[str, tuple[Broadcaster, float]],
-                policy: RankingPolicy) -> bool:
-    """Whether `entry`, the entry of the cell centred at `centre`, is still what ranking gives there
-    after each broadcaster of `loads` (by name: its value now and its load penalty floor now)
-    reported a new load (it could take new streams before and can now, from the same place): none
-    of them is among its candidates, and none could now rank among them."""
-    if not entry.members.isdisjoint(loads):
-        return False
-    reach, cut = entry.reach, entry.cut
-    for b, floor in loads.values():
-        point = b.point
-        if point is None:
-            if policy.unlocated_penalty_km + floor <= cut + _SLACK_KM:
-                return False
-        elif distance_km(centre.point, point) + floor <= reach + _SLACK_KM:
-            return False
-    return True
+def _cost_then_name(c: Costed) -> tuple[float, str]:
+    return c.cost_km, c.broadcaster.name
+
+
+def answers_exactly(entry: Entry, limit: int, policy: RankingPolicy) -> bool:
+    """Whether `entry` holds, before reservations, the first `limit` exact ranking gives at its
+    centre and all tied with them (as `answer` judges it with reservations)."""
+    costs = entry.costs
+    return entry.cut == math.inf or (len(costs) >= limit and costs[limit - 1] + policy.tie_epsilon_km <= entry.cut)
 
 
 def reserved_penalty(
@@ -249,8 +275,7 @@ def reserved_order(entry: Entry, penalties: Mapping[str, float]) -> tuple[list[B
 _first, _third = operator.itemgetter(0), operator.itemgetter(2)
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):  # a tuple: one is made for every request
     ranked: list[Broadcaster]  # the first `limit`, leaders shuffled
     leaders: list[Broadcaster]  # the tied leaders, in cost order
     # Whether the entry holds the answer exact ranking at the centre gives: False when reservations
@@ -264,11 +289,15 @@ def answer(
     """The entry's candidates ranked with the reserved load `penalties` (ReservedPenalties.values at
     the time of the answer), the first `limit` of them."""
     ordered, costs = reserved_order(entry, penalties)
-    exact = entry.cut == math.inf or (
-        len(costs) >= limit and costs[limit - 1] + policy.tie_epsilon_km <= entry.cut
-    )
-    leaders = ordered[: leader_count(costs, policy)]
-    return Answer(shuffle_leaders(ordered, costs, policy, rng)[:limit], leaders, exact)
+    cut = entry.cut
+    exact = cut == math.inf or (len(costs) >= limit and costs[limit - 1] + policy.tie_epsilon_km <= cut)
+    tied = leader_count(costs, policy)
+    leaders = ordered[:tied]
+    if tied < 2:  # nothing to draw (shuffle_leaders would draw nothing either)
+        return Answer(ordered[:limit], leaders, exact)
+    drawn = leaders[:]
+    rng.shuffle(drawn)
+    return Answer(drawn[:limit] + ordered[tied:limit], leaders, exact)
 
 
 def same_leaders(a: Sequence[Broadcaster], b: Sequence[Broadcaster]) -> bool:
@@ -276,13 +305,25 @@ def same_leaders(a: Sequence[Broadcaster], b: Sequence[Broadcaster]) -> bool:
     return {x.name for x in a} == {x.name for x in b}
 
 
+@dataclass(slots=True)
+class Held:
+    """A cell's entry and how far it is known to hold (see `holds_after`): the positions in the
+    caller's logs of load changes, across a step and within one, it was last checked at, and when
+    it was last checked against the latter. The caller moves them on as checks pass."""
+
+    entry: Entry
+    loads_seen: int
+    drifts_seen: int
+    drifts_checked_at: float
+
+
 class RankingCache:
-    """Entries by cell, with the position in the caller's log of load changes each was last known
-    to hold at (see `holds_after`); the oldest dropped beyond `max_cells`."""
+    """Entries by cell, each with how far it is known to hold (`Held`); the oldest dropped beyond
+    `max_cells`."""
 
     def __init__(self, policy: CachePolicy = CachePolicy()) -> None:
         self.policy = policy
-        self._entries: dict[Cell, list[Any]] = {}  # cell -> [entry, position in the log]
+        self._entries: dict[Cell, Held] = {}
 
     def cell(self, client: Location) -> Cell:
         return cell_of(client, self.policy.cell_degrees)
@@ -290,28 +331,19 @@ class RankingCache:
     def centre(self, cell: Cell) -> Location:
         return centre_of(cell, self.policy.cell_degrees)
 
-    def get(self, cell: Cell, version: int, now: float) -> tuple[Entry, int] | None:
-        """The entry for `cell` and its log position if it was computed for `version` less than
-        max_age_s ago."""
+    def get(self, cell: Cell, version: int) -> Held | None:
+        """The entry for `cell` if it was computed for `version`."""
         held = self._entries.get(cell)
-        if held is None:
+        if held is None or held.entry.version != version:
             return None
-        entry = held[0]
-        if entry.version != version or not 0 <= now - entry.computed_at < self.policy.max_age_s:
-            return None
-        return entry, held[1]
+        return held
 
-    def put(self, cell: Cell, entry: Entry, seen: int) -> None:
-        """Keep `entry` for `cell`, known to hold at log position `seen`."""
+    def put(self, cell: Cell, entry: Entry, loads_seen: int, drifts_seen: int) -> Held:
+        """Keep `entry` for `cell`, known to hold at these log positions when it was computed."""
         entries = self._entries
         if cell in entries:
             del entries[cell]  # to the end: the oldest go first
         elif len(entries) >= self.policy.max_cells:
             del entries[next(iter(entries))]
-        entries[cell] = [entry, seen]
-
-    def holds_at(self, cell: Cell, seen: int) -> None:
-        """The cell's entry is known to hold at log position `seen` too."""
-        held = self._entries.get(cell)
-        if held is not None:
-            held[1] = seen
+        held = entries[cell] = Held(entry, loads_seen, drifts_seen, entry.computed_at)
+        return held

@@ -75,9 +75,14 @@ class RegistryStore(Protocol):
         """Every broadcaster, by name."""
         ...
 
-    def revision(self) -> int | None:
-        """A number that changes whenever list_all's answer may have (None: unknown without asking
+    def revision(self) -> object | None:
+        """A value that changes whenever list_all's answer may have (None: unknown without asking
         the backend), so that a reader can skip reading an unchanged registry."""
+        ...
+
+    def list_now(self) -> list[Broadcaster] | None:
+        """What list_all answers, when that needs no wait (the registry is held here and nothing has
+        to be written or read elsewhere first); None otherwise."""
         ...
 
     async def set_state(self, name: str, state: State) -> Broadcaster | None:
@@ -341,6 +346,14 @@ class MemoryRegistryStore:
 
     async def list_all(self) -> list[Broadcaster]:
         await self._sweep(self._silent_ones(self.clock()))
+        return self._listed()
+
+    def list_now(self) -> list[Broadcaster] | None:
+        if self._silence and self._silence[0][0] < self.clock():
+            return None  # someone may be silent long enough to be forgotten: list_all writes that first
+        return self._listed()
+
+    def _listed(self) -> list[Broadcaster]:
         if self._sorted is None:  # every ranking reads the whole fleet; sort it once per change
             self._sorted = sorted(self._broadcasters.values(), key=lambda b: b.name)
             self._position = {b.name: i for i, b in enumerate(self._sorted)}

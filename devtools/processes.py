@@ -18,10 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port free right now and never handed out before by this process. The kernel may
+    give a port back once its socket is closed: a soak that picked its nodes' ports first and then
+    Redis's got the same port twice, and the node could not bind."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, grace_s: float = 10.0) -> None:

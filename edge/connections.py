@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from typing import Any, Protocol
 
 import httptools
@@ -39,19 +40,50 @@ _HEAD = b"HTTP/1.1 "
 _KNOWN_LENGTH = b"\r\ncontent-length: "  # uvicorn writes header names in lower case
 
 
+class Batch:
+    """Whole responses given during one pass of the event loop over the sockets it found ready,
+    written together once that pass is over: a client waiting on several connections is woken once
+    for all of them, not once for each (on loopback and in virtual machines a wake-up costs the
+    sender's kernel more than the write). Each connection's order is kept by its `OneWrite`."""
+
+    __slots__ = ("loop", "_waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._waiting: list[OneWrite] = []
+
+    def add(self, connection: OneWrite) -> None:
+        if not self._waiting:
+            self.loop.call_soon(self._write)
+        self._waiting.append(connection)
+
+    def _write(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for connection in waiting:
+            connection.deliver()
+
+
 class OneWrite:
     """A connection's transport as uvicorn's HTTP protocol sees it: the head of a response with a
     Content-Length is held until the next write (its body), the end of the response (`flush`) or a
-    close, and goes out with it in one system call; anything else passes straight through. Order is
-    kept: whatever is held goes out before any later write."""
+    close, and goes out with it in one system call; whole responses (`write_whole`) wait for the
+    loop's pass to end (`Batch`), or until they add up to `waiting_max` bytes (a long pipeline in one
+    read is written as it is answered, so flow control sees it); anything else passes straight
+    through. Order is kept: whatever waits or is held goes out before any later write."""
 
-    __slots__ = ("transport", "_held")
+    __slots__ = ("transport", "batch", "waiting_max", "_held", "_waiting", "_waiting_bytes")
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, batch: Batch | None = None, waiting_max: int = 65536) -> None:
         self.transport = transport
-        self._held: bytes | None = None
+        self.batch = batch
+        self.waiting_max = waiting_max
+        self._held: bytes | None = None  # a head waiting for its body
+        self._waiting: list[bytes] = []  # whole responses waiting for the pass to end (before `_held`)
+        self._waiting_bytes = 0
 
     def write(self, data: bytes) -> None:
+        if self._waiting:
+            self._send_waiting()
         held = self._held
         if held is not None:
             self._held = None
@@ -62,15 +94,40 @@ class OneWrite:
             self.transport.write(data)
 
     def write_whole(self, data: bytes) -> None:
-        """A whole response, head and body: out at once, after anything held."""
-        self.flush()
-        self.transport.write(data)
+        """A whole response, head and body: out after anything waiting or held, at the end of the
+        loop's pass (with a batch) or at once."""
+        if self._held is not None or self.batch is None:
+            self.flush()
+            self.transport.write(data)
+            return
+        if not self._waiting:
+            self.batch.add(self)
+        self._waiting.append(data)
+        self._waiting_bytes += len(data)
+        if self._waiting_bytes >= self.waiting_max:
+            self._send_waiting()
+
+    def _send_waiting(self) -> None:
+        waiting, self._waiting, self._waiting_bytes = self._waiting, [], 0
+        if len(waiting) == 1:
+            self.transport.write(waiting[0])
+        else:
+            self.transport.writelines(waiting)
 
     def flush(self) -> None:
+        if self._waiting:
+            self._send_waiting()
         held = self._held
         if held is not None:
             self._held = None
             self.transport.write(held)
+
+    def deliver(self) -> None:
+        """What waited for the end of the loop's pass, unless the connection went meanwhile."""
+        if self.transport.is_closing():
+            self._waiting, self._waiting_bytes, self._held = [], 0, None
+        elif self._waiting:
+            self._send_waiting()
 
     def close(self) -> None:
         self.flush()
@@ -81,6 +138,17 @@ class OneWrite:
 
     def __getattr__(self, name: str) -> Any:  # the rest of the transport's interface, as it is
         return getattr(self.transport, name)
+
+
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Batch] = weakref.WeakKeyDictionary()
+
+
+def _batch(loop: asyncio.AbstractEventLoop) -> Batch:
+    """The loop's one `Batch`."""
+    batch = _batches.get(loop)
+    if batch is None:
+        batch = _batches[loop] = Batch(loop)
+    return batch
 
 
 class Ready(Protocol):
@@ -115,7 +183,7 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # flow control keeps the transport itself
-        self.transport = OneWrite(transport)
+        self.transport = OneWrite(transport, _batch(self.loop))
 
     def on_response_complete(self) -> None:
         self.transport.flush()  # a head with nothing after it (HEAD, an empty body)

@@ -88,15 +88,18 @@ class AccessLog:
     """One JSON line per request on standard error, written in batches.
 
     The logging module costs ~70 us a record (record object, caller lookup, formatter, a write and
-    flush each); on the path of every player reload that is a third of the request. Lines here are
-    built with one f-string around the quoted method, route and path (quoted once per distinct
-    triple) and written together every `flush_interval` seconds (and at shutdown).
+    flush each); on the path of every player reload that is a third of the request. Here a request
+    leaves its fields (the quoted method, route and path as one piece, quoted once per distinct
+    triple), and the lines are built together, one f-string each, and written every
+    `flush_interval` seconds (and at shutdown): built in one loop, they cost less than one at a time
+    between requests.
     """
 
     def __init__(self, stream: TextIO | None = None, flush_interval: float = 0.25) -> None:
         self.stream = stream
         self.flush_interval = flush_interval
         self._lines: list[str] = []
+        self._entries: list[tuple[float, str, int, float, str | None]] = []  # formatted when written
         self._scheduled = False
         self._heads: dict[tuple[str, str, str], str] = {}  # (method, route, path) -> its fields, quoted
 
@@ -109,8 +112,7 @@ class AccessLog:
             head = self._heads[key] = (
                 f'"logger": "edge.access", "msg": "request", "method": {_quoted(method)}, '
                 f'"route": {_quoted(route)}, "path": {_quoted(path)}, "status": ')
-        self._lines.append(f'{{"ts": {time.time():.3f}, "level": "info", {head}{status}, '
-                           f'"duration_ms": {seconds * 1000:.3f}, "client": {_quoted(client)}}}\n')
+        self._entries.append((time.time(), head, status, seconds, client))
         if not self._scheduled:
             self._scheduled = True
             try:
@@ -120,6 +122,10 @@ class AccessLog:
 
     def flush(self) -> None:
         self._scheduled = False
+        entries, self._entries = self._entries, []
+        self._lines += [f'{{"ts": {at:.3f}, "level": "info", {head}{status}, '
+                        f'"duration_ms": {seconds * 1000:.3f}, "client": {_quoted(client)}}}\n'
+                        for at, head, status, seconds, client in entries]
         if not self._lines:
             return
         stream = self.stream or sys.stderr

@@ -101,8 +101,8 @@ class Settings:
     ranking_cache_cell: float = _opt(
         0.1, "GET /api/broadcaster answers a located client from its cell's ranking: cell size in degrees (0: "
         "rank every request exactly).")
-    ranking_cache_max_age: float = _opt(5.0, "Seconds a cell's ranking is reused at most (load drift below a "
-                                             "step goes unseen that long).")
+    ranking_cache_max_age: float = _opt(5.0, "Seconds load drift within a step may go unseen in a cell's ranking "
+                                             "(a ranking this old is checked against it).")
     ranking_cache_shadow: float = _opt(0.001, "Share of cached answers also ranked exactly, mismatches counted in "
                                              "edge_broadcaster_ranking_cache_mismatches_total.")
     trusted_proxies: tuple[str, ...] = _opt(

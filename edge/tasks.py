@@ -6,7 +6,18 @@ import asyncio
 import contextlib
 import logging
 
+from edge.store.base import StoreUnavailable
+
 log = logging.getLogger("edge.tasks")
+
+
+def log_failure(logger: logging.Logger, exc: BaseException, message: str, *args: object) -> None:
+    """Log a background loop's failure the one way: the store being down is an outage the loop rides
+    out (a warning naming it, no traceback), anything else is a bug (with its traceback)."""
+    if isinstance(exc, StoreUnavailable):
+        logger.warning(message + ": %s", *args, exc)
+    else:
+        logger.exception(message, *args)
 
 
 async def cancel(task: asyncio.Task[object] | None) -> None:
@@ -20,5 +31,20 @@ async def cancel(task: asyncio.Task[object] | None) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         try:
             await task
-        except Exception:
-            log.exception("background task %s had failed", task.get_name())
+        except Exception as exc:
+            log_failure(log, exc, "background task %s had failed", task.get_name())
+
+
+async def wait_for_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until `event` is set or `timeout` seconds passed; whether it was set.
+
+    Not `asyncio.wait_for`: on Python 3.11 it loses a cancellation that arrives as the event is
+    set (the wait returns normally), and a feed cancelled by a shutdown at the moment a poke woke it
+    went on looping until it went idle (found by a test: shutdown took 60 s). `asyncio.timeout`
+    tells its own cancellation from one sent to the task."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return event.is_set()
+    return True

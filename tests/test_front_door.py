@@ -254,3 +254,22 @@ async def test_requests_pipelined_behind_a_closing_answer_are_not_run(
         assert received.count(b"HTTP/1.1 200") == 1
         await asyncio.sleep(0.1)
         assert (with_door.calls - app_before, len(door.answered_routes) - door_before) == (0, 1)
+
+
+async def test_thousands_of_requests_pipelined_in_one_send_are_all_answered_in_order(
+        servers: tuple[tuple[App, int], tuple[App, int], Door]) -> None:
+    """A client pipelining thousands of plain requests at once gets every answer, in order, with
+    the app's answer to one in the middle in its place; the door's answers do not pile up in memory
+    until the end of the loop's pass (they go out as they add up, under flow control)."""
+    (with_door, port), _, door = servers
+    count = 3000
+    requests = [f"GET /ready/n{i}x HTTP/1.1\r\nHost: t\r\n\r\n".encode() for i in range(count)]
+    requests[count // 2] = b"GET /other HTTP/1.1\r\nHost: t\r\n\r\n"  # the app's, between the door's
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"".join(requests) + b"GET /ready/last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    received = await asyncio.wait_for(reader.read(), 30)  # until the server closes after the last
+    writer.close()
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in received.split(b"HTTP/1.1 ")[1:]]
+    expected = [f"GET /ready/n{i}x  1.1".encode() for i in range(count)]
+    expected[count // 2] = b"GET /other  1.1"
+    assert bodies == [*expected, b"GET /ready/last  1.1"]

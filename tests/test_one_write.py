@@ -1,6 +1,8 @@
 """A response of known length goes out in one write (edge.connections.OneWrite): whatever the writes,
 the bytes reach the transport whole and in order, nothing stays held past the end of a response, and
-a real server's answers (GET, HEAD, 304, streamed, 100-continue, pipelined) are unchanged."""
+a real server's answers (GET, HEAD, 304, streamed, 100-continue, pipelined) are unchanged. Whole
+responses wait for the end of the loop's pass (edge.connections.Batch), each connection's bytes still
+in order, none sent to a connection that closed meanwhile."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 import uvicorn
 from hypothesis import given, strategies as st
 
-from edge.connections import OneWrite, server_config
+from edge.connections import Batch, OneWrite, server_config
 from tests.conftest import free_port, make_settings
 
 
@@ -63,6 +65,99 @@ def test_bytes_go_out_whole_in_order_and_nothing_stays_held(ops: list[tuple[str,
             assert transport.closed and b"".join(transport.calls) == written
     one.flush()
     assert b"".join(transport.calls) == written
+
+
+class Passes:
+    """A loop as a Batch uses it: callbacks asked for with call_soon run when the test says."""
+
+    def __init__(self) -> None:
+        self.soon: list[Any] = []
+
+    def call_soon(self, callback: Any) -> None:
+        self.soon.append(callback)
+
+    def end_pass(self) -> None:
+        soon, self.soon = self.soon, []
+        for callback in soon:
+            callback()
+
+
+BATCH_OPS = st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["write", "whole", "flush", "close", "gone", "pass"]),
+                               HEADS | BODIES), max_size=30)
+
+
+@given(BATCH_OPS, st.sampled_from([1, 60, 65536]))
+def test_whole_responses_wait_for_the_end_of_the_pass_in_order(ops: list[tuple[int, str, bytes]], most: int) -> None:
+    loop = Passes()
+    batch = Batch(loop)  # type: ignore[arg-type]
+    transports = [Recording() for _ in range(3)]
+    connections = [OneWrite(t, batch, waiting_max=most) for t in transports]  # type: ignore[arg-type]
+    written = [b""] * 3  # what each connection was given while open, in order
+    for k, op, data in ops:
+        one, transport = connections[k], transports[k]
+        if op == "gone":  # the peer went: the transport closes under the protocol
+            transport.closed = True
+            continue
+        if transport.closed:
+            continue
+        if op == "write":
+            one.write(data)
+            written[k] += data
+        elif op == "whole":
+            one.write_whole(data)
+            written[k] += data
+        elif op == "flush":
+            one.flush()
+            assert b"".join(transport.calls) == written[k]
+        elif op == "close":
+            one.close()
+            assert b"".join(transport.calls) == written[k]
+        else:
+            loop.end_pass()
+        # Never more than given, in order; never `most` bytes or more waiting for the pass.
+        assert written[k].startswith(b"".join(transport.calls))
+        assert one._waiting_bytes < most
+    loop.end_pass()
+    for k, transport in enumerate(transports):
+        sent = b"".join(transport.calls)
+        if transport.closed:
+            assert written[k].startswith(sent)
+        else:
+            one = connections[k]
+            one.flush()
+            assert b"".join(transport.calls) == written[k]
+
+
+def test_a_pass_writes_each_connections_whole_responses_in_one_call_after_all_were_given() -> None:
+    loop = Passes()
+    batch = Batch(loop)  # type: ignore[arg-type]
+    a, b = Recording(), Recording()
+    one_a, one_b = OneWrite(a, batch), OneWrite(b, batch)  # type: ignore[arg-type]
+    one_a.write_whole(b"first")
+    one_b.write_whole(b"other")
+    one_a.write_whole(b"second")
+    assert a.calls == b.calls == [] and len(loop.soon) == 1  # one callback for the pass
+    loop.end_pass()
+    assert a.calls == [b"firstsecond"] and b.calls == [b"other"]
+    one_a.write_whole(b"third")
+    b.closed = True  # gone before the pass ended: nothing written to it, the others still are
+    one_b.write_whole(b"lost")
+    loop.end_pass()
+    assert a.calls == [b"firstsecond", b"third"] and b.calls == [b"other"]
+
+
+def test_a_long_pipeline_answered_in_one_pass_is_written_as_it_is_answered() -> None:
+    """Whole responses do not pile up until the pass ends (a client pipelining thousands of requests
+    in one read): past `waiting_max` bytes they go out, so the transport's flow control sees them."""
+    loop = Passes()
+    transport = Recording()
+    one = OneWrite(transport, Batch(loop), waiting_max=1000)  # type: ignore[arg-type]
+    answers = [b"HTTP/1.1 200 OK\r\ncontent-length: 300\r\n\r\n" + bytes([65 + i % 26]) * 300 for i in range(40)]
+    for answer in answers:
+        one.write_whole(answer)
+    assert len(transport.calls) >= 10 and all(len(call) < 2000 for call in transport.calls)
+    loop.end_pass()
+    assert b"".join(transport.calls) == b"".join(answers)
 
 
 def test_a_head_of_known_length_goes_out_with_its_body_and_others_at_once() -> None:

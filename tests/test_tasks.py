@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from edge.tasks import cancel
+import pytest
+
+from edge.store.base import StoreUnavailable
+from edge.tasks import cancel, log_failure
 
 
 async def test_cancel_stops_a_running_task_and_tolerates_one_that_failed() -> None:
@@ -25,3 +29,51 @@ async def test_cancel_stops_a_running_task_and_tolerates_one_that_failed() -> No
     await cancel(failed)  # logged, not raised
     await cancel(None)
     assert running.cancelled() and failed.done()
+
+
+async def test_a_cancellation_arriving_as_the_event_is_set_is_not_lost() -> None:
+    """A feed's loop waits for a poke or its next round; a shutdown cancelling it at the moment a
+    poke wakes it must stop it (Python 3.11's asyncio.wait_for swallowed that cancellation every
+    time, and the loop went on until the feed went idle)."""
+    from edge.tasks import wait_for_event
+
+    for _ in range(50):
+        event = asyncio.Event()
+
+        async def loop() -> None:
+            while True:
+                await wait_for_event(event, 60.0)
+                event.clear()
+
+        task = asyncio.create_task(loop())
+        await asyncio.sleep(0)  # waiting now
+        event.set()
+        task.cancel()  # the same moment
+        done, _ = await asyncio.wait({task}, timeout=1.0)
+        assert task in done and task.cancelled()
+
+
+async def test_waiting_for_an_event_says_whether_it_was_set() -> None:
+    from edge.tasks import wait_for_event
+
+    event = asyncio.Event()
+    assert await wait_for_event(event, 0.01) is False
+    event.set()
+    assert await wait_for_event(event, 0.01) is True
+
+
+@pytest.mark.parametrize("exc", [StoreUnavailable("redis://127.0.0.1:1/0: refused"), KeyError("a bug")])
+def test_a_store_outage_is_logged_as_a_warning_and_a_bug_with_its_traceback(
+        exc: Exception, caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("edge.test")
+    with caplog.at_level(logging.INFO, logger="edge.test"):
+        try:
+            raise exc
+        except Exception as caught:
+            log_failure(logger, caught, "loop %s failed", "x")
+    [record] = caplog.records
+    if isinstance(exc, StoreUnavailable):
+        assert record.levelno == logging.WARNING and record.exc_info is None
+        assert record.getMessage() == "loop x failed: redis://127.0.0.1:1/0: refused"
+    else:
+        assert record.levelno == logging.ERROR and record.exc_info is not None

@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segment-seconds", type=float, default=1.0, help="segment length (default 1: time-compressed)")
     p.add_argument("--details", type=int, default=5, help="violations shown in full (default 5)")
     p.add_argument("--keep-logs", action="store_true", help="keep the edge logs even when the soak passes")
+    p.add_argument("--log-level", choices=("debug", "info", "warning"), default="info",
+                   help="the edge nodes' log level (debug: every ask and publish of every feed)")
     return p
 
 
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         config = SoakConfig(
             minutes=args.minutes, streams=args.streams, seed=seed, nodes=args.nodes, broadcasters=args.broadcasters,
             faults=not args.no_faults, segment_s=args.segment_seconds, details=args.details, keep_workdir=args.keep_logs,
+            log_level=args.log_level,
         )
     except ValueError as exc:
         print(f"soak: {exc}", file=sys.stderr)

@@ -87,6 +87,7 @@ class World(Protocol):
     def disrupted(self, node: str) -> str | None: ...  # why a non-answer from `node` is expected now
     def store_disrupted(self) -> bool: ...  # publishing is impossible now (shared store restarting)
     def recently_killed(self, origin: str) -> bool: ...
+    def faults_near(self, seconds: float) -> str: ...  # process faults of the last `seconds`, for reports
 
 
 class Player:
@@ -222,9 +223,11 @@ class Player:
             self.world.findings.unavailable["stall while the shared store restarted"] += 1
             return
         self.stalled = True
+        faults = self.world.faults_near(now - self.last_change + 3 * seen.target)
         self.report(node, Problem("stall", (
             f"unchanged for {now - self.last_change:.1f} s (target {seen.target}) while segment {self.pending[0]} "
-            f"has been listed upstream for {now - self.pending[1]:.1f} s")), None, seen.text,
+            f"has been listed upstream for {now - self.pending[1]:.1f} s"
+            + (f" (process faults just before: {faults})" if faults else ""))), None, seen.text,
             key=("stall", self.sid, self.rendition, round(self.last_change, 1)))
 
     def report(self, node: str, problem: Problem, before: Seen | None, after: str | None, key: Hashable,

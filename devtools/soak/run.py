@@ -13,6 +13,7 @@ import random
 import shutil
 import signal
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +50,11 @@ class SoakConfig:
     segment_s: float = 1.0  # time-compressed: go-livepeer's segments are 2 s
     details: int = 5  # violations shown in full
     keep_workdir: bool = False
+    log_level: str = "info"  # the nodes' (debug: every ask and publish, for taking a stall apart)
 
     def __post_init__(self) -> None:
+        if self.log_level not in ("debug", "info", "warning"):
+            raise ValueError("log level: debug, info or warning")
         if self.nodes not in (1, 2):
             raise ValueError("nodes: 1 or 2")
         if not 0 < self.minutes <= 24 * 60:
@@ -70,7 +74,7 @@ class SoakConfig:
             "EDGE_BROADCASTER_NETWORKS": "127.0.0.0/8,::1/128",
             "EDGE_SHARED_BROADCASTER_TOKEN": "true",
             "EDGE_ACCESS_LOG": "false",
-            "EDGE_LOG_LEVEL": "warning",
+            "EDGE_LOG_LEVEL": self.log_level,  # info: lease changes and takeovers, for taking a violation apart
             "EDGE_POLL_INTERVAL": str(seg / 2),
             "EDGE_HOLE_WAIT": str(seg / 2),  # the default's share of a target duration (1 s of 2 s)
             "EDGE_RENDITION_WAIT": str(seg),
@@ -165,9 +169,11 @@ class Soak:
         self.redis: RedisServer | None = None
         self.redis_down = False
         self.redis_back_at = float("-inf")
+        self.process_faults: list[tuple[float, str]] = []  # (elapsed, what): for the reports
         self.streams: dict[str, tuple[str, ...]] = {}
         self.script: Script | None = None
         self._t0 = 0.0
+        self._t0_wall = 0.0
         self._seconds = 0.0
         self.interrupted = False
 
@@ -194,6 +200,12 @@ class Soak:
     def store_disrupted(self) -> bool:
         return self.redis_down or self._now() - self.redis_back_at < 3 * self.target_hint
 
+    def faults_near(self, seconds: float) -> str:
+        """The process faults of the last `seconds`, as a report says them ("" if none)."""
+        now = self.elapsed()
+        recent = [f"{what} at t={at:.1f}s" for at, what in self.process_faults if now - at <= seconds]
+        return "; ".join(recent)
+
     def recently_killed(self, origin: str) -> bool:
         b = next((b for b in self.broadcasters if b.url == origin), None)
         if b is None or self.script is None:
@@ -208,18 +220,22 @@ class Soak:
         if slot.process is None or slot.down:
             return
         slot.down = True
+        self.process_faults.append((self.elapsed(), f"edge node {slot.url} SIGKILLed"))
         os.kill(slot.process.proc.pid, signal.SIGKILL)  # no goodbye: its lease must lapse by itself
         await asyncio.to_thread(slot.process.proc.wait, 5)
         await asyncio.sleep(rng.uniform(2.0, 4.0) * self.config.segment_s)
         await self._start_node(slot)
+        self.process_faults.append((self.elapsed(), f"edge node {slot.url} back"))
 
     async def restart_redis(self, rng: random.Random) -> None:
         assert self.redis is not None
         self.redis_down = True
+        self.process_faults.append((self.elapsed(), "Redis stopped"))
         await asyncio.to_thread(self.redis.stop)  # SIGTERM: appendfsync always, nothing is lost
         await asyncio.sleep(rng.uniform(1.0, 2.0) * self.config.segment_s)
         await asyncio.to_thread(self.redis.start)
         self.redis_back_at, self.redis_down = self._now(), False
+        self.process_faults.append((self.elapsed(), "Redis back"))
 
     # --- life ---
 
@@ -283,6 +299,7 @@ class Soak:
         """The whole soak; processes are stopped before it returns or raises."""
         loop = asyncio.get_running_loop()
         self._t0 = loop.time()
+        self._t0_wall = time.time()  # the logs' clock at t=0
         tasks: list[asyncio.Task[Any]] = []
         stop = asyncio.Event()
         interrupted = False
@@ -323,8 +340,9 @@ class Soak:
         if not keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
         faults = self.script.counts if self.script is not None else Counter()
+        notes = [f"t=0 was {self._t0_wall:.3f} in the edge logs' \"ts\""] if keep and self._t0_wall else []
         return Report(self.config, self._seconds, self.findings, faults, self.streams,
-                      self.workdir if keep else None, interrupted=self.interrupted)
+                      self.workdir if keep else None, interrupted=self.interrupted, notes=notes)
 
     async def _start(self, http: aiohttp.ClientSession) -> None:
         c = self.config

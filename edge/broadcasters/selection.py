@@ -22,7 +22,6 @@ from types import MappingProxyType
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from broadcaster_registry.liveness import can_take_new_streams
 from broadcaster_registry.model import Broadcaster
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -32,7 +31,6 @@ from broadcaster_registry.nearby import NearbyIndex
 from broadcaster_registry.ranking import (
     RankingPolicy,
     leader_count,
-    load_penalty_floor_km,
     rank,
     scores,
     scoring_stable_until,
@@ -44,13 +42,19 @@ from geo.location import Location
 
 log = logging.getLogger("edge.selection")
 
+# A request's `now` earlier than the latest judgment by less than this is not the clock stepping
+# back: requests take `now` before they wait on the registry, and another that read a heartbeat
+# meanwhile judged it a little later. Judging the whole fleet again for that (at every heartbeat
+# under load) cut GET /api/broadcaster to 0.41x the bare app.
+CLOCK_STEP_BACK_S = 1.0
+
 
 @dataclass
 class CacheStats:
     """Counts of the cached path since start (exported as Prometheus counters)."""
 
     hits: int = 0  # answered from a cell's entry
-    held: int = 0  # of those, from an entry checked against load changes reported since, and kept
+    held: int = 0  # of those, from an entry the load changes reported since were applied to
     computed: int = 0  # an entry computed, then answered from
     stretched: int = 0  # of those, answers reservations moved beyond what the entry guarantees
     checks: int = 0  # cached answers also ranked exactly
@@ -72,8 +76,8 @@ class CacheMetrics:
         answers.add_metric(["computed"], self.stats.computed)
         yield answers
         yield CounterMetricFamily("edge_broadcaster_ranking_cache_held", "Of the hits, answers from a cell's ranking "
-                                  "checked against the load changes reported since it was computed, and kept "
-                                  "(none concerned its candidates).", value=self.stats.held)
+                                  "the load changes reported since it was computed were applied to (instead of "
+                                  "ranking the cell again).", value=self.stats.held)
         yield CounterMetricFamily("edge_broadcaster_ranking_cache_stretched", "Of those, answers that reservations "
                                   "(a burst of hand-outs) moved beyond the candidates a cell's ranking guarantees "
                                   "exact.", value=self.stats.stretched)
@@ -92,6 +96,34 @@ _STALE = object()
 # costly as checking a few dozen).
 _LOADS_CHECKED = 48
 _LOADS_KEPT = 2048
+
+
+class ChangeLog:
+    """Names of broadcasters whose load changed, in order, each at a position counted since start;
+    the oldest forgotten beyond twice `kept`."""
+
+    def __init__(self, kept: int = _LOADS_KEPT) -> None:
+        self.kept = kept
+        self._names: list[str] = []
+        self._base = 0  # the position of _names[0]
+
+    @property
+    def end(self) -> int:
+        """The position the next change will take."""
+        return self._base + len(self._names)
+
+    def append(self, name: str) -> None:
+        self._names.append(name)
+        if len(self._names) > 2 * self.kept:  # entries checked before what is dropped are computed again
+            del self._names[:self.kept]
+            self._base += self.kept
+
+    def since(self, position: int) -> set[str] | None:
+        """The names that changed at `position` or after; None when those are forgotten or more than
+        an entry is worth checking against."""
+        if position < self._base or self.end - position > _LOADS_CHECKED:
+            return None
+        return set(self._names[position - self._base:])
 
 
 class Selector:
@@ -120,13 +152,17 @@ class Selector:
         # `_stable_until`, when time alone may change how someone is judged.
         self.version = 0
         self._stable_until = -math.inf
-        self._judged_at = -math.inf  # when everyone was last judged afresh
+        # The latest time anyone was judged at (everyone afresh, or one changed value read): a
+        # clock stepping back more than CLOCK_STEP_BACK_S before it judges everyone again.
+        self._judged_at = -math.inf
         self._moved = False
-        # Names whose load changed what ranking sees, in order (nothing else about them did): a
-        # cell's entry is checked against those after it (ranking_cache.holds_after) instead of
-        # being computed again at every such change anywhere in the fleet.
-        self._loads: list[str] = []
-        self._loads_base = 0  # the position of _loads[0] since start
+        # Names whose load changed what ranking sees, in order (nothing else about them did): they
+        # are applied to a cell's entry at its next answer (ranking_cache.updated) instead of every
+        # cell being ranked again at every such change anywhere in the fleet.
+        self._loads = ChangeLog()
+        # Names whose load changed within a step of the cache's load_step_km (drift): applied to an
+        # entry once it is max_age_s old, not at every answer.
+        self._drifts = ChangeLog()
         self._revision: object = _STALE
         # Changed in place at every hand-out (a copy per request would cost as much as the answer);
         # `reservations` is a read-only view of it.
@@ -149,16 +185,21 @@ class Selector:
     async def candidates(self) -> list[Broadcaster]:
         """Every broadcaster in the registry, or the last list read when the backend fails."""
         try:
-            self.last_known = await self.registry.list_all()
+            read = await self.registry.list_all()
         except RegistryUnavailable as exc:  # degrade, never fail the ingest
             if not self._degraded:
                 log.warning("registry unreadable, answering from the last known list: %s", exc)
             self._degraded = True
-        else:
-            if self._degraded:
-                log.info("registry readable again")
-            self._degraded = False
-        return self.last_known
+            return self.last_known
+        return self._known(read)
+
+    def _known(self, read: list[Broadcaster]) -> list[Broadcaster]:
+        """`read`, the registry's answer, is the last known list."""
+        self.last_known = read
+        if self._degraded:
+            log.info("registry readable again")
+        self._degraded = False
+        return read
 
     async def choose(self, client: Location | None, now: float, limit: int | None = None) -> list[Broadcaster]:
         """Eligible broadcasters, best first (the first `limit` of them); the first one is reserved
@@ -172,11 +213,11 @@ class Selector:
         return self._handed_out(ranked, now)
 
     def choose_now(self, client: Location | None, now: float, limit: int | None = None) -> list[Broadcaster] | None:
-        """What `choose` answers, when that needs no read of the registry; None when it does."""
-        if self._read_due():
+        """What `choose` answers, when that needs no wait for the registry; None when it does."""
+        seen = self._current_now(now)
+        if seen is None:
             return None
-        self._judge_time(now)
-        ranked = self._answer(self._seen, client, now, limit)
+        ranked = self._answer(seen, client, now, limit)
         if not self._still_admitted() and not all(map(self.admits, ranked)):
             return None
         return self._handed_out(ranked, now)
@@ -229,47 +270,69 @@ class Selector:
         """The admitted broadcasters, read again only when the registry says it changed; the
         reservations its heartbeats covered are settled then."""
         if self._read_due():
-            epoch = self.admits_epoch() if self.admits_epoch is not None else None
-            # Someone may have been refused since everyone was judged: judge everyone again.
-            everyone = self._revision is _STALE or epoch != self._judged_epoch
             revision = self.registry.revision()
-            candidates = self._admitted(await self.candidates(), everyone=everyone)
-            if everyone:
-                self._judged_epoch = epoch
-            self._revision = revision
-            changed = self._refresh(candidates, now)
-            max_age = self.policy.reservation_max_age_s
-            if changed is None or not self._settled_at <= now < self._settled_at + max_age:
-                # Only reserved names can keep a reservation, so only they need looking at.
-                reserved = [self._by_name[name] for name in self.reservations.by_name if name in self._by_name]
-                self._reserved = dict(settle(self.reservations, reserved, now, max_age).by_name)
-                self.reservations = Reservations(MappingProxyType(self._reserved))
-                self._settled_at = now
-                self._penalties = ReservedPenalties(self.policy)
-                if self.cache is not None:
-                    for b in reserved:
-                        self._penalties.update(b, self.reservations, now)
-            else:
-                # A heartbeat settles its own broadcaster's reservations; the others are looked at
-                # once per reservation_max_age_s (ranking ignores aged-out ones meanwhile).
-                for b in changed:
-                    if b.name in self._reserved:
-                        if not outstanding(self.reservations, b, now, max_age):
-                            del self._reserved[b.name]
-                        if self.cache is not None:
-                            self._penalties.update(b, self.reservations, now)
+            read = await self.candidates()
+            # Answering from the last known list: the registry as of `revision` is still to be read.
+            self._take(read, _STALE if self._degraded else revision, now)
         self._judge_time(now)
         return self._seen
 
+    def _current_now(self, now: float) -> list[Broadcaster] | None:
+        """What `_current` gives, when the registry can be read without a wait if it must be
+        (RegistryStore.list_now); None otherwise."""
+        if self._read_due():
+            revision = self.registry.revision()
+            read = self.registry.list_now()
+            if read is None:
+                return None
+            self._take(self._known(read), revision, now)
+        self._judge_time(now)
+        return self._seen
+
+    def _take(self, read: list[Broadcaster], revision: object, now: float) -> None:
+        """Take `read`, the registry as of `revision`: the admitted ones become the current list;
+        the reservations its heartbeats covered are settled."""
+        epoch = self.admits_epoch() if self.admits_epoch is not None else None
+        # Someone may have been refused since everyone was judged: judge everyone again.
+        everyone = self._revision is _STALE or epoch != self._judged_epoch
+        candidates = self._admitted(read, everyone=everyone)
+        if everyone:
+            self._judged_epoch = epoch
+        self._revision = revision
+        changed = self._refresh(candidates, now)
+        max_age = self.policy.reservation_max_age_s
+        if changed is None or not self._settled_at <= now < self._settled_at + max_age:
+            # Only reserved names can keep a reservation, so only they need looking at.
+            reserved = [self._by_name[name] for name in self.reservations.by_name if name in self._by_name]
+            self._reserved = dict(settle(self.reservations, reserved, now, max_age).by_name)
+            self.reservations = Reservations(MappingProxyType(self._reserved))
+            self._settled_at = now
+            self._penalties = ReservedPenalties(self.policy)
+            if self.cache is not None:
+                for b in reserved:
+                    self._penalties.update(b, self.reservations, now)
+        else:
+            # A heartbeat settles its own broadcaster's reservations; the others are looked at
+            # once per reservation_max_age_s (ranking ignores aged-out ones meanwhile).
+            for b in changed:
+                if b.name in self._reserved:
+                    if not outstanding(self.reservations, b, now, max_age):
+                        del self._reserved[b.name]
+                    if self.cache is not None:
+                        self._penalties.update(b, self.reservations, now)
+
     def _judge_time(self, now: float) -> None:
-        """Judge everyone again when time alone changed something, or went back."""
-        if now >= self._stable_until or now < self._judged_at:
-            self._index.judge_all(self._by_name, now, self.policy)
+        """Judge everyone again when time alone may have changed something, or went back; a new
+        version if it did (a heartbeat or a report went stale, an ejection ended)."""
+        went_back = now < self._judged_at - CLOCK_STEP_BACK_S
+        if now >= self._stable_until or went_back:
+            changed = self._index.judge_all(self._by_name, now, self.policy)
+            if changed or went_back:
+                self._moved = True
             self._judged_at = now
             self._stable_until = min(
                 (scoring_stable_until(b, now, self.policy) for b in self._seen), default=math.inf
             )
-            self._moved = True
         if self._moved:
             self.version += 1
             self._moved = False
@@ -307,26 +370,16 @@ class Selector:
         cache = self.cache
         assert cache is not None
         cell = cache.cell(client)
-        end = self._loads_base + len(self._loads)
-        held = cache.get(cell, self.version, now)
-        entry = None
-        if held is not None:
-            entry, seen = held
-            if seen != end:  # loads changed since: does any change concern this cell?
-                if self._loads_base <= seen and end - seen <= _LOADS_CHECKED and ranking_cache.holds_after(
-                        entry, cache.centre(cell), self._loads_since(seen), self.policy):
-                    cache.holds_at(cell, end)
-                    self.stats.held += 1
-                else:
-                    entry = None
-        if entry is None:
+        held = cache.get(cell, self.version)
+        if held is not None and self._still_holds(held, cell, now, limit):
+            entry = held.entry
+            self.stats.hits += 1
+        else:
             kept = limit + cache.policy.spare
             costed, nearest_km = self._index.ranked_at(self._by_name, cache.centre(cell), kept, self.policy)
             entry = ranking_cache.entry_of(costed, now, self.policy, kept, self.version, nearest_km)
-            cache.put(cell, entry, end)
+            cache.put(cell, entry, self._loads.end, self._drifts.end)
             self.stats.computed += 1
-        else:
-            self.stats.hits += 1
         penalties = self._penalties
         for name in penalties.due(now, self._reserved):  # reservations that aged out, reports that went stale
             b = self._by_name.get(name)
@@ -350,24 +403,46 @@ class Selector:
         if not ranking_cache.same_leaders(leaders, exact_leaders):
             self.stats.mismatches += 1
 
-    def _load_changed(self, name: str) -> None:
-        self._loads.append(name)
-        if len(self._loads) > 2 * _LOADS_KEPT:  # entries checked before what is dropped are computed again
-            del self._loads[:_LOADS_KEPT]
-            self._loads_base += _LOADS_KEPT
+    def _still_holds(self, held: ranking_cache.Held, cell: ranking_cache.Cell, now: float, limit: int) -> bool:
+        """Whether a cell's entry for the current version answers as ranking at its centre: with the
+        load changes across a step logged since applied to it, and, once max_age_s has passed since
+        those within a step last were, those too (drift goes unseen that long at most). Each update
+        is kept in `held`."""
+        end = self._loads.end
+        if held.loads_seen != end:
+            if not self._update(held, cell, self._loads.since(held.loads_seen), limit):
+                return False
+            held.loads_seen = end
+            self.stats.held += 1
+        assert self.cache is not None
+        if not 0 <= now - held.drifts_checked_at < self.cache.policy.max_age_s:
+            end = self._drifts.end
+            if held.drifts_seen != end:
+                if not self._update(held, cell, self._drifts.since(held.drifts_seen), limit):
+                    return False
+                held.drifts_seen = end
+            held.drifts_checked_at = now
+        return True
 
-    def _loads_since(self, seen: int) -> dict[str, tuple[Broadcaster, float]]:
-        """Each broadcaster whose load changed after log position `seen`, with its floor now."""
-        return {name: (self._by_name[name], self._index.judged(name))
-                for name in set(self._loads[seen - self._loads_base:]) if name in self._by_name}
+    def _update(self, held: ranking_cache.Held, cell: ranking_cache.Cell, names: set[str] | None, limit: int) -> bool:
+        """Apply the loads now of the broadcasters `names` to the cell's entry (ranking_cache.updated);
+        False when it must be ranked again instead: too many names to apply (None), or the entry no
+        longer holds the first `limit` and their ties."""
+        if names is None:
+            return False
+        assert self.cache is not None
+        centre = self.cache.centre(cell)
+        loads = {name: (self._by_name[name], self._index.judged(name)) for name in names if name in self._by_name}
+        entry = ranking_cache.updated(held.entry, loads, self._index.km_from(centre), self.policy)
+        if entry is None or not ranking_cache.answers_exactly(entry, limit, self.policy):
+            return False
+        held.entry = entry
+        return True
 
-    def _ranking_key(self, b: Broadcaster, now: float) -> tuple[object, ...]:
-        """What ranking sees of `b` at `now` beyond its place, its load penalty in steps of the
-        cache's load_step_km."""
+    def _step(self, floor: float) -> float:
+        """`floor` in steps of the cache's load_step_km (itself without one)."""
         step = self.cache.policy.load_step_km if self.cache is not None else 0.0
-        floor = load_penalty_floor_km(b, now, self.policy)
-        return (b.address, b.region, can_take_new_streams(b, now, self.policy.liveness),
-                floor // step if step else floor)
+        return floor // step if step else floor
 
     def _refresh(self, candidates: list[Broadcaster], now: float) -> list[Broadcaster] | None:
         """Take `candidates` as the current list; the new values of those that changed in place
@@ -382,20 +457,29 @@ class Selector:
                 return []
             if all(_same_place(new, old) for new, old in changed):
                 self._seen = list(candidates)
+                self._judged_at = max(self._judged_at, now)
                 for new, old in changed:
                     self._by_name[new.name] = new
+                    # As entries were ranked (time may have changed it since), and as it is now.
+                    before = self._index.judged(new.name)
                     self._index.judge(new, now, self.policy)
+                    after = self._index.judged(new.name)
                     self._stable_until = min(self._stable_until, scoring_stable_until(new, now, self.policy))
-                    before, after = self._ranking_key(old, now), self._ranking_key(new, now)
-                    if before[:-1] != after[:-1]:
+                    if (old.address, old.region) != (new.address, new.region) or (
+                            math.isinf(before) != math.isinf(after)):
                         self._moved = True  # a new version at once
-                    elif before[-1] != after[-1]:
-                        self._load_changed(new.name)
+                    elif math.isinf(before):
+                        pass  # it could not take new streams, and still cannot
+                    elif self._step(before) != self._step(after):
+                        self._loads.append(new.name)
+                    elif before != after:
+                        self._drifts.append(new.name)
                 return [new for new, _ in changed]
         self._seen = list(candidates)
         self._by_name = {b.name: b for b in candidates}
         self._index = NearbyIndex(candidates)
         self._stable_until = -math.inf
+        self._moved = True
         return None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
@@ -21,8 +22,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from broadcaster_registry.liveness import LivenessPolicy, is_ejected, is_serving
 from broadcaster_registry.model import Broadcaster
 from edge.fleet import GRACE_ROUNDS, Membership, Seat, take_turn, want_key
-from edge.tasks import cancel
-from edge.playlists.cadence import Cadence, Watch, due_now, failed, next_due, next_round_at, observe, poke, renewal_due, wake_idle
+from edge.tasks import cancel, log_failure, wait_for_event
+from edge.playlists.cadence import (
+    NEVER, Cadence, Streams, Watch, due_now, failed, next_due, next_round_at, observe, poke, renewal_due, wake_idle,
+    watched,
+)
 from edge.playlists.codec import dump_state, load_state
 from edge.playlists.history import StreamHistory
 from edge.playlists.layout import Layout
@@ -31,11 +35,14 @@ from edge.playlists.pacing import Gate
 from edge.playlists.merge import BroadcasterRef, FetchedPlaylist, Policy, PublishedState
 from edge.playlists.probing import Prober
 from edge.playlists.render import encoded, render_media, skippable
-from edge.playlists.round import StreamPolicy, decide, discovery_asks, discovery_due, lateness, quiet, substitutes_by_bitrate, with_dvr_window
+from edge.playlists.round import (
+    StreamPolicy, decide, discovery_asks, discovery_due, lateness, lease_watch_due, quiet, substitutes_by_bitrate,
+    waits_end, with_dvr_window,
+)
 from edge.playlists.served import Served
-from edge.playlists.upstream_parse import ParseLimits, UpstreamPlaylist, parse_upstream
+from edge.playlists.upstream_parse import ParseLimits, UpstreamPlaylist, UpstreamSegment, parse_upstream
 from edge.segments.copier import Copier
-from edge.segments.policy import Copies, SegmentDefaults, SegmentMode, SegmentPolicy, wanted
+from edge.segments.policy import Copies, SegmentDefaults, SegmentMode, SegmentPolicy, waiting_copies, wanted
 from edge.store.base import Store, StoreUnavailable
 from edge.streams.model import SOURCE, Stream
 from edge.upstream import FetchResult, UpstreamFetcher, Validators
@@ -193,10 +200,18 @@ class Feed:
         # Per (broadcaster, rendition): what it listed and when (cadence.py), and its last answer,
         # which stands for it in the rounds that do not ask it (nothing can have changed it).
         self._watches: dict[tuple[str, str], Watch] = {}
+        # Per rendition: the newest number any carrier listed, and when (cadence.watched): the
+        # stream's own pace, which carriers waiting for the ingest to come back follow.
+        self._streams: dict[str, Watch] = {}
         self._answers: dict[tuple[str, str], _Answer] = {}
         self._poked_at = float("-inf")
         self._next_round = float("inf")  # on ctx.clock: when the next ask is due (leader only)
         self._settled = False  # the last decision stands until the next ask (round.quiet)
+        self._copies_end = NEVER  # when a copy waited for runs out of mirror_wait (leader only)
+        # The ingest epoch (restarts) of the states, and when this node first saw it: listings from
+        # before are another epoch's numbers, not this one's (merge_stream's `seen`).
+        self._epoch: int | None = None
+        self._epoch_since = -math.inf
         # The carriers as last read, and when: re-read on a poke and at least every poll interval (a
         # carrier that stopped serving); the rounds in between, when asks come due, reuse them.
         self._carriers: tuple[list[Broadcaster], frozenset[str]] | None = None
@@ -310,6 +325,7 @@ class Feed:
                         await self._load()
                         loaded = True
                     await self.refresh()
+                    self._errors_logged.discard(StoreUnavailable.__name__)  # the next outage is news again
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # a bug or a store outage: log once per kind, keep serving
@@ -317,7 +333,7 @@ class Feed:
                     self.ctx.metrics.round_errors.labels(kind).inc()
                     if kind not in self._errors_logged:
                         self._errors_logged.add(kind)
-                        log.exception("feed %s: refresh failed", self.stream.id)
+                        log_failure(log, exc, "feed %s: refresh failed", self.stream.id)
                 finally:
                     self.first_round.set()
                 if self.finished:
@@ -327,11 +343,16 @@ class Feed:
                 # stands until then (cadence.next_round_at). 5 ms at least: due times are never
                 # rounds apart.
                 now = self.ctx.clock()
-                wait = max(0.005, next_round_at(now, self._next_round, self._settled, self._deadlines(), self.ctx.poll_interval) - now)
-                try:
-                    await asyncio.wait_for(self._wake.wait(), wait)
-                except asyncio.TimeoutError:
-                    pass
+                if self.leader or not self.ctx.store.shared:
+                    wait_ends = min(waits_end(self.states, self._policy.merge, now),
+                                    self._copies_end) if self.leader else NEVER
+                    next_round = next_round_at(now, self._next_round, self._settled, self._deadlines(),
+                                               self.ctx.poll_interval, wait_ends)
+                else:  # following another node's publishing
+                    target = next((s.target_duration for s in self.states.values()), 0)
+                    next_round = lease_watch_due(now, self._last_progress, target, self.ctx.poll_interval)
+                wait = max(0.005, next_round - now)
+                await wait_for_event(self._wake, wait)
         finally:
             self.first_round.set()
             await self._resign()
@@ -410,6 +431,7 @@ class Feed:
         """One round: as the lease holder, poll, decide and publish; otherwise follow the store."""
         ctx = self.ctx
         now = ctx.clock()
+        self._copies_end = NEVER  # until this round's copies say otherwise (a round that fails early: none)
         await self._recheck_stream(now)
         if self.finished:
             return
@@ -445,7 +467,13 @@ class Feed:
         self.history.listed(fetched, now)
         copies = await self._copy(fetched, now)
         await ctx.gate.turn()
-        outcome = decide(self.states, fetched, now, self._policy, ended_at=ended_at, copies=copies)
+        lowest = min((s.next_number for s in self.states.values() if s.next_number is not None), default=None)
+        restarts = max((s.counts.restarts for s in self.states.values()), default=0)
+        if restarts != self._epoch:  # an ingest restart renumbers from 0: earlier listings are the old epoch's
+            self._epoch, self._epoch_since = restarts, now
+        seen = {n: at for n, at in self.history.first_listed(fetched, None if lowest is None else lowest - 1).items()
+                if at >= self._epoch_since}
+        outcome = decide(self.states, fetched, now, self._policy, ended_at=ended_at, copies=copies, seen=seen)
         await self._record_health({name: alive for name, alive in outcome.health.items() if name in asked}, now)
         self.answered = dict(outcome.health)
         if outcome.fell_back:
@@ -467,6 +495,10 @@ class Feed:
             self.revision = revision
             self._ahead.clear()
             await self._adopt(changed, now, outcome.visible)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("feed %s: published %s; events %s", self.stream.id, ", ".join(
+                    f"{r}<={st.segments[-1].number if st.segments else None}" for r, st in outcome.changed.items()),
+                    dict(outcome.events))
             if outcome.visible:
                 ctx.metrics.published.inc(len(outcome.visible))
         self.prober.consider(self.stream, self.states, self.offers)  # each rendition's media, once
@@ -482,9 +514,20 @@ class Feed:
         if copier is None or not policy.copy:
             return Copies()
         want = wanted(self.states, fetched, policy)
-        copier.want(want, now)
-        await copier.settle(want, self.ctx.poll_interval / 2)
-        return copier.copies(want)
+        mirror = policy.mode is SegmentMode.MIRROR
+        # In mirror mode a copy landing later runs a round at once (its number waits for it).
+        copier.want(want, now, self._wake.set if mirror else None)
+        if mirror:
+            # Only for the copies still waited for, and not past the first wait to run out: that
+            # number goes out direct at the next round, which runs then.
+            waiting = waiting_copies(copier.copies(want), want, policy, now)
+            if waiting:
+                await copier.settle(waiting, min(self.ctx.poll_interval / 2, min(waiting.values()) - now))
+        else:
+            await copier.settle(want, self.ctx.poll_interval / 2)
+        copies = copier.copies(want)
+        self._copies_end = min(waiting_copies(copies, want, policy, now).values(), default=NEVER)
+        return copies
 
     async def _hold_lease(self, now: float) -> bool:
         """Take or renew the stream's lease. A node that just took it over first reads the newest
@@ -506,12 +549,28 @@ class Feed:
         self.published_last = False
         if self.leader != held:
             self.ctx.metrics.lease_changes.labels("acquired" if self.leader else "lost").inc()
+            log.info("feed %s: %s its lease", self.stream.id, "took" if self.leader else "lost")
         if not self.leader:
             self._lease_until = float("-inf")
             return False
-        self._lease_until = now + ctx.lease_ttl
         if ctx.store.shared and not was_leader:  # just became leader: another node published before
+            # Until the newest stored states are ours, this node serves players as a follower does:
+            # a sync that fails (the store going down again right after the lease was taken) must
+            # not leave it serving its own older playlist as the publisher's.
+            self._lease_until = float("-inf")
+            # What this node learnt of the carriers is from before another node held the lease: a
+            # carrier it had left alone may have the ingest now. Every carrier is asked at once:
+            # forgotten as the lease is taken (before the sync, which may fail), or when the sync
+            # finds that another node published meanwhile. A renewal that merely failed once (a
+            # store blip, nobody published since) keeps what it learnt: forgetting it made every
+            # stream's next segments late.
+            if not held:
+                self._watches, self._streams = {}, {}
+            ours = self.revision
             await self.sync(await ctx.store.playlists.revision(self.stream.id))
+            if self.revision != ours:
+                self._watches, self._streams = {}, {}
+        self._lease_until = now + ctx.lease_ttl
         return True
 
     def _is_final(self) -> bool:
@@ -571,22 +630,35 @@ class Feed:
             watches[key] = poke(watch, self._poked_at) if self._poked_at > watch.poked_at else watch
         # The carrier of each rendition's newest segment is never left alone (a paused stream).
         suppliers = {(state.segments[-1].broadcaster, r) for r, state in self.states.items() if state.segments}
-        ask = due_now(watches, now, cadence, suppliers)
+        streams = Streams(self._streams, _rendition)
+        ask = due_now(watches, now, cadence, suppliers, streams)
         by_name = {b.name: b for b in carriers}
         asked = [key for key in keys if key in ask]
         answers = await asyncio.gather(*(self._ask(by_name[name], rendition, now) for name, rendition in asked))
+        listed: dict[str, set[int]] = {}  # per rendition: the numbers above its stream's newest
         for key, answer in zip(asked, answers):
             self._answers[key] = answer
             playlist = answer.fetched.playlist
             if playlist is None:
                 watches[key] = failed(watches[key], now)
             elif playlist.segments:
-                newest = playlist.segments[-1]
-                watches[key] = observe(watches[key], now, newest.number, newest.duration)
+                newest, watch, stream = playlist.segments[-1], watches[key], self._streams.get(key[1])
+                numbers = _numbers_above(playlist.segments, min(_newest(watch), _newest(stream)))
+                watches[key] = observe(watch, now, newest.number, newest.duration,
+                                       sum(n > _newest(watch) for n in numbers))
+                listed.setdefault(key[1], set()).update(n for n in numbers if n > _newest(stream))
             else:
                 watches[key] = observe(watches[key], now, None, 0.0)
         self._watches = watches
-        self._next_round = next_due(watches, cadence, suppliers)
+        for rendition in {r for _, r in asked}:
+            self._streams[rendition] = watched(self._streams.get(rendition, Watch()), now,
+                                               (w for (_, r), w in watches.items() if r == rendition),
+                                               len(listed.get(rendition, ())))
+        self._next_round = next_due(watches, cadence, suppliers, streams)
+        if asked and log.isEnabledFor(logging.DEBUG):  # for taking a stall apart: who was asked, what each listed
+            log.debug("feed %s: asked %s; next ask in %.3f s", self.stream.id, ", ".join(
+                f"{name}/{rendition}={_newest_text(watches[(name, rendition)])}" for name, rendition in asked),
+                self._next_round - now)
         fetched: dict[str, list[FetchedPlaylist]] = {r: [] for r in renditions}
         for name, rendition in keys:
             answer = self._answers.get((name, rendition))
@@ -703,3 +775,27 @@ def _offers(fetched: Mapping[str, Sequence[FetchedPlaylist]]) -> dict[tuple[str,
                 for segment in item.playlist.segments:
                     out.setdefault((rendition, segment.number), []).append((item.broadcaster.name, segment.uri))
     return out
+
+
+def _newest_text(watch: Watch) -> str:
+    return "failed" if not watch.answered else str(watch.newest)
+
+
+def _newest(watch: Watch | None) -> float:
+    return -math.inf if watch is None or watch.newest is None else watch.newest
+
+
+def _numbers_above(segments: Sequence[UpstreamSegment], above: float) -> list[int]:
+    """The numbers of a playlist's last segments above `above` (the newest are last)."""
+    numbers = []
+    for segment in reversed(segments):
+        if segment.number <= above:
+            break
+        numbers.append(segment.number)
+    return numbers
+
+
+def _rendition(key: tuple[str, str]) -> str:
+    """The rendition of a (carrier, rendition) watch: the stream whose pace carriers waiting for the
+    ingest follow (cadence.due)."""
+    return key[1]

@@ -12,6 +12,7 @@ fetches and `adopted` with each state it takes; the rest is plain functions over
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from itertools import islice
 from dataclasses import dataclass
@@ -121,6 +122,23 @@ class StreamHistory:
                     self._listers.setdefault(key, set()).add(item.broadcaster.name)
         _bound(self._listed, MAX_LISTED)
         _bound(self._listers, MAX_LISTED)
+
+    def first_listed(self, fetched: Mapping[str, Sequence[FetchedPlaylist]], above: int | None) -> dict[int, float]:
+        """Per number these fetches list above `above` (all if None): when this node first saw it
+        listed, in any rendition (the merge's waits count from then: merge_stream's `seen`)."""
+        seen: dict[int, float] = {}
+        for rendition, items in fetched.items():
+            for item in items:
+                if item.playlist is None:
+                    continue
+                for segment in reversed(item.playlist.segments):  # newest last: only the new tail
+                    number = segment.number
+                    if above is not None and number <= above:
+                        break
+                    at = self._listed.get((rendition, number))
+                    if at is not None and at < seen.get(number, math.inf):
+                        seen[number] = at
+        return seen
 
     def adopted(self, states: Mapping[str, PublishedState], now: float) -> list[Entry]:
         """States this node took (published or followed): the segments it had not seen yet, which

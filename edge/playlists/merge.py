@@ -9,7 +9,7 @@ import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from edge.playlists.upstream_parse import UpstreamPlaylist, UpstreamSegment
 
@@ -247,6 +247,7 @@ def merge_stream(
     *,
     substitutes: Mapping[str, Sequence[str]] | None = None,
     ended: bool = False,
+    seen: Mapping[int, float] | None = None,
 ) -> dict[str, PublishedState]:
     """The next published state of every rendition of a stream (the keys of `fetched`), from their
     previous states and this round's upstream playlists of each rendition.
@@ -262,6 +263,13 @@ def merge_stream(
     `ended`: the stream is over; what is available is published at once (holes passed without
     waiting) and ENDLIST set, after which the states never change. A rendition whose state did not
     change is returned as the same object.
+
+    `seen`: when this node first saw each number listed (in any rendition) in the current ingest
+    epoch (not before the latest restart it knows of; ignored in the merge that finds one). A wait for a number
+    counts from the moment that made it necessary, as far as it is known: the first listing of it or
+    of any number after it (it was missing, lacked by a rendition, or listed late from then). Waits
+    then run side by side, not one after another (a lost segment followed by one a rendition lacks
+    cost the hole wait plus the rendition wait, and players stalled: the chaos soak, seed 1).
     """
     renditions = tuple(fetched)
     previous = {r: states.get(r) for r in renditions}
@@ -275,6 +283,7 @@ def merge_stream(
     td = reference.target_duration
     every = [item for r in renditions for item in fetched[r]]
 
+    restarted = False
     if reference.next_number is None:
         offers = {r: _collect(fetched[r], td, lowest=0, stale=None) for r in renditions}
         numbers = sorted({n for o in offers.values() for n in o.best})
@@ -290,13 +299,17 @@ def merge_stream(
         if any(o.best or o.too_long for o in offers.values()) or ended:
             draft.restart_watch = None  # the stream goes on (or is over): not a restart
         elif _restart_due(draft, every, now, policy):
+            restarted = True
             assert draft.next_number is not None
             offers = {r: _collect(fetched[r], td, lowest=draft.next_number, stale=draft.stale_numbers) for r in renditions}
 
     if draft.next_number is not None:
         order = {r: _substitute_order(r, renditions, substitutes) for r in renditions}
+        # A new ingest epoch numbers from 0 again: listings seen before this merge found the
+        # restart may be the old epoch's numbers (the caller's `seen` starts at the epoch's start).
+        known = {} if restarted else dict(seen or {})
         _publish(draft, offers, order, now, policy.hole_wait_seconds if not ended else 0.0,
-                 policy.rendition_wait if not ended else 0.0)
+                 policy.rendition_wait if not ended else 0.0, known)
     draft.ended = ended
     return draft.finish(policy)
 
@@ -585,6 +598,7 @@ def _publish(
     now: float,
     hole_wait: float,
     rendition_wait: float,
+    seen: Mapping[int, float],
 ) -> None:
     """Decide numbers from `next_number` on, for every rendition at once.
 
@@ -596,6 +610,7 @@ def _publish(
     number = draft.next_number
     renditions = tuple(draft.base)
     msn = {r: draft.base[r].next_msn for r in renditions}
+    evident = _first_listed_from(seen)
     while True:
         present = {r: offers[r].best[number] for r in renditions if number in offers[r].best}
         if present:
@@ -608,7 +623,8 @@ def _publish(
             provisional = all(number in offers[r].provisional for r in present)
             # A rendition lacking it is waited for as a late transcode; a copy only a claimer offers
             # (trust), as a hole: another carrier's copy would come within that.
-            if (awaited or provisional) and not _waited(draft, now, rendition_wait if awaited else hole_wait):
+            if (awaited or provisional) and not _waited(draft, now, rendition_wait if awaited else hole_wait,
+                                                        evident(number)):
                 break
             _append(draft, number, present, order, msn)
             number += 1
@@ -616,7 +632,7 @@ def _publish(
         later = min((n for o in offers.values() if (n := o.first_after(number)) is not None), default=None)
         if later is None:
             break  # nothing newer: the stream is simply not further yet
-        if not _waited(draft, now, hole_wait):
+        if not _waited(draft, now, hole_wait, evident(number)):
             break
         draft.holes_passed += 1
         draft.numbers_skipped += later - number
@@ -627,11 +643,30 @@ def _publish(
     draft.next_number = number
 
 
-def _waited(draft: _Draft, now: float, hole_wait: float) -> bool:
-    """Whether next_number has now been waited for long enough (starting the wait if not begun)."""
-    if draft.waiting_since is None:
-        draft.waiting_since = now
-    return now - draft.waiting_since >= hole_wait
+def _first_listed_from(seen: Mapping[int, float]) -> Callable[[int], float | None]:
+    """number -> when it or any number after it was first listed (None: unknown): a number has had
+    to be waited for since then, whether it was missing (a hole), lacked by a rendition or late."""
+    numbers = sorted(seen)
+    earliest = [0.0] * len(numbers)
+    running = math.inf
+    for i in range(len(numbers) - 1, -1, -1):
+        running = min(running, seen[numbers[i]])
+        earliest[i] = running
+
+    def lookup(number: int) -> float | None:
+        i = bisect_left(numbers, number)
+        return earliest[i] if i < len(numbers) else None
+    return lookup
+
+
+def _waited(draft: _Draft, now: float, wait: float, since: float | None = None) -> bool:
+    """Whether next_number has now been waited for long enough: since the wait began (now, if it
+    had not), or since `since` (what made the wait necessary was seen then) if earlier."""
+    start = now if draft.waiting_since is None else draft.waiting_since
+    if since is not None and since < start:
+        start = since
+    draft.waiting_since = start
+    return now - start >= wait
 
 
 def _append(

@@ -21,7 +21,7 @@ from edge.media.ts import Probed, probe
 from edge.playlists.merge import PublishedState
 from edge.store.base import StreamStore
 from edge.streams.model import RenditionMedia, Stream
-from edge.tasks import cancel
+from edge.tasks import cancel, log_failure
 from edge.upstream import UpstreamFetcher
 
 log = logging.getLogger("edge.probing")
@@ -136,9 +136,9 @@ class Prober:
                 self.on_stored(stored)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a store outage, a bug: the rendition keeps its declaration, retried later
+        except Exception as exc:  # a store outage, a bug: the rendition keeps its declaration, retried later
             self.outcomes.labels("error").inc()
-            log.exception("feed %s: probing %s failed", stream_id, rendition)
+            log_failure(log, exc, "feed %s: probing %s failed", stream_id, rendition)
 
     async def _sample(self, candidate: Candidate) -> Sample | None:
         """The first copy that answers, read whole up to the cap and probed in a thread."""

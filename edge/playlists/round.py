@@ -62,10 +62,12 @@ def decide(
     *,
     ended_at: float | None = None,
     copies: Copies = Copies(),
+    seen: Mapping[int, float] | None = None,
 ) -> Round:
     """The round's outcome. `fetched` has one entry per rendition of the stream (what each carrier
     answered for it); `ended_at` is when the stream was ended (seconds), None while it is live;
-    `copies`: which segments the store holds (mirror mode publishes a number once stored)."""
+    `copies`: which segments the store holds (mirror mode publishes a number once stored);
+    `seen`: when each number was first seen listed (merge_stream: waits count from then)."""
     health = _health(fetched)
     fetched = hold_back(states, fetched, now, policy.segments, copies)
     target = next((s.target_duration for s in states.values()), None)
@@ -78,7 +80,7 @@ def decide(
         return Round(states=states, changed={}, visible=frozenset(), health=health, events={}, final=closing)
     merged = merge_stream(
         {r: states.get(r) for r in fetched}, fetched, now, policy.merge, target,
-        substitutes=policy.substitutes, ended=closing,
+        substitutes=policy.substitutes, ended=closing, seen=seen,
     )
     assigned = assign_uris(states, merged, policy.segments, copies)
     after = assigned.states
@@ -185,6 +187,23 @@ def lateness(now: float, last_progress: float, target_duration: float) -> float:
     return now - last_progress - 1.5 * target_duration
 
 
+# While a stream it follows is late, a node that does not hold its lease looks at the lease this
+# often (seconds), instead of every poll.
+LEASE_WATCH_S = 0.05
+
+
+def lease_watch_due(now: float, last_progress: float, target_duration: float, poll_interval: float) -> float:
+    """When a node following a stream (another holds its lease, on a shared store) runs its next
+    round: every poll, and every LEASE_WATCH_S while the stream is late, for as long as players ride
+    it out on what they hold back (3 target durations): the holder may have died, and its lease is
+    then taken the moment it lapses rather than up to a poll later (a node SIGKILLed as a segment
+    was listed stalled the chaos soak's players for a little over 3 target durations)."""
+    late = lateness(now, last_progress, target_duration)
+    if 0 <= late < 3 * target_duration:
+        return now + min(LEASE_WATCH_S, poll_interval)
+    return now + poll_interval
+
+
 def discovery_asks(others: Sequence[T], late: bool, carriers_known: bool, turn: int,
                    sample: int = DISCOVERY_SAMPLE) -> list[T]:
     """Which of the broadcasters not known to carry the stream a discovery round asks.
@@ -205,6 +224,19 @@ def with_dvr_window(policy: Policy, asked: float | None) -> Policy:
     if asked is None or asked <= policy.window_seconds:
         return policy
     return replace(policy, window_seconds=float(asked))
+
+
+def waits_end(states: Mapping[str, PublishedState], policy: Policy, now: float) -> float:
+    """The soonest time after `now` at which a wait under way in the merge may run out (a hole or a
+    rendition waited for, a restart watched), so that the decision can change with time alone:
+    the feed runs a round then rather than up to a poll later. math.inf when nothing waits."""
+    ends = []
+    for state in states.values():
+        if state.waiting_since is not None:
+            ends += [state.waiting_since + policy.hole_wait_seconds, state.waiting_since + policy.rendition_wait]
+        if state.restart_watch is not None:
+            ends.append(state.restart_watch.since + policy.hole_wait_seconds)
+    return min((end for end in ends if end > now), default=math.inf)
 
 
 def quiet(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from edge.tasks import cancel
+from edge.tasks import cancel, wait_for_event
 from edge.playlists.feed import Feed, FeedContext, Rendered
 from edge.store.base import StoreUnavailable
 from edge.streams.model import Stream
@@ -63,8 +63,15 @@ class PlaylistService:
         runs, publishes alone or alone serves the store, and has segments); None otherwise: ask
         `media`. The player path's question, answered by the rules `media` also follows."""
         feed = self.feeds.get(stream_id)
-        if feed is None or (self.ctx.store.shared and not feed.publishes_alone) or feed.expired:
+        if feed is None or feed.expired:
             return None
+        if self.ctx.store.shared and not feed.publishes_alone:
+            # Players alternate between nodes: never answer older than what another node served. At
+            # hand only when the stored revision, read without a wait, is the one this node holds
+            # (`media` would find the same and serve it).
+            revision = self.ctx.store.playlists.revision_now(stream_id)
+            if revision is None or revision != feed.revision:
+                return None
         rendered = feed.rendered.get(rendition)
         if rendered is None or not rendered.has_segments:
             return None
@@ -106,10 +113,7 @@ class PlaylistService:
         if rendition not in feed.stream.rendition_names:
             raise NotFound(f"rendition {rendition}: not in stream {stream_id}")
         if not feed.first_round.is_set():
-            try:
-                await asyncio.wait_for(asyncio.shield(feed.first_round.wait()), self.first_round_timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_for_event(feed.first_round, self.first_round_timeout)
         rendered = feed.rendered.get(rendition)
         if rendered is None or not rendered.has_segments:
             if feed.gone:
@@ -163,10 +167,7 @@ class PlaylistService:
         feed.last_request = self.ctx.clock()
         feed.ensure_running()
         if not feed.first_round.is_set():
-            try:
-                await asyncio.wait_for(asyncio.shield(feed.first_round.wait()), self.first_round_timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_for_event(feed.first_round, self.first_round_timeout)
         if self.ctx.store.shared and not feed.publishes_alone:
             try:
                 await feed.sync(await self.ctx.store.playlists.revision(stream_id))

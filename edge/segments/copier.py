@@ -63,12 +63,20 @@ class Copier:
         self._stored: OrderedDict[str, None] = OrderedDict()
         self._wanted_since: dict[str, float] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._waiters: dict[str, set[Callable[[], None]]] = {}  # key -> who to wake when its copy is done
         self._shed_logged = 0.0
 
-    def want(self, wanted: Mapping[str, Sequence[tuple[str, str]]], now: float) -> None:
-        """Start copying what is not stored nor being copied. Cheap; never waits."""
+    def want(self, wanted: Mapping[str, Sequence[tuple[str, str]]], now: float,
+             wake: Callable[[], None] | None = None) -> None:
+        """Start copying what is not stored nor being copied. Cheap; never waits. `wake` is called
+        when a copy of these under way is done (stored or given up), so that a round that stopped
+        waiting for it runs again then, not up to a poll later."""
         for key, sources in wanted.items():
-            if key in self._stored or key in self._tasks:
+            if key in self._stored:
+                continue
+            if key in self._tasks:
+                if wake is not None:
+                    self._waiters.setdefault(key, set()).add(wake)
                 continue
             self._wanted_since.setdefault(key, now)
             if len(self._tasks) >= self.max_backlog:
@@ -80,7 +88,9 @@ class Copier:
                 continue
             task = asyncio.create_task(self._copy(key, list(sources)), name=f"copy-{key}")
             self._tasks[key] = task
-            task.add_done_callback(lambda _, key=key: self._tasks.pop(key, None))
+            if wake is not None:
+                self._waiters.setdefault(key, set()).add(wake)
+            task.add_done_callback(lambda _, key=key: self._done(key))
         self.metrics.backlog.set(len(self._tasks))
         if len(self._wanted_since) > 4 * self.max_backlog:
             self._wanted_since = {k: t for k, t in self._wanted_since.items() if now - t < FORGET_WANTS_AFTER_S}
@@ -114,6 +124,11 @@ class Copier:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _done(self, key: str) -> None:
+        self._tasks.pop(key, None)
+        for wake in self._waiters.pop(key, ()):
+            wake()
 
     def _mark(self, key: str) -> None:
         self._stored[key] = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from edge.playlists.merge import FetchedPlaylist, PublishedSegment, PublishedState
 from edge.streams.model import is_rendition_name, is_stream_id
@@ -97,6 +97,20 @@ def wanted(
                 if segment.number >= lowest:
                     out.setdefault(object_key(policy.stream_id, rendition, epoch, segment.number), []).append((item.broadcaster.name, segment.uri))
     return out
+
+
+def waiting_copies(copies: Copies, keys: Iterable[str], policy: SegmentPolicy, now: float) -> dict[str, float]:
+    """Mirror mode: the keys among these whose number `hold_back` still holds for its copy (not
+    stored, its `mirror_wait` not run out at `now`), each with when that wait runs out; the feed
+    runs a round then, not up to a poll later. Empty in the other modes: nothing waits."""
+    if policy.mode is not SegmentMode.MIRROR:
+        return {}
+    waiting = {}
+    for key in keys:
+        since = copies.wanted_since.get(key)
+        if key not in copies.stored and since is not None and since + policy.mirror_wait > now:
+            waiting[key] = since + policy.mirror_wait
+    return waiting
 
 
 def hold_back(

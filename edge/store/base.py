@@ -65,6 +65,11 @@ class PlaylistStateStore(Protocol):
         """The revision only (0 before the first save): the cheap check of a follower."""
         ...
 
+    def revision_now(self, stream_id: str) -> int | None:
+        """What `revision` answers, when that needs no wait (a read of a local file); None
+        otherwise, or when it cannot be read (then `revision` says why)."""
+        ...
+
     async def save(self, stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:
         """Write the given renditions' states if the stored revision is still `expected_revision`;
         the new revision, or None when someone else saved meanwhile (nothing written)."""

@@ -595,6 +595,9 @@ class RedisRegistry:
     def revision(self) -> int | None:
         return None  # other nodes write too: only list_all's round trip knows
 
+    def list_now(self) -> list[Broadcaster] | None:
+        return None
+
     @_unavailable_as_store_error
     async def set_state(self, name: str, state: State) -> Broadcaster | None:
         async def step(current: Broadcaster | None, pipe: Pipeline) -> Broadcaster | None:
@@ -750,6 +753,9 @@ class RedisPlaylists:
     async def revision(self, stream_id: str) -> int:
         raw = await self.db.client.hget(self.db.key("playlist", stream_id), _REVISION_FIELD)
         return int(raw) if raw is not None else 0
+
+    def revision_now(self, stream_id: str) -> int | None:
+        return None  # a round trip to Redis
 
     @_unavailable_as_store_error
     async def save(self, stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:

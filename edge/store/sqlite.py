@@ -520,6 +520,25 @@ class SqliteRegistry(MemoryRegistryStore):
         await self._follow()
         return await super().list_all()
 
+    def list_now(self) -> list[Broadcaster] | None:
+        return None if self.shared else super().list_now()  # shared: other workers' changes are read first
+
+    def revision(self) -> object | None:
+        """Alone: memory's. Shared: memory's and the last entry of `registry_log`, which moves at
+        every change any worker makes (read on the event loop through the read-only connection: a
+        few microseconds, never waiting on a writer in WAL mode); None when that cannot be read."""
+        own = super().revision()
+        if not self.shared:
+            return own
+        reader = self.db.reader
+        if reader is None:
+            return None
+        try:
+            last = reader.execute("SELECT coalesce(max(seq), 0) FROM registry_log").fetchone()[0]
+        except sqlite3.Error:
+            return None
+        return own, last
+
     async def set_state(self, name: str, state: State) -> Broadcaster | None:
         await self._follow()
         return await super().set_state(name, state)
@@ -649,6 +668,16 @@ class SqlitePlaylists:
     async def revision(self, stream_id: str) -> int:
         # The follower's check on every player request (store.shared): see SqliteDatabase.read_one.
         row = await self.db.read_one("SELECT revision FROM playlist_revisions WHERE stream_id = ?", (stream_id,))
+        return row[0] if row else 0
+
+    def revision_now(self, stream_id: str) -> int | None:
+        reader = self.db.reader
+        if reader is None:
+            return None
+        try:
+            row = reader.execute("SELECT revision FROM playlist_revisions WHERE stream_id = ?", (stream_id,)).fetchone()
+        except sqlite3.Error:
+            return None
         return row[0] if row else 0
 
     async def save(self, stream_id: str, states: dict[str, bytes], expected_revision: int) -> int | None:

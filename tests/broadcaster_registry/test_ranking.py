@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections import Counter
 
@@ -251,6 +252,15 @@ def test_overload_keeps_ordering_past_the_knee() -> None:
     assert ranked[0].cost_km < ranked[1].cost_km < float("inf")
 
 
+def test_an_absurd_load_report_ranks_the_node_last_at_a_finite_cost() -> None:
+    # Valid input (any finite number > 0): 1e306 bit/s against a capacity of 1 bit/s.
+    absurd = dataclasses.replace(node("a", FRANKFURT), load=Load(bandwidth_bps=1e306, bandwidth_capacity_bps=1.0))
+    busy = node("b", FRANKFURT, cpu=1.0)
+    ranked = ranked_scores([absurd, busy], LONDON, NOW, POLICY, random.Random(1))
+    assert [s.broadcaster.name for s in ranked] == ["b", "a"]
+    assert math.isfinite(ranked[-1].cost_km)
+
+
 # Property: whatever the fleet, the ranking is exactly the eligible candidates, each once.
 
 points = st.one_of(
@@ -273,8 +283,10 @@ def broadcasters(draw: st.DrawFn, name: str) -> Broadcaster:
         load=Load(
             active_streams=draw(st.one_of(st.none(), st.integers(0, 200))),
             cpu=draw(fractions),
-            bandwidth_bps=draw(st.one_of(st.none(), st.floats(0, 1e10))),
-            bandwidth_capacity_bps=draw(st.one_of(st.none(), st.floats(1, 1e10))),
+            # Any valid report, absurd ones included (the API takes any finite number > 0).
+            bandwidth_bps=draw(st.one_of(st.none(), st.floats(0, 1e10), st.floats(0, allow_infinity=False))),
+            bandwidth_capacity_bps=draw(st.one_of(st.none(), st.floats(1, 1e10),
+                                                  st.floats(0, allow_infinity=False, exclude_min=True))),
         ),
         state=draw(st.sampled_from(["active", "draining"])),
         source=draw(st.sampled_from(["self", "static"])),
@@ -316,6 +328,7 @@ def test_rank_is_a_permutation_of_the_eligible(
 
     eligible = sorted(b.name for b in fleet if can_take_new_streams(b, NOW, policy.liveness))
     assert sorted(s.broadcaster.name for s in ranked) == eligible
+    assert all(math.isfinite(s.cost_km) for s in ranked)  # every eligible node is ranked, by a real cost
     if ranked:
         # The first is always one of the best, within the tie margin.
         assert ranked[0].cost_km <= min(s.cost_km for s in ranked) + policy.tie_epsilon_km

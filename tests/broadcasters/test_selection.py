@@ -146,3 +146,30 @@ def test_no_load_penalty_is_below_its_floor(seed: int, reserved: int, later: flo
         assert floor <= score.load_penalty_km
         if score.reserved == 0:  # with reservations it may still be equal: a node at 0 cpu adds none
             assert floor == score.load_penalty_km
+
+
+async def test_a_change_made_while_the_registry_could_not_be_read_is_seen_once_it_can() -> None:
+    """A read that fails right after a drain answers from the last known list; the next request,
+    with the backend back, reads the drain (before, the revision counted as read and the drained
+    node kept being handed out until some other write)."""
+    from broadcaster_registry.storage import RegistryUnavailable
+
+    class Flaky(MemoryRegistryStore):
+        fail = False
+
+        async def list_all(self) -> list[Broadcaster]:
+            if self.fail:
+                self.fail = False
+                raise RegistryUnavailable("a blip")
+            return await super().list_all()
+
+    client = Location(50.1, 8.7)
+    store = Flaky(clock=lambda: NOW)
+    await store.upsert("a", Registration(address="https://a.example.net", latitude=50.1, longitude=8.7), NOW)
+    await store.upsert("b", Registration(address="https://b.example.net", latitude=40.0, longitude=-75.0), NOW)
+    selector = Selector(store, POLICY, random.Random(1))
+    assert [b.name for b in await selector.choose(client, NOW, 2)] == ["a", "b"]
+    await store.set_state("a", "draining")
+    store.fail = True
+    assert [b.name for b in await selector.choose(client, NOW + 1, 2)] == ["a", "b"]  # the last known list
+    assert [b.name for b in await selector.choose(client, NOW + 2, 2)] == ["b"]

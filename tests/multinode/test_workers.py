@@ -220,6 +220,48 @@ async def test_two_workers_serve_one_numbering_with_one_poller_and_survive_a_kil
             e.stop()
 
 
+async def test_a_change_through_one_worker_is_answered_by_every_worker_at_once(tmp_path: Path) -> None:
+    """`GET /api/broadcaster` on either worker hands out what was registered, drained or moved
+    through the other, at its very next request (each worker holds the registry in memory and
+    skips reading it while nothing changed: a change by the other worker must count)."""
+    edge = await asyncio.to_thread(start_edge, tmp_path, env(2))
+    pinned = await one_pinned_client_per_worker(edge.url, 2)
+    a, b = pinned.values()
+    api, own = {"Authorization": f"Bearer {API_KEY}"}, {"Authorization": f"Bearer {BROADCASTER_TOKEN}"}
+
+    async def handed_out(client: Pinned) -> list[str]:  # from loopback: not located, ranked by load
+        response = await client.http.get("/api/broadcaster", headers=api)
+        assert response.status_code == 200, response.text
+        return [x["name"] for x in response.json()]
+
+    def registration(port: int, streams: int = 0) -> dict[str, object]:
+        return {"address": f"http://127.0.0.1:{port}", "region": "eu", "latitude": 50.1, "longitude": 8.7,
+                "capacity": 10, "load": {"activeStreams": streams}}
+
+    try:
+        for client in (a, b):  # both have read the (empty) registry
+            assert await handed_out(client) == []
+        for i in range(3):
+            writer, reader = (a, b) if i % 2 == 0 else (b, a)
+            put = await writer.http.put(f"/api/broadcasters/n{i}", json=registration(9000 + i), headers=own)
+            assert put.status_code == 201, put.text
+            assert f"n{i}" in await handed_out(reader)  # at once, on the worker that did not take it
+        # Drained through one worker: the other no longer hands it out.
+        drained = await a.http.put("/api/broadcasters/n1/state", json={"state": "draining"},
+                                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert drained.status_code == 200, drained.text
+        assert sorted(await handed_out(b)) == ["n0", "n2"]
+        # A heartbeat through one worker reporting n0 full: the other ranks it last from then on.
+        full = await b.http.put("/api/broadcasters/n0", json=registration(9000, streams=10), headers=own)
+        assert full.status_code == 200, full.text
+        for _ in range(5):
+            assert (await handed_out(a))[-1] == "n0"
+    finally:
+        for client in pinned.values():
+            await client.http.aclose()
+        edge.stop()
+
+
 def test_workers_that_cannot_have_the_port_stop_the_start_with_status_3(tmp_path: Path) -> None:
     """Another program listens on the port (without SO_REUSEPORT): the supervisor says so and exits
     3 at once, rather than forking workers that die one after another."""

@@ -121,3 +121,12 @@ def test_a_huge_hole_costs_no_more_than_the_bound() -> None:
     history.adopted({"r": state(seg(0, 0), seg(1, 10**9, True))}, 1.0)
     assert history.timeline("r", 1.0)[-1].skipped_before == 10**9 - 1
     assert len(history._skipped) <= 4096
+
+
+def test_first_listed_is_the_earliest_listing_in_any_rendition_of_each_new_number() -> None:
+    history = StreamHistory()
+    history.listed({"hi": [offer(B1, [1, 2])], "lo": [offer(B1, [1])]}, 10.0)
+    fetched = {"hi": [offer(B1, [1, 2, 3])], "lo": [offer(B1, [1, 2]), offer(B2, [4])]}
+    history.listed(fetched, 11.0)
+    assert history.first_listed(fetched, above=None) == {1: 10.0, 2: 10.0, 3: 11.0, 4: 11.0}
+    assert history.first_listed(fetched, above=2) == {3: 11.0, 4: 11.0}  # only the new tail is read

@@ -219,11 +219,23 @@ def test_a_backstop_discovery_asks_at_most_its_sample_and_everyone_within_a_cycl
     assert seen == set(others)  # nobody is left out for longer than a cycle
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import assume, given, settings, strategies as st  # noqa: E402
 
 from edge.playlists.round import quiet  # noqa: E402
 
 offers = st.lists(st.integers(0, 30), max_size=8).map(lambda n: sorted(set(n)))
+
+
+def played(steps: list[tuple[float, list[int], list[int]]]) -> tuple[dict[str, PublishedState], float, dict[str, list[FetchedPlaylist]]]:
+    """The states after rounds (time gap, hi's offer, lo's offer) from B1, the last round's time and offers."""
+    states: dict[str, PublishedState] = {}
+    now = 0.0
+    fetched: dict[str, list[FetchedPlaylist]] = {}
+    for gap, hi, lo in steps:
+        now += gap
+        fetched = {"hi": [offer(B1, hi)], "lo": [offer(B1, lo)]}
+        states = dict(decide(states, fetched, now, POLICY).states)
+    return states, now, fetched
 
 
 @settings(max_examples=600, deadline=None)
@@ -232,11 +244,7 @@ offers = st.lists(st.integers(0, 30), max_size=8).map(lambda n: sorted(set(n)))
 def test_a_quiet_round_changes_nothing_however_late(steps, later, data) -> None:
     # Whatever happened before, when `quiet` says so (here: offering again published numbers, mostly
     # up to the newest, unless a wait is pending), deciding again, any time later, changes nothing.
-    states: dict[str, PublishedState] = {}
-    now = 0.0
-    for gap, hi, lo in steps:
-        now += gap
-        states = dict(decide(states, {"hi": [offer(B1, hi)], "lo": [offer(B1, lo)]}, now, POLICY).states)
+    states, now, _ = played(steps)
     fetched = {
         r: [offer(B1, sorted(data.draw(st.sets(st.sampled_from([s.number for s in states[r].segments] or [0])))
                              | {data.draw(st.sampled_from([(states[r].next_number or 0) - 1, 0]))}))]
@@ -263,3 +271,76 @@ def test_a_published_number_listed_far_below_the_newest_is_not_quiet() -> None:
     fetched = {"hi": [offer(B1, [12])], "lo": [offer(B1, [0, 12])]}
     assert decide(states, fetched, 2.0, POLICY).changed  # the merge watches a restart
     assert not quiet(states, fetched, None, POLICY.merge.restart_margin)
+
+
+from edge.playlists.round import waits_end  # noqa: E402
+
+
+@settings(max_examples=600, deadline=None)
+@given(steps=st.lists(st.tuples(st.floats(0, 3), offers, offers), min_size=1, max_size=8),
+       before=st.floats(0, 1), data=st.data())
+def test_nothing_changes_with_time_alone_before_a_wait_runs_out(steps, before, data) -> None:
+    # The feed's rounds between asks come at `waits_end` (cadence.next_round_at): deciding again on
+    # the same offers any time before it shows players nothing new, so no round is needed there.
+    states, now, fetched = played(steps)
+    end = waits_end(states, POLICY.merge, now)
+    assert end > now
+    if math.isfinite(end):
+        at = now + before * (end - now)  # anywhere in [now, end)
+        assume(at < end)
+        assert not decide(states, fetched, at, POLICY).visible
+
+
+def test_a_hole_is_passed_in_the_round_when_its_wait_runs_out() -> None:
+    first = decide({}, {"hi": [offer(B1, [1])], "lo": [offer(B1, [1])]}, 0.0, POLICY).states
+    fetched = {"hi": [offer(B1, [1, 3])], "lo": [offer(B1, [1, 3])]}  # 2 lost
+    waiting = decide(first, fetched, 10.0, POLICY).states
+    end = waits_end(waiting, POLICY.merge, 10.0)
+    assert end == 10.0 + POLICY.merge.hole_wait_seconds
+    passed = decide(waiting, fetched, end, POLICY).states
+    assert shown(passed["hi"]) == [(1, None, False), (3, None, True)]
+    assert waits_end(passed, POLICY.merge, end) == math.inf
+
+
+from edge.playlists.round import LEASE_WATCH_S, lease_watch_due  # noqa: E402
+
+
+@pytest.mark.parametrize("since_progress, expected", [
+    (1.0, 100.5),  # on time: every poll
+    (2.9, 100.5),  # not yet 1.5 targets (3 s) without a new segment
+    (3.0, 100.0 + LEASE_WATCH_S),  # late: the holder may be dead, its lease is watched closely
+    (8.9, 100.0 + LEASE_WATCH_S),
+    (9.0, 100.5),  # late for as long as players hold back (3 targets), then every poll again
+])
+def test_a_follower_watches_the_lease_of_a_late_stream_closely(since_progress: float, expected: float) -> None:
+    assert lease_watch_due(100.0, 100.0 - since_progress, 2, 0.5) == pytest.approx(expected)
+
+
+def test_a_hole_and_a_number_a_rendition_lacks_after_it_are_waited_for_side_by_side() -> None:
+    """The chaos soak (seed 1): 82 lost, 83 listed in one rendition only. Both waits count from 83's
+    first listing, so 83 is published (with a stand-in) one wait after it was first seen, not after
+    the hole wait and then the rendition wait. Without listing times, the waits add up."""
+    def play(with_seen: bool) -> list[dict[str, PublishedState]]:
+        states: dict[str, PublishedState] = {}
+        seen: dict[int, float] = {}
+        out = []
+        for now, offered in [
+            (0.0, {"hi": [81], "lo": [81]}),
+            (10.0, {"hi": [81, 83], "lo": [81]}),  # 82 lost; lo lacks 83
+            (12.0, {"hi": [81, 83], "lo": [81]}),  # the hole's wait (2 s) ran out, and 83's
+            (14.0, {"hi": [81, 83], "lo": [81]}),
+        ]:
+            for numbers in offered.values():
+                for n in numbers:
+                    seen.setdefault(n, now)
+            fetched = {r: [offer(B1, numbers)] for r, numbers in offered.items()}
+            states = dict(decide(states, fetched, now, POLICY, seen=seen if with_seen else None).states)
+            out.append(states)
+        return out
+
+    at_12 = play(True)[2]  # both waits (2 s each) ran out: 83 published, a stand-in in lo
+    assert shown(at_12["lo"])[-1] == (83, "hi", True)
+    assert shown(at_12["hi"])[-1] == (83, None, True)
+    one_after_another = play(False)
+    assert one_after_another[2]["lo"].segments[-1].number == 81  # the hole passed, 83's wait begins
+    assert shown(one_after_another[3]["lo"])[-1] == (83, "hi", True)

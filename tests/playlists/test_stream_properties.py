@@ -149,13 +149,25 @@ def play(scenario: Scenario, shuffle: random.Random | None = None) -> list[tuple
     )
     states: dict[str, PublishedState] = {}
     history = []
+    listed: dict[int, float] = {}  # when each number was first listed (the feed's StreamHistory)
+    epoch, epoch_since = None, float("-inf")  # as the feed: listings before an ingest restart are not this epoch's
     for now, failing in scenario.steps:
         fetched = fetch_round(scenario, now, failing)
         if shuffle is not None:
             for items in fetched.values():
                 shuffle.shuffle(items)
-        states = dict(decide(states, fetched, now, policy, ended_at=scenario.ended_at).states)
-        history.append((now, fetched, states))
+        for items in fetched.values():
+            for f in items:
+                for segment in f.playlist.segments if f.playlist is not None else ():
+                    listed.setdefault(segment.number, now)
+        restarts = max((s.counts.restarts for s in states.values()), default=0)
+        if restarts != epoch:
+            epoch, epoch_since = restarts, now
+        seen = {n: at for n, at in listed.items() if at >= epoch_since}
+        states = dict(decide(states, fetched, now, policy, ended_at=scenario.ended_at, seen=seen).states)
+        # A merge that found a restart waits for the new epoch's numbers from now.
+        restarted = max((s.counts.restarts for s in states.values()), default=0) != epoch
+        history.append((now, fetched, states, {} if restarted else seen))
     return history
 
 
@@ -169,7 +181,8 @@ def check_uris(states: dict[str, PublishedState], renditions: tuple[str, ...]) -
             assert s.substitute is None or s.substitute in renditions
 
 
-def check_decided(states: dict[str, PublishedState], fetched: dict[str, list[FetchedPlaylist]], now: float, policy: Policy) -> None:
+def check_decided(states: dict[str, PublishedState], fetched: dict[str, list[FetchedPlaylist]], now: float, policy: Policy,
+                  seen: dict[int, float]) -> None:
     """The stream is never held back: a number offered anywhere is published unless its wait runs."""
     any_state = next(iter(states.values()), None)
     if any_state is None or any_state.ended or any_state.next_number is None:
@@ -184,9 +197,15 @@ def check_decided(states: dict[str, PublishedState], fetched: dict[str, list[Fet
         for s in f.playlist.segments
         if rounded(s.duration) <= td and not (stale and stale[0] <= s.number <= stale[1])
     }
-    if offered & {n for n in offered if n >= any_state.next_number}:
+    waiting = {n for n in offered if n >= any_state.next_number}
+    if waiting:
         assert any_state.waiting_since is not None, "an offered number was neither published nor waited for"
-        assert now - any_state.waiting_since < policy.hole_wait_seconds, "waited too long"
+        assert now - any_state.waiting_since < policy.longest_wait, "waited too long"
+    if any_state.restart_watch is None:
+        # Waits run side by side: nothing waits longer than the longest wait from when it was first
+        # listed (a hole and a number a rendition lacked after it were waited for one after another).
+        overdue = sorted(n for n in waiting if now - seen.get(n, now) >= policy.longest_wait)
+        assert not overdue, f"numbers {overdue} listed for {now - seen[overdue[0]]:.2f} s still waited for"
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -197,13 +216,13 @@ def test_every_rendition_keeps_the_rules_and_all_agree_on_every_msn(scenario: Sc
     first_msn: int | None = None
     previous: dict[str, PublishedState] = {}
     uri_of: dict[tuple[str, int], str] = {}
-    for now, fetched, states in history:
+    for now, fetched, states, seen in history:
         assert set(states) <= set(scenario.renditions)
         if states:
             assert set(states) == set(scenario.renditions), "every rendition is published together"
         assert renditions_agree(states.values()), "renditions disagree on an MSN"
         check_uris(states, scenario.renditions)
-        check_decided(states, fetched, now, scenario.policy)
+        check_decided(states, fetched, now, scenario.policy, seen)
         for r, state in states.items():
             if r in previous:
                 check_transition(previous[r], state)
@@ -226,7 +245,7 @@ def test_every_rendition_keeps_the_rules_and_all_agree_on_every_msn(scenario: Sc
     event(f"dead rendition={scenario.dead is not None}")
     event(f"hostile entries={len(scenario.hostile) > 0}")
     # Determinism: the same offers fetched in another order give the same states, step by step.
-    assert [s for _, _, s in play(scenario, shuffler)] == [s for _, _, s in history]
+    assert [s for _, _, s, _ in play(scenario, shuffler)] == [s for _, _, s, _ in history]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -235,4 +254,4 @@ def test_hostile_entries_change_nothing(scenario: Scenario) -> None:
     """The same scenario without its hostile entries publishes exactly the same playlists: a hostile
     entry neither reaches the output nor displaces a real copy nor delays one."""
     clean = Scenario(**{**scenario.__dict__, "hostile": ()})
-    assert [s for _, _, s in play(scenario)] == [s for _, _, s in play(clean)]
+    assert [s for _, _, s, _ in play(scenario)] == [s for _, _, s, _ in play(clean)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -418,9 +419,13 @@ async def test_gzip_only_when_accepted(edge: Edge, accept: str, gzipped: bool) -
     assert (response.headers.get("content-encoding") == "gzip") is gzipped
 
 
-async def test_a_store_outage_while_a_feed_starts_is_survived(edge: Edge, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_store_outage_while_a_feed_starts_is_survived(
+        edge: Edge, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """The first read of stored states fails; the feed retries it, and the player is served once
-    the store answers again. The loop that drops idle feeds keeps running."""
+    the store answers again. The loop that drops idle feeds keeps running. The outage is logged
+    once, as a warning naming it: no traceback, which operators read as a crash."""
+    import logging
+
     from edge.store.base import StoreUnavailable
 
     fake = await edge.add_broadcaster("a")
@@ -442,8 +447,11 @@ async def test_a_store_outage_while_a_feed_starts_is_survived(edge: Edge, monkey
     async def served() -> bool:
         return (await edge.playlist(sid)).status_code == 200
 
-    await edge.wait_for(served)
+    with caplog.at_level(logging.INFO, logger="edge"):
+        await edge.wait_for(served)
     assert failures == 0
+    logged = [r for r in caplog.records if "store down for a moment" in r.getMessage()]
+    assert [(r.levelno, r.exc_info) for r in logged] == [(logging.WARNING, None)]
     reaper = edge.svc.playlists._reaper
     assert reaper is not None and not reaper.done()
 
@@ -498,6 +506,170 @@ async def test_a_store_that_lost_writes_never_takes_players_back(tmp_path: Path)
                 check_reload(last, Seen.of((await edge.playlist(sid)).text))
                 stored = await edge.svc.store.playlists.load(sid)
                 assert b"/6.ts" in stored.states["source"], "the node wrote its newer state back"
+    finally:
+        await delete_prefix(REDIS_URL, prefix)
+
+
+async def test_a_node_taking_its_lease_back_serves_as_the_publisher_only_once_it_read_the_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared Redis restarting: the node's lease lapses meanwhile (another node may take it and
+    publish), and when the store comes back the node takes the lease again but cannot yet read the
+    stored playlists. Until it has, it answers players as any node that cannot tell whether its
+    playlist is the newest (503), not from its own possibly older one as the publisher (the chaos
+    soak caught a node serving MEDIA-SEQUENCE 51 after the other had served 53, right as Redis
+    came back)."""
+    import uuid
+
+    from edge.store.base import StoreUnavailable
+    from tests.store.conftest import REDIS_URL, delete_prefix, require_redis
+
+    require_redis()
+    prefix = f"test-edge:{uuid.uuid4().hex}:"
+    try:
+        async for edge in open_edge(tmp_path, store=REDIS_URL, redis_prefix=prefix, lease_ttl=0.5):
+            fake = await edge.add_broadcaster("a")
+            sid = (await edge.create_stream())["id"]
+            await carried(edge, sid, "a")
+            fake.add(sid, "source", 0, 1, 2)
+
+            async def status(code: int) -> bool:
+                return (await edge.playlist(sid)).status_code == code
+
+            await edge.wait_for(lambda: status(200))
+            feed = edge.svc.playlists.feeds[sid]
+            store = edge.svc.store
+            down = {"leases": True, "playlists": True}
+            refused = {"leases": 0, "playlists": 0}
+
+            def failing(part: str, method):  # type: ignore[no-untyped-def]
+                async def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+                    if down[part]:
+                        refused[part] += 1
+                        raise StoreUnavailable("redis restarting")
+                    return await method(*args, **kwargs)
+                return call
+
+            for name in ("acquire", "holder", "release", "announce"):
+                monkeypatch.setattr(store.leases, name, failing("leases", getattr(store.leases, name)))
+            for name in ("revision", "load", "save"):
+                monkeypatch.setattr(store.playlists, name, failing("playlists", getattr(store.playlists, name)))
+            await asyncio.sleep(1.0)  # two lease TTLs: lapsed, here as in the store
+            assert await status(200)  # nobody could publish since: the last publisher keeps serving
+            down["leases"] = False  # back for leases, not yet for the playlists
+            refused["playlists"] = 0
+            # The feed's next round takes the lease and fails to read the stored revision.
+            await edge.wait_for(lambda: refused["playlists"] > 0)
+            assert feed.leader
+            for _ in range(10):
+                assert await status(503)
+                await asyncio.sleep(0.05)
+            down["playlists"] = False
+            await edge.wait_for(lambda: status(200))
+    finally:
+        await delete_prefix(REDIS_URL, prefix)
+
+
+@pytest.mark.parametrize("blip", [False, True])
+async def test_a_node_taking_a_lease_back_asks_every_carrier_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blip: bool) -> None:
+    """While another node held the lease, the ingest may have gone to a carrier this node had left
+    alone (everything it listed had left the window): taking the lease back, the node asks every
+    carrier at once, not only once discovery next comes round; also when its first read of the
+    store after taking the lease fails (`blip`: a store hiccup between the two)."""
+    import uuid
+
+    from edge.playlists.cadence import NEVER, Cadence, Watch, due
+    from edge.playlists.feed import lease_key
+    from tests.store.conftest import REDIS_URL, delete_prefix, require_redis
+
+    require_redis()
+    prefix = f"test-edge:{uuid.uuid4().hex}:"
+    try:
+        async for edge in open_edge(tmp_path, store=REDIS_URL, redis_prefix=prefix, lease_ttl=0.5,
+                                    discovery_interval=60.0):
+            a, b = await edge.add_broadcaster("a"), await edge.add_broadcaster("b")
+            sid = (await edge.create_stream())["id"]
+            await carried(edge, sid, "a", "b")
+            a.add(sid, "source", 0, 1, 2)
+            await edge.wait_for(lambda: edge.playlist(sid), timeout=5.0)
+            feed = edge.svc.playlists.feeds[sid]
+            await edge.wait_for(lambda: ("b", "source") in feed.watches)
+            # As the node saw it: b listed 0 long ago, and is left alone.
+            old = edge.svc.clock() - 3600
+            feed._watches[("b", "source")] = Watch(asked_at=old + 100, answered=True, newest=0, duration=2.0,
+                                                  seen_at=old, unseen_at=old - 1, sightings=5)
+            assert due(feed.watches[("b", "source")], Cadence(retry=1.0, window=30.0)) == NEVER
+            leases = edge.svc.store.leases
+            key = lease_key(sid)
+            for _ in range(20):  # another node takes it for a while (the feed may renew in between)
+                await leases.release(key, edge.svc.node_id)
+                if await leases.acquire(key, "another-node", 2.0):
+                    break
+            else:
+                raise AssertionError("could not take the lease away")
+            await edge.wait_for(lambda: not feed.leader, timeout=1.5)
+            if blip:  # the first stored-revision read once the lease is back fails
+                from edge.store.base import StoreUnavailable
+
+                playlists, real_revision, failed = edge.svc.store.playlists, edge.svc.store.playlists.revision, []
+
+                async def revision(*args, **kwargs):  # type: ignore[no-untyped-def]
+                    if feed.leader and not failed:
+                        failed.append(True)
+                        raise StoreUnavailable("a blip right after the takeover")
+                    return await real_revision(*args, **kwargs)
+
+                monkeypatch.setattr(playlists, "revision", revision)
+            asked = b.requests[f"/stream/{sid}/source.m3u8"]
+            b.add(sid, "source", 3, 4)  # the ingest went to b meanwhile
+            await edge.wait_for(lambda: feed.publishes_alone, timeout=5.0)  # the other's lease lapsed: back here
+            await edge.wait_for(lambda: b.requests[f"/stream/{sid}/source.m3u8"] > asked, timeout=0.5)
+            assert not blip or failed
+    finally:
+        await delete_prefix(REDIS_URL, prefix)
+
+
+async def test_one_failed_lease_renewal_keeps_what_the_node_learnt_of_its_carriers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renewal that fails once (a shared store's blip) and succeeds at the next round, nobody else
+    having published meanwhile: the node still knows each carrier's cadence. Forgetting it (taking
+    the renewal for a takeover) made the next segments of every stream up to a second late."""
+    import uuid
+
+    from edge.store.base import StoreUnavailable
+    from tests.store.conftest import REDIS_URL, delete_prefix, require_redis
+
+    require_redis()
+    prefix = f"test-edge:{uuid.uuid4().hex}:"
+    try:
+        async for edge in open_edge(tmp_path, store=REDIS_URL, redis_prefix=prefix, lease_ttl=2.0):
+            fake = await edge.add_broadcaster("a")
+            sid = (await edge.create_stream())["id"]
+            await carried(edge, sid, "a")
+            fake.add(sid, "source", 0, 1, 2)
+            await edge.wait_for(lambda: edge.playlist(sid), timeout=5.0)
+            feed = edge.svc.playlists.feeds[sid]
+            await edge.wait_for(lambda: ("a", "source") in feed.watches)
+            leases = edge.svc.store.leases
+            real_acquire = leases.acquire
+            failed = 0
+
+            async def blip(*args, **kwargs):  # type: ignore[no-untyped-def]
+                nonlocal failed
+                if failed == 0:
+                    failed += 1
+                    raise StoreUnavailable("redis blip")
+                return await real_acquire(*args, **kwargs)
+
+            monkeypatch.setattr(leases, "acquire", blip)
+            marked = replace(feed.watches[("a", "source")], sightings=1000)  # what was learnt, marked
+            feed._watches[("a", "source")] = marked
+            feed._lease_until = float("-inf")  # the next round renews
+            feed.poke()
+            await edge.wait_for(lambda: failed == 1, timeout=5.0)
+            await edge.wait_for(lambda: feed.publishes_alone, timeout=5.0)
+            assert feed.leader
+            assert ("a", "source") in feed.watches and feed.watches[("a", "source")].sightings >= 1000
     finally:
         await delete_prefix(REDIS_URL, prefix)
 

@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import m3u8
+import pytest
 
 from tests.conftest import ADMIN_TOKEN, auth
+from tests.fakes import FakeBroadcaster
 from tests.media import pattern_segments, require
 from tests.playlists_http.harness import Edge, open_edge, parse, serve_on_loopback
 
@@ -189,3 +191,86 @@ async def test_a_recording_plays_in_ffmpeg_from_first_to_last_segment_after_ever
         edge.svc.clock = real_clock
         assert (await edge.client.delete(f"/api/stream/{sid}", headers=auth())).status_code == 204
         assert (await store.usage()).objects == 0
+
+
+async def test_a_copy_landing_after_the_round_stopped_waiting_is_published_at_once(tmp_path: Path) -> None:
+    """Mirror mode: a round waits half a poll for its copies. One that lands later wakes the feed,
+    and its number is published then, not at the next poll (here 3 s later)."""
+    async for edge in open_edge(tmp_path, segment_mode="mirror", mirror_wait=60.0, poll_interval=6.0):
+        fake = await edge.add_broadcaster("a")
+        fake.media = {n: b"x" * 1000 for n in range(10)}
+        store = edge.svc.segment_store
+        assert store is not None
+        real_put, release = store.put, asyncio.Event()
+
+        async def slow_put(key: str, data: bytes) -> None:
+            await release.wait()
+            await real_put(key, data)
+
+        store.put = slow_put  # type: ignore[method-assign]
+        sid = (await edge.create_stream())["id"]
+        await carried(edge, sid, "a")
+        fake.add(sid, "source", 0)
+        await edge.playlist(sid)  # a player starts the feed (nothing is published yet)
+        feed = edge.svc.playlists.feeds[sid]
+        await edge.wait_for(lambda: feed._copies_end != float("inf"), timeout=10)  # the round stopped waiting
+        assert not await _last_number(edge, sid, 0)
+        release.set()
+        released = time.monotonic()
+        await edge.wait_for(lambda: _last_number(edge, sid, 0), timeout=10)
+        assert time.monotonic() - released < 1.5  # the next poll was 3 s away
+
+
+async def test_a_copy_not_stored_within_the_mirror_wait_goes_out_direct_when_the_wait_runs_out(tmp_path: Path) -> None:
+    """The store hangs: the number goes out direct when its mirror wait (1 s) runs out, not at the
+    next poll (6 s here)."""
+    async for edge in open_edge(tmp_path, segment_mode="mirror", mirror_wait=1.0, poll_interval=6.0):
+        fake, sid = await _stream_on_a_hanging_store(edge)
+        listed = time.monotonic()
+        await edge.playlist(sid)  # a player starts the feed
+        await edge.wait_for(lambda: _last_number(edge, sid, 0), timeout=10)
+        assert time.monotonic() - listed < 3.0  # the wait (1 s) and a round; the next poll was 6 s away
+        playlist = parse(await edge.playlist(sid))
+        assert playlist.segments[-1].uri.startswith(fake.url)  # direct
+
+
+async def test_a_round_failing_before_its_copies_does_not_spin_on_a_mirror_wait_run_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy is waited for (mirror mode), then the lease store fails: rounds fail before they reach
+    the copies, and the mirror wait they noted runs out. The feed retries at the poll pace, not
+    every 5 ms (180 rounds a second, each a call to a store that is down)."""
+    from edge.store.base import StoreUnavailable
+
+    async for edge in open_edge(tmp_path, segment_mode="mirror", mirror_wait=1.0, poll_interval=0.5,
+                                hole_wait=3.0, rendition_wait=3.0, discovery_interval=60.0):
+        fake, sid = await _stream_on_a_hanging_store(edge)
+        await edge.playlist(sid)
+        feed = edge.svc.playlists.feeds[sid]
+        await edge.wait_for(lambda: feed._copies_end != float("inf"), timeout=10)  # a copy is waited for
+        leases, calls = edge.svc.store.leases, []
+
+        async def down(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(1)
+            raise StoreUnavailable("store down")
+
+        monkeypatch.setattr(leases, "acquire", down)
+        feed._lease_until = float("-inf")  # the next round renews
+        await asyncio.sleep(2.5)  # the mirror wait (1 s) runs out meanwhile
+        assert 1 <= len(calls) <= 12, len(calls)  # a poll's pace is 5 in 2.5 s
+
+
+async def _stream_on_a_hanging_store(edge: Edge) -> tuple[FakeBroadcaster, str]:
+    """A stream whose broadcaster lists segment 0, with a segment store whose writes never return."""
+    fake = await edge.add_broadcaster("a")
+    fake.media = {n: b"x" * 1000 for n in range(10)}
+    store = edge.svc.segment_store
+    assert store is not None
+
+    async def hanging(key: str, data: bytes) -> None:
+        await asyncio.Event().wait()
+
+    store.put = hanging  # type: ignore[method-assign]
+    sid = (await edge.create_stream())["id"]
+    await carried(edge, sid, "a")
+    fake.add(sid, "source", 0)
+    return fake, sid

@@ -7,7 +7,7 @@ import pytest
 
 from edge.playlists.merge import Policy
 from edge.playlists.round import StreamPolicy, decide
-from edge.segments.policy import Copies, SegmentMode, SegmentPolicy, key_of, object_key
+from edge.segments.policy import Copies, SegmentMode, SegmentPolicy, key_of, waiting_copies, object_key
 from tests.playlists.builders import B1, offer
 
 SID = "8c5f6b5e-0d1c-4a5e-9b1f-0123456789ab"
@@ -102,3 +102,13 @@ def test_direct_mode_is_unchanged() -> None:
 )
 def test_route_names_map_to_object_keys(rendition: str, name: str, key: str | None) -> None:
     assert key_of(SID, rendition, name) == key
+
+
+def test_the_copies_waited_for_are_those_neither_stored_nor_past_the_mirror_wait() -> None:
+    policy = SegmentPolicy(mode=SegmentMode.MIRROR, copy=True, stream_id="s", mirror_wait=2.0)
+    copies = Copies(stored=frozenset({"k1"}), wanted_since={"k1": 5.0, "k2": 6.0, "k3": 7.0, "old": 1.0})
+    # k1 is stored, "old" ran out already (its number goes out direct), "new" is not wanted yet.
+    assert waiting_copies(copies, ["k1", "k2", "k3", "old", "new"], policy, now=7.5) == {"k2": 8.0, "k3": 9.0}
+    assert waiting_copies(copies, ["k2"], policy, now=8.0) == {}  # at the end itself: run out
+    direct = SegmentPolicy(stream_id="s", copy=True)  # a recording in direct mode holds nothing back
+    assert waiting_copies(copies, ["k2"], direct, now=7.5) == {}

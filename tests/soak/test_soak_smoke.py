@@ -140,6 +140,9 @@ class FakeWorld:
     def recently_killed(self, origin: str) -> bool:
         return False
 
+    def faults_near(self, seconds: float) -> str:
+        return "edge node http://edge SIGKILLed at t=1.0s" if self.clock - 1.0 <= seconds else ""
+
 
 async def test_the_soak_player_reports_a_broken_pair_with_both_playlists() -> None:
     world = FakeWorld()
@@ -171,6 +174,9 @@ async def test_a_stall_while_a_broadcaster_lists_newer_segments_is_reported() ->
     finally:
         await b.kill()
     assert dict(world.findings.counts) == {"stall": 1}
+    # The report names the process faults just before, to tell a takeover from a slow poll.
+    stall = next(v for v in world.findings.kept if v.kind == "stall")
+    assert "process faults just before: edge node http://edge SIGKILLed at t=1.0s" in stall.detail
 
 
 # --- a real soak, faults off ---

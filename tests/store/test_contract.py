@@ -5,6 +5,7 @@ provably behave the same for the service, time included."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import pytest
 
@@ -221,6 +222,32 @@ async def test_a_handout_before_registration_counts_once_it_registers(registry: 
 
 def test_every_registry_implements_the_interface(registry: RegistryStore) -> None:
     assert isinstance(registry, RegistryStore)
+
+
+async def test_the_revision_moves_at_every_change_a_listing_shows(registry: RegistryStore) -> None:
+    """A reader skips reading while the revision stays: every change must move it, whichever worker
+    made it (None: unknown, the reader reads)."""
+    async def changed(change: Awaitable[object]) -> None:
+        before = registry.revision()
+        listed = await registry.list_all()
+        await change
+        after = registry.revision()
+        assert after is None or after != before or await registry.list_all() == listed
+
+    await changed(registry.upsert("fra", registration("fra"), NOW))
+    await changed(registry.upsert("ams", registration("ams", cpu=0.5), NOW))
+    await changed(registry.upsert("fra", registration("fra", cpu=0.9), NOW + 1))
+    await changed(registry.set_state("ams", "draining"))
+    await changed(registry.delete("fra"))
+    assert [b.name for b in await registry.list_all()] == ["ams"]
+
+
+async def test_a_listing_without_a_wait_is_the_listing(registry: RegistryStore) -> None:
+    """list_now answers what list_all would, or nothing (then list_all must be asked)."""
+    for i, name in enumerate(["fra", "ams", "fra", "lhr"]):
+        await registry.upsert(name, registration(name, cpu=i / 10), NOW + i)
+        now = registry.list_now()
+        assert now is None or now == await registry.list_all()
 
 
 # Short enough for Redis, which keeps time itself and must really wait: forgotten after 1 s of
