@@ -180,6 +180,11 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
     door: FrontDoor | None = None
     answered_now = 0  # requests this connection answered from the door
     _ready: tuple[Ready, str, float, bool] | None = None  # (answer, route, started, keep-alive) until the message ends
+    _behind_close = False  # the message being read came after the connection was closed
+
+    def on_body(self, body: bytes) -> None:
+        if not self._behind_close:
+            super().on_body(body)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # flow control keeps the transport itself
@@ -190,6 +195,12 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         super().on_response_complete()
 
     def on_headers_complete(self) -> None:
+        if self.transport.is_closing():
+            # An answer earlier in this read closed the connection while the parser read on (a door
+            # answer to HTTP/1.0 with `Connection: keep-alive`, which uvicorn closes as well): what
+            # the client pipelined behind it is neither run nor counted, as behind an app's answer.
+            self._behind_close = True
+            return
         if self.door is not None and self._plain():
             started = time.perf_counter()
             scope = self.scope
@@ -235,6 +246,8 @@ class OneWriteProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         return True
 
     def on_message_complete(self) -> None:
+        if self._behind_close:
+            return
         ready = self._ready
         if ready is None:
             super().on_message_complete()
