@@ -173,7 +173,7 @@ def scores(
                 utilisation=u,
                 load_reported=reported,
                 reserved=reserved,
-                load_penalty_km=_load_penalty(u, policy),
+                load_penalty_km=load_penalty_of(u, policy),
             )
         )
     scored.sort(key=lambda s: (s.cost_km, s.broadcaster.name))
@@ -195,7 +195,7 @@ def load_penalty_floor_km(b: Broadcaster, now: float, policy: RankingPolicy) -> 
 def load_penalty_km(b: Broadcaster, reserved: int, now: float, policy: RankingPolicy) -> float:
     """The load penalty `scores` gives `b` at `now` with `reserved` streams reserved on it."""
     u, _ = _utilisation(b, reserved, now, policy)
-    return _load_penalty(u, policy)
+    return load_penalty_of(u, policy)
 
 
 def scoring_stable_until(b: Broadcaster, now: float, policy: RankingPolicy) -> float:
@@ -205,10 +205,6 @@ def scoring_stable_until(b: Broadcaster, now: float, policy: RankingPolicy) -> f
     stale = b.last_heartbeat + policy.metrics_max_age_s
     due = health_stable_until(b, now, policy.liveness)
     return min(due, stale) if stale >= now else due
-
-
-def _load_penalty(u: float, policy: RankingPolicy) -> float:
-    return policy.load_weight_km * _load_curve(u, policy.utilisation_knee)
 
 
 def _distances(
@@ -232,11 +228,20 @@ def _distances(
 def _utilisation(
     b: Broadcaster, reserved: int, now: float, policy: RankingPolicy
 ) -> tuple[float, bool]:
-    """(predicted utilisation, whether it rests on a fresh report).
+    """(predicted utilisation, whether it rests on a fresh report)."""
+    base, share, reported = load_model(b, load_report_fresh(b, now, policy), policy)
+    return base + reserved * share, reported
+
+
+def load_model(b: Broadcaster, fresh: bool, policy: RankingPolicy) -> tuple[float, float, bool]:
+    """(`b`'s utilisation before reservations, the utilisation each reserved stream adds, whether
+    the first rests on a report), its report believed or not (`fresh`, load_report_fresh): the
+    predicted utilisation with n reserved is `base + n * share`, which only a new value of `b` or
+    the report going stale changes.
 
     The busiest resource decides: streams against capacity, cpu, bandwidth against its capacity.
     """
-    load = b.load if load_report_fresh(b, now, policy) else Load()
+    load = b.load if fresh else Load()
     ratios = []
     if load.active_streams is not None and b.capacity:
         ratios.append(load.active_streams / b.capacity)
@@ -245,7 +250,12 @@ def _utilisation(
     if load.bandwidth_bps is not None and load.bandwidth_capacity_bps:
         ratios.append(load.bandwidth_bps / load.bandwidth_capacity_bps)
     base = min(max(ratios, default=policy.unknown_utilisation), MAX_UTILISATION)
-    return base + reserved * _stream_share(b, load, policy), bool(ratios)
+    return base, _stream_share(b, load, policy), bool(ratios)
+
+
+def load_penalty_of(u: float, policy: RankingPolicy) -> float:
+    """The load penalty of a predicted utilisation `u` (load_model)."""
+    return policy.load_weight_km * _load_curve(u, policy.utilisation_knee)
 
 
 def _stream_share(b: Broadcaster, load: Load, policy: RankingPolicy) -> float:

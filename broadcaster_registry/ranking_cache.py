@@ -35,7 +35,8 @@ from broadcaster_registry.model import Broadcaster
 from broadcaster_registry.ranking import (
     RankingPolicy,
     leader_count,
-    load_penalty_km,
+    load_model,
+    load_penalty_of,
     load_report_fresh,
     scores,
 )
@@ -57,8 +58,11 @@ class CachePolicy:
     # Candidates kept beyond the answer, room for reservations to reorder it.
     spare: int = 10
     max_cells: int = 8192
-    # Share of cached answers also ranked exactly, to count mismatches.
+    # Share of cached answers also ranked exactly, to count mismatches; at most one such check per
+    # `shadow_interval_s` (one costs ~1 ms with 1,000 broadcasters: at 16,000 answers a second the
+    # share alone would spend 1.5% of a core on them).
     shadow_fraction: float = 0.001
+    shadow_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.cell_degrees <= 10:
@@ -69,6 +73,8 @@ class CachePolicy:
             raise ValueError("load_step_km: must be 0 or more")
         if not 0 <= self.shadow_fraction <= 1:
             raise ValueError("shadow_fraction: must be between 0 and 1")
+        if not self.shadow_interval_s >= 0:
+            raise ValueError("shadow_interval_s: must be 0 or more seconds")
 
 
 class Costed(NamedTuple):  # a tuple: built ~20 times for every cell ranked, twice as fast as a dataclass
@@ -189,19 +195,23 @@ def answers_exactly(entry: Entry, limit: int, policy: RankingPolicy) -> bool:
 
 
 def reserved_penalty(
-    b: Broadcaster, reservations: Reservations, now: float, policy: RankingPolicy
+    b: Broadcaster, reservations: Reservations, now: float, policy: RankingPolicy,
+    model: Callable[[Broadcaster, bool, RankingPolicy], tuple[float, float, bool]] = load_model,
 ) -> tuple[float | None, float]:
     """`b`'s load penalty at `now` with its outstanding reservations (None: it has none), and until
     when that holds: while the reservation is counted (until it ages out) and `b`'s report believed
     (until it goes stale); once either is over it stays over as time goes on. Only a new value of
-    `b` or of its reservation changes it otherwise."""
+    `b` or of its reservation changes it otherwise. `model`: ranking.load_model, or one that
+    remembers it."""
     n = outstanding(reservations, b, now, policy.reservation_max_age_s)
     if n == 0:
         return None, math.inf
     until = reservations.by_name[b.name].since + policy.reservation_max_age_s
-    if load_report_fresh(b, now, policy):
+    fresh = load_report_fresh(b, now, policy)
+    if fresh:
         until = min(until, b.last_heartbeat + policy.metrics_max_age_s)
-    return load_penalty_km(b, n, now, policy), until
+    base, share, _ = model(b, fresh, policy)
+    return load_penalty_of(base + n * share, policy), until
 
 
 class ReservedPenalties:
@@ -216,10 +226,21 @@ class ReservedPenalties:
         self._until: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []  # (until, name), stale items skipped
         self._latest = -math.inf
+        # name -> (value, whether its report was believed, its load_model): every hand-out works out
+        # its broadcaster's penalty again, from a value that changes at its heartbeats.
+        self._models: dict[str, tuple[Broadcaster, bool, tuple[float, float, bool]]] = {}
+
+    def _model(self, b: Broadcaster, fresh: bool, policy: RankingPolicy) -> tuple[float, float, bool]:
+        held = self._models.get(b.name)
+        if held is not None and held[0] is b and held[1] is fresh:
+            return held[2]
+        model = load_model(b, fresh, policy)
+        self._models[b.name] = (b, fresh, model)
+        return model
 
     def update(self, b: Broadcaster, reservations: Reservations, now: float) -> None:
         """`b`'s penalty from its value and its reservation at `now`."""
-        penalty, until = reserved_penalty(b, reservations, now, self.policy)
+        penalty, until = reserved_penalty(b, reservations, now, self.policy, self._model)
         name = b.name
         if penalty is None:
             self.forget(name)
@@ -242,6 +263,7 @@ class ReservedPenalties:
         """No reservation on `name` any more (settled, or it left the registry)."""
         self.values.pop(name, None)
         self._until.pop(name, None)
+        self._models.pop(name, None)
 
     def due(self, now: float, reserved: Iterable[str]) -> list[str]:
         """The names whose penalty may be otherwise at `now` than when it was given, each to be
@@ -268,6 +290,11 @@ def reserved_order(entry: Entry, penalties: Mapping[str, float]) -> tuple[list[B
     costs = list(map(operator.add, entry.distance_penalties, map(penalties.get, entry.names, entry.floors)))
     if costs == entry.costs:  # only reservations can differ, and they only add
         return entry.broadcasters, entry.costs
+    if len(set(costs)) == len(costs):
+        # No two costs equal, so no name is needed to break a tie: positions sorted by cost alone
+        # (floats compared in C) cost half the (cost, name, broadcaster) tuples below.
+        order = sorted(range(len(costs)), key=costs.__getitem__)
+        return list(map(entry.broadcasters.__getitem__, order)), list(map(costs.__getitem__, order))
     keyed = sorted(zip(costs, entry.names, entry.broadcasters))  # names differ: broadcasters never compared
     return list(map(_third, keyed)), list(map(_first, keyed))
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 from broadcaster_registry.model import Broadcaster
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(NamedTuple):  # a tuple: one is made at every hand-out, 3x faster than a frozen dataclass
     count: int  # hand-outs not yet covered by a heartbeat
     since: float  # time of the latest of them: a heartbeat after it covers them all
 

@@ -103,8 +103,8 @@ class Settings:
         "rank every request exactly).")
     ranking_cache_max_age: float = _opt(5.0, "Seconds load drift within a step may go unseen in a cell's ranking "
                                              "(a ranking this old is checked against it).")
-    ranking_cache_shadow: float = _opt(0.001, "Share of cached answers also ranked exactly, mismatches counted in "
-                                             "edge_broadcaster_ranking_cache_mismatches_total.")
+    ranking_cache_shadow: float = _opt(0.001, "Share of cached answers also ranked exactly (at most one a second), "
+                                             "mismatches counted in edge_broadcaster_ranking_cache_mismatches_total.")
     trusted_proxies: tuple[str, ...] = _opt(
         (), "Comma-separated CIDRs of proxies/CDN edges whose forwarding and geo headers are believed.",
     )

@@ -147,6 +147,7 @@ class Selector:
         self.rng = rng
         self.cache = cache
         self.shadow_rng = shadow_rng or random.Random()
+        self._shadowed_at = -math.inf  # the last shadow check
         self.stats = CacheStats()
         # What ranking can see of the registry: moves when that changes (`_moved`), or at
         # `_stable_until`, when time alone may change how someone is judged.
@@ -390,7 +391,10 @@ class Selector:
         answered = ranking_cache.answer(entry, self.policy, self.rng, penalties.values, limit)
         if not answered.exact:
             self.stats.stretched += 1
-        if cache.policy.shadow_fraction and self.shadow_rng.random() < cache.policy.shadow_fraction:
+        policy = cache.policy
+        if policy.shadow_fraction and self.shadow_rng.random() < policy.shadow_fraction and (
+                not 0 <= now - self._shadowed_at < policy.shadow_interval_s):
+            self._shadowed_at = now
             self._shadow(answered.leaders, client, now, limit)
         return answered.ranked
 

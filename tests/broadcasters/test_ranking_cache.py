@@ -402,3 +402,41 @@ async def test_a_request_that_took_its_time_before_a_heartbeat_was_read_keeps_th
     version = selector.version
     await selector.choose(near, NOW + 0.004, 5)  # took its `now` before that read
     assert selector.version == version
+
+
+async def test_shadow_checks_take_their_share_of_answers_at_most_once_per_interval() -> None:
+    """The exact ranking a shadow check runs costs a thousand answers (with 1,000 broadcasters): a
+    burst of answers runs at most one per `shadow_interval_s`, a slow trickle its share."""
+    rng = random.Random(4)
+    broadcasters = fleet(rng, 200)
+    store = MemoryRegistryStore(broadcasters, clock=lambda: NOW)
+    selector = Selector(store, POLICY, random.Random(1), cache=RankingCache(
+        CachePolicy(cell_degrees=CELL, shadow_fraction=1.0, shadow_interval_s=1.0)))
+    clients = [a_cell(rng) for _ in range(50)]
+    for i, where in enumerate(clients * 4):  # 200 answers within one interval
+        await selector.choose(where, NOW + i * 0.004, 3)
+    assert selector.stats.checks == 1
+    for i, where in enumerate(clients):  # one a second: each checked
+        await selector.choose(where, NOW + 2 + i, 3)
+    assert selector.stats.checks == 1 + len(clients)
+    assert selector.stats.mismatches == 0  # clients at their cells' centres
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.booleans(), st.integers(0, 3)),
+                min_size=1, max_size=12))
+def test_the_reserved_order_is_by_cost_then_name_whatever_ties_the_reservations_make(
+        rows: list[tuple[int, int, bool, int]]) -> None:
+    """Small whole-number penalties make many equal costs, before reservations and after them:
+    ties are broken by name, as `scores` breaks them, wherever the entry had the two."""
+    rng = random.Random(len(rows))
+    base = fleet(rng, len(rows))
+    costed, penalties = [], {}
+    for b, (distance, floor, reserved, extra) in zip(base, rows):
+        costed.append((float(distance + floor), float(distance), float(floor), b))
+        if reserved:
+            penalties[b.name] = float(floor + extra)
+    costed.sort(key=lambda c: (c[0], c[3].name))
+    entry = entry_of(costed, NOW, POLICY, len(costed), 1)
+    ordered, costs = ranking_cache.reserved_order(entry, penalties)
+    expected = sorted((d + penalties.get(b.name, f), b.name) for _, d, f, b in costed)
+    assert [(c, b.name) for c, b in zip(costs, ordered)] == expected
