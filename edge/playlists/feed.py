@@ -187,6 +187,7 @@ class Feed:
         # This node held the lease when the shared store became unreachable: nobody can publish
         # until it is back, so its states are the newest. Cleared once the store answers again.
         self.published_last = False
+        self._claim = (float("-inf"), 0)  # see newest_here
         self._last_progress = ctx.clock()  # when players last got a new segment
         # Renditions whose state here is newer than the stored one (the store lost writes, say a
         # Redis restarted from a slightly old file): saved again with the next publish.
@@ -306,6 +307,17 @@ class Feed:
         """This node holds the stream's lease and it has not lapsed: no other node can publish, so
         its own states are the newest and players need no revision check."""
         return self.leader and self.ctx.clock() < self._lease_until
+
+    @property
+    def newest_here(self) -> bool:
+        """Whether this node's playlist is surely the newest while the shared store cannot be read:
+        it held the lease when the store went down (`published_last`) and nobody can have taken the
+        lease since. Once that lease has lapsed, a store that answered this node again, however
+        briefly and for whatever call, may have let another node take it and publish newer (a
+        Redis that came back for a second between two outages: a player alternating between the
+        nodes went from MEDIA-SEQUENCE 54 back to 53)."""
+        lapses, answered = self._claim
+        return self.published_last and (self.ctx.store.answered == answered or self.ctx.clock() < lapses)
 
     @property
     def last_progress(self) -> float:
@@ -543,6 +555,9 @@ class Feed:
         except StoreUnavailable:
             # The store may come back without our lease (a restarted Redis): until it is renewed,
             # players here are answered only after checking what the store holds.
+            if was_leader and not self.published_last:
+                # Until when nobody else can hold the lease, and what the store had answered then.
+                self._claim = (self._lease_until, ctx.store.answered)
             self.published_last = self.published_last or was_leader
             self._lease_until = float("-inf")
             raise

@@ -98,7 +98,7 @@ class PlaylistService:
                     # Nobody can publish while the store is down, so the node that was publishing
                     # when it went down holds the newest playlist and keeps serving it; any other
                     # node may be a version behind what a player just got from that one.
-                    if not feed.published_last:
+                    if not feed.newest_here:
                         raise CannotTell(
                             f"stream {stream_id}: the shared store is unreachable; this node cannot "
                             "tell whether its playlist is the newest, try again shortly"

@@ -87,6 +87,9 @@ class Store(Protocol):
     playlists: PlaylistStateStore
     leases: Leases
     shared: bool  # several edge nodes may write it (players must then see the newest revision)
+    # How many calls the backend has answered so far (a count that only grows): a node that lost
+    # the store sees from it whether the store answered anyone since (edge.playlists.feed).
+    answered: int
 
     async def open(self) -> None: ...
 

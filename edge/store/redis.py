@@ -107,11 +107,13 @@ def _unavailable_as_store_error(fn: Callable[P, Coroutine[Any, Any, T]]) -> Call
 
     @functools.wraps(fn)
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        db = args[0].db  # type: ignore[attr-defined]  # every wrapped method's self has .db
         try:
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            where = args[0].db.where  # type: ignore[attr-defined]  # every wrapped method's self has .db
-            raise StoreUnavailable(f"{where}: {type(exc).__name__}: {exc}") from exc
+            raise StoreUnavailable(f"{db.where}: {type(exc).__name__}: {exc}") from exc
+        db.answered += 1
+        return result
 
     return call
 
@@ -128,6 +130,7 @@ class RedisDatabase:
     ) -> None:
         self.prefix = prefix
         self.where = f"{redact_url(url)} (keys {prefix}*)"
+        self.answered = 0  # calls Redis answered (Store.answered)
         # One retry without delay: after Redis restarts, the first command on each pooled
         # connection fails on its dead socket and succeeds on a new one. Not more: while Redis is
         # down a request should get its 503 fast, not after a back-off.
@@ -875,6 +878,10 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.db.client.aclose()
+
+    @property
+    def answered(self) -> int:
+        return self.db.answered
 
     def describe(self) -> str:
         return self.db.where

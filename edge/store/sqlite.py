@@ -841,6 +841,7 @@ class SqliteStore:
         self.playlists = SqlitePlaylists(self.db)
         self.leases: LocalLeases | SqliteLeases = SqliteLeases(self.db, lease_clock) if shared else LocalLeases()
         self.shared = shared  # worker processes share the file: players must see the newest revision
+        self.answered = 0  # a local file: never lost as a server is (Store.answered)
 
     async def open(self) -> None:
         await self.db.open()

@@ -569,6 +569,59 @@ async def test_a_node_taking_its_lease_back_serves_as_the_publisher_only_once_it
         await delete_prefix(REDIS_URL, prefix)
 
 
+async def test_the_last_publisher_stops_answering_once_another_node_may_have_taken_its_lease(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store goes down, answers for a moment, and goes down again: in that moment another node
+    may have taken the lapsed lease and published newer (the chaos soak: a player alternating
+    between the nodes went from MEDIA-SEQUENCE 54 back to 53). The node that published when the
+    store first went down keeps answering while nobody can have taken its lease; once the store
+    answered anything after the lease lapsed, it says 503 as any node that cannot tell, until it
+    reads the store again."""
+    import uuid
+
+    from edge.store.base import StoreUnavailable
+    from tests.store.conftest import REDIS_URL, delete_prefix, require_redis
+
+    require_redis()
+    prefix = f"test-edge:{uuid.uuid4().hex}:"
+    try:
+        async for edge in open_edge(tmp_path, store=REDIS_URL, redis_prefix=prefix, lease_ttl=0.5):
+            fake = await edge.add_broadcaster("a")
+            sid = (await edge.create_stream())["id"]
+            await carried(edge, sid, "a")
+            fake.add(sid, "source", 0, 1, 2)
+
+            async def status(code: int) -> bool:
+                return (await edge.playlist(sid)).status_code == code
+
+            await edge.wait_for(lambda: status(200))
+            store = edge.svc.store
+            down = [True]
+
+            def failing(method):  # type: ignore[no-untyped-def]
+                async def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+                    if down[0]:
+                        raise StoreUnavailable("redis restarting")
+                    return await method(*args, **kwargs)
+                return call
+
+            for part, names in ((store.leases, ("acquire", "holder", "release", "announce")),
+                                (store.playlists, ("revision", "load", "save")),
+                                (store.streams, ("get",))):
+                for name in names:
+                    monkeypatch.setattr(part, name, failing(getattr(part, name)))
+            await asyncio.sleep(1.0)  # two lease TTLs: lapsed, in a store that answered nobody since
+            assert await status(200)  # nobody could take it: the last publisher keeps serving
+            await store.ping()  # the store answers for a moment: another node may hold the lease now
+            for _ in range(5):
+                assert await status(503)
+                await asyncio.sleep(0.05)
+            down[0] = False
+            await edge.wait_for(lambda: status(200))
+    finally:
+        await delete_prefix(REDIS_URL, prefix)
+
+
 @pytest.mark.parametrize("blip", [False, True])
 async def test_a_node_taking_a_lease_back_asks_every_carrier_at_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blip: bool) -> None:
