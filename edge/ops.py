@@ -29,7 +29,8 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     svc = services(request)
     try:
-        await asyncio.wait_for(svc.store.ping(), READY_TIMEOUT_S)
+        async with asyncio.timeout(READY_TIMEOUT_S):  # not wait_for: see edge.tasks.cancel
+            await svc.store.ping()
     except (StoreUnavailable, asyncio.TimeoutError) as exc:
         return JSONResponse(
             {"status": "unavailable", "errors": [f"store: {exc or 'no answer within 2 s'}"]},

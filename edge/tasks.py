@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from edge.store.base import StoreUnavailable
@@ -20,19 +19,37 @@ def log_failure(logger: logging.Logger, exc: BaseException, message: str, *args:
         logger.exception(message, *args)
 
 
-async def cancel(task: asyncio.Task[object] | None) -> None:
+CANCEL_GRACE_S = 5.0  # a cancelled task still running after this lost its cancellation
+
+
+async def cancel(task: asyncio.Task[object] | None, grace_s: float = CANCEL_GRACE_S) -> None:
     """Cancel `task` and wait until it has finished its clean-up; nothing if it is None.
 
     A task that had already failed is logged, not re-raised: stopping it must not stop the caller
-    (a loop removing idle feeds, a shutdown)."""
+    (a loop removing idle feeds, a shutdown). The caller's own cancellation is not swallowed.
+
+    A cancellation can be lost on its way: on Python 3.11, `asyncio.wait_for` returns normally when
+    the cancellation arrives as what it waits for completes, and the task goes on as if never
+    cancelled (redis-py wrote every command so while it had a socket timeout: a feed stopped by a
+    shutdown polled on for 60 s). The service no longer calls it, but a library may: a task still
+    running `grace_s` after its cancellation is cancelled again, with a warning."""
     if task is None:
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        try:
-            await task
-        except Exception as exc:
-            log_failure(log, exc, "background task %s had failed", task.get_name())
+    while True:
+        done, _ = await asyncio.wait((task,), timeout=grace_s)
+        if done:
+            break
+        log.warning("background task %s still ran %g s after its cancellation; cancelling it again",
+                    task.get_name(), grace_s)
+        task.cancel()
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if isinstance(exc, Exception):
+        log_failure(log, exc, "background task %s had failed", task.get_name())
+    elif exc is not None:
+        raise exc
 
 
 async def wait_for_event(event: asyncio.Event, timeout: float) -> bool:

@@ -31,6 +31,55 @@ async def test_cancel_stops_a_running_task_and_tolerates_one_that_failed() -> No
     assert running.cancelled() and failed.done()
 
 
+async def test_a_task_that_lost_its_cancellation_is_cancelled_again(caplog: pytest.LogCaptureFixture) -> None:
+    """A library may swallow a cancellation (Python 3.11's asyncio.wait_for did, in redis-py): the
+    task then runs on as if never cancelled, and a shutdown waited on it. Still running after the
+    grace, it is cancelled again, and the warning names it."""
+    swallowed = 0
+
+    async def careless() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1  # as the library did: the cancellation is gone, the loop goes on
+
+    task = asyncio.create_task(careless(), name="careless")
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.WARNING, logger="edge.tasks"):
+        await cancel(task, grace_s=0.01)
+    assert task.cancelled() and swallowed == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "background task careless still ran 0.01 s after its cancellation; cancelling it again"]
+
+
+async def test_the_caller_cancelled_while_a_task_cleans_up_is_cancelled_too() -> None:
+    """Stopping a task must not swallow the stopper's own cancellation (a shutdown cancelled while
+    it waits on a feed's clean-up stops; it does not carry on as if nothing happened)."""
+    cleaning, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_cleanup() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaning.set()
+            await release.wait()
+
+    worker = asyncio.create_task(slow_cleanup())
+    await asyncio.sleep(0)
+    stopper = asyncio.create_task(cancel(worker))
+    await cleaning.wait()
+    stopper.cancel()
+    await asyncio.wait({stopper})
+    assert stopper.cancelled() and not worker.done()
+    release.set()
+    await asyncio.wait({worker})
+    assert worker.cancelled()
+
+
 async def test_a_cancellation_arriving_as_the_event_is_set_is_not_lost() -> None:
     """A feed's loop waits for a poke or its next round; a shutdown cancelling it at the moment a
     poke wakes it must stop it (Python 3.11's asyncio.wait_for swallowed that cancellation every

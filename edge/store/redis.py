@@ -109,7 +109,8 @@ def _unavailable_as_store_error(fn: Callable[P, Coroutine[Any, Any, T]]) -> Call
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
         db = args[0].db  # type: ignore[attr-defined]  # every wrapped method's self has .db
         try:
-            result = await fn(*args, **kwargs)
+            async with asyncio.timeout(db.operation_timeout_s):
+                result = await fn(*args, **kwargs)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             raise StoreUnavailable(f"{db.where}: {type(exc).__name__}: {exc}") from exc
         db.answered += 1
@@ -131,13 +132,19 @@ class RedisDatabase:
         self.prefix = prefix
         self.where = f"{redact_url(url)} (keys {prefix}*)"
         self.answered = 0  # calls Redis answered (Store.answered)
+        # The deadline of every call, whole (_unavailable_as_store_error), not redis-py's
+        # socket_timeout: with it set, redis-py writes each command under asyncio.wait_for, which on
+        # Python 3.11 loses a cancellation that arrives as the write completes. The task then goes
+        # on as if never cancelled (a feed stopped by a shutdown polled on until it went idle:
+        # 60 s; a loop that never idles would hang the shutdown). asyncio.timeout loses none.
+        self.operation_timeout_s = operation_timeout_s
         # One retry without delay: after Redis restarts, the first command on each pooled
         # connection fails on its dead socket and succeeds on a new one. Not more: while Redis is
         # down a request should get its 503 fast, not after a back-off.
         self.client: aioredis.Redis = aioredis.Redis.from_url(
             url,
             socket_connect_timeout=connect_timeout_s,
-            socket_timeout=operation_timeout_s,
+            socket_timeout=None,  # its default is 5 s
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             retry=Retry(NoBackoff(), 1),
             max_connections=MAX_CONNECTIONS,

@@ -306,3 +306,59 @@ async def test_a_node_recovers_by_itself_when_redis_returns(own_redis: OwnRedis,
         assert await node.streams.get("s1") == created
         assert [b.name for b in await late.registry.carrying("s1")] == ["fra"]
         assert await late.leases.holder("s1/source") == "node-a"
+
+
+# --- deadlines and cancellation ---
+
+
+async def test_a_redis_that_accepts_and_never_answers_is_store_unavailable_at_the_deadline() -> None:
+    """A hung Redis (stopped, or a network that drops the answers): every call ends at the store's
+    operation deadline as StoreUnavailable, not never."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", "test-edge:", operation_timeout_s=0.2)
+    try:
+        async with asyncio.timeout(30):  # only a hang trips this
+            for call in (store.ping(), store.streams.get("s1"), store.leases.acquire("k", "node-a", 5)):
+                with pytest.raises(StoreUnavailable, match="Timeout"):
+                    await call
+        assert accepted  # it did connect: the deadline, not a refusal, ended the calls
+    finally:
+        await store.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_task_cancelled_during_a_store_call_never_goes_on(make_redis_store: MakeRedisStore) -> None:
+    """A feed cancelled by a shutdown while it talks to Redis must stop. With a socket timeout set,
+    redis-py wrote each command under asyncio.wait_for, which on Python 3.11 returns normally when
+    the cancellation arrives as the write completes: about one cancellation in seven was lost, and
+    the feed polled on for a minute. Cancelled at every point of a call in turn, the loop must never
+    start another one."""
+    store = await make_redis_store()
+    lost = 0
+    for trial in range(210):
+        requested = False
+
+        async def loop() -> None:
+            nonlocal lost
+            while True:
+                if requested:  # the cancellation came and went: the task carried on
+                    lost += 1
+                    return
+                await store.leases.holder("k")
+
+        task = asyncio.create_task(loop())
+        for _ in range(trial % 7):  # each point of the call: connection, write, read, answer
+            await asyncio.sleep(0)
+        task.cancel()
+        requested = True
+        await asyncio.wait({task})
+    assert lost == 0
