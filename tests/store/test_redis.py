@@ -341,11 +341,16 @@ async def test_a_task_cancelled_during_a_store_call_never_goes_on(make_redis_sto
     redis-py wrote each command under asyncio.wait_for, which on Python 3.11 returns normally when
     the cancellation arrives as the write completes: about one cancellation in seven was lost, and
     the feed polled on for a minute. Cancelled at every point of a call in turn, the loop must never
-    start another one."""
+    start another one, and no call after a cancelled one may get the cancelled call's answer (a
+    connection given back with an answer still unread would hand it to the next command)."""
     store = await make_redis_store()
-    lost = 0
+    keys = [(f"k{i}", f"node-{i}") for i in range(7)]
+    for key, owner in keys:
+        assert await store.leases.acquire(key, owner, 60)
+    lost, wrong = 0, []
     for trial in range(210):
         requested = False
+        key, owner = keys[trial % len(keys)]
 
         async def loop() -> None:
             nonlocal lost
@@ -353,12 +358,16 @@ async def test_a_task_cancelled_during_a_store_call_never_goes_on(make_redis_sto
                 if requested:  # the cancellation came and went: the task carried on
                     lost += 1
                     return
-                await store.leases.holder("k")
+                holder = await store.leases.holder(key)
+                renewed = await store.leases.acquire(key, owner, 60)
+                if holder != owner or not renewed:
+                    wrong.append((key, holder, renewed))
 
         task = asyncio.create_task(loop())
-        for _ in range(trial % 7):  # each point of the call: connection, write, read, answer
+        for _ in range(trial % 11):  # each point of the calls: connection, write, read, answer
             await asyncio.sleep(0)
         task.cancel()
         requested = True
         await asyncio.wait({task})
-    assert lost == 0
+    assert lost == 0 and wrong == []
+    assert [await store.leases.holder(key) for key, _ in keys] == [owner for _, owner in keys]
