@@ -95,7 +95,7 @@ class HealthGauges:
         self.streams_watched.set(len(feeds))
         self.streams_stalled.set(sum(stalled(feed, now) for feed in feeds))
         try:
-            async with asyncio.timeout(STORE_READ_TIMEOUT_S):  # not wait_for: see edge.tasks.cancel
+            async with asyncio.timeout(STORE_READ_TIMEOUT_S):  # not wait_for: see edge.store.redis.RedisDatabase
                 fleet = await store.registry.list_all()
         except (RegistryUnavailable, asyncio.TimeoutError):
             self.store_up.set(0)  # the broadcaster gauges keep their last values

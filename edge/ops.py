@@ -29,7 +29,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     svc = services(request)
     try:
-        async with asyncio.timeout(READY_TIMEOUT_S):  # not wait_for: see edge.tasks.cancel
+        async with asyncio.timeout(READY_TIMEOUT_S):  # not wait_for: see edge.store.redis.RedisDatabase
             await svc.store.ping()
     except (StoreUnavailable, asyncio.TimeoutError) as exc:
         return JSONResponse(

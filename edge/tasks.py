@@ -28,11 +28,9 @@ async def cancel(task: asyncio.Task[object] | None, grace_s: float = CANCEL_GRAC
     A task that had already failed is logged, not re-raised: stopping it must not stop the caller
     (a loop removing idle feeds, a shutdown). The caller's own cancellation is not swallowed.
 
-    A cancellation can be lost on its way: on Python 3.11, `asyncio.wait_for` returns normally when
-    the cancellation arrives as what it waits for completes, and the task goes on as if never
-    cancelled (redis-py wrote every command so while it had a socket timeout: a feed stopped by a
-    shutdown polled on for 60 s). The service no longer calls it, but a library may: a task still
-    running `grace_s` after its cancellation is cancelled again, with a warning."""
+    A library can lose a cancellation (Python 3.11's `asyncio.wait_for` did, inside redis-py: see
+    edge.store.redis.RedisDatabase): a task still running `grace_s` after its cancellation is
+    cancelled again, with a warning."""
     if task is None:
         return
     task.cancel()
