@@ -105,8 +105,19 @@ def observe(watch: Watch, now: float, newest: int | None, duration: float, fresh
     listed = count if fresh is None else fresh
     learning = 0 < watch.sightings <= LEARNING
     if 0 < count < 1000 and (listed > 1 or learning or watch.interval):
-        spacing = (now - watch.seen_at) / (newest - watch.newest)
-        interval = spacing if spacing < 0.75 * duration else 0.0
+        # The two segments appeared within their asks' bounds, (unseen_at, seen_at] each. A pace
+        # that fits those bounds stands: the live one (their durations) first, else the one already
+        # known. Taking the asks' own spacing instead, a sighting found late (by an ask that came
+        # after a re-ask had just missed it) slowed the pace to the asks', which then fell further
+        # behind at each segment (found by the property test: a carrier listing every 1.44 s
+        # followed at 1.82 s, segments up to 1.7 s late).
+        earliest = (watch.asked_at - watch.seen_at) / count
+        latest = (now - watch.unseen_at) / count
+        if watch.interval and earliest < watch.interval < latest and not earliest < duration < latest:
+            interval = watch.interval
+        else:
+            spacing = (now - watch.seen_at) / count
+            interval = spacing if spacing < 0.75 * duration else 0.0
     pace = interval or duration
     # Found by a re-ask (the last ask was less than half a segment ago): the phase is known closely.
     waiting = watch.found_waiting + 1 if now - watch.asked_at > pace / 2 else 0
